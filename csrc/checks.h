@@ -1,0 +1,27 @@
+// Argument validation shared by every backend of the three involution ops.
+//
+// Each function checks what the kernels rely on for memory safety and correctness and returns
+// the Problem the kernels run; failures raise Python ValueError / TypeError naming the argument.
+#pragma once
+
+#include <torch/types.h>
+
+#include "involution_index.h"
+
+namespace involution {
+
+// involution(input, weight, stride, padding, dilation)
+Problem check_forward(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+                      at::IntArrayRef padding, at::IntArrayRef dilation);
+
+// involution_grad_input(grad_output, weight, input_size, stride, padding, dilation)
+Problem check_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                         at::IntArrayRef input_size, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation);
+
+// involution_grad_weight(grad_output, input, groups, kernel_size, stride, padding, dilation)
+Problem check_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, int64_t groups,
+                          at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                          at::IntArrayRef padding, at::IntArrayRef dilation);
+
+}  // namespace involution

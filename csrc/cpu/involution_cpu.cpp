@@ -1,0 +1,261 @@
+// CPU kernels of the three involution ops (see csrc/involution_index.h for the index math).
+//
+//   forward      out[n,c,i,j]  = sum_{u,v} w[n,g(c),u,v,i,j] * x[n,c, ih(i,u), iw(j,v)]
+//   grad_input   gx[n,c,h,w]   = sum_{u,v,(i,j) reading (h,w)} w[n,g(c),u,v,i,j] * go[n,c,i,j]
+//   grad_weight  gw[n,g,u,v,i,j] = sum_{c in g} go[n,c,i,j] * x[n,c, ih(i,u), iw(j,v)]
+//
+// Work mapping: each task owns whole rows of its result and accumulates them in a float (or
+// double) row buffer, so there are no atomics and results are deterministic. Forward and
+// grad_input tasks cover a block of channels of one group at one row: each weight row is loaded
+// once and reused across those channels. Inner loops run along a row; with unit stride they are
+// contiguous and vectorise.
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+#include <torch/types.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../checks.h"
+#include "../involution_index.h"
+
+namespace involution {
+namespace {
+
+// Channels of one group handled together by a forward / grad_input task.
+constexpr int64_t kChannelBlock = 16;
+
+int64_t channel_blocks(const Problem& p) {
+  return (channels_per_group(p) + kChannelBlock - 1) / kChannelBlock;
+}
+
+// acc[k] += a[k] * b[k * b_stride] for k < count; the unit-stride case is split out to vectorise.
+template <typename acc_t, typename a_t, typename b_t>
+inline void multiply_accumulate(acc_t* acc, const a_t* a, const b_t* b, int64_t b_stride,
+                                int64_t count) {
+  if (b_stride == 1) {
+    for (int64_t k = 0; k < count; ++k) {
+      acc[k] += static_cast<acc_t>(a[k]) * static_cast<acc_t>(b[k]);
+    }
+  } else {
+    for (int64_t k = 0; k < count; ++k) {
+      acc[k] += static_cast<acc_t>(a[k]) * static_cast<acc_t>(b[k * b_stride]);
+    }
+  }
+}
+
+// acc[k * acc_stride] += a[k] * b[k] for k < count.
+template <typename acc_t, typename a_t, typename b_t>
+inline void scatter_multiply_accumulate(acc_t* acc, int64_t acc_stride, const a_t* a, const b_t* b,
+                                        int64_t count) {
+  if (acc_stride == 1) {
+    for (int64_t k = 0; k < count; ++k) {
+      acc[k] += static_cast<acc_t>(a[k]) * static_cast<acc_t>(b[k]);
+    }
+  } else {
+    for (int64_t k = 0; k < count; ++k) {
+      acc[k * acc_stride] += static_cast<acc_t>(a[k]) * static_cast<acc_t>(b[k]);
+    }
+  }
+}
+
+template <typename scalar_t>
+void forward_kernel(const Problem& p, const scalar_t* input, const scalar_t* weight,
+                    scalar_t* output) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const Axis& rows = p.height;
+  const Axis& cols = p.width;
+  const int64_t per_group = channels_per_group(p);
+  const int64_t blocks = channel_blocks(p);
+  const int64_t tasks = p.batch * p.groups * blocks * rows.output_size;
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(kChannelBlock * cols.output_size);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = task % rows.output_size;
+      const int64_t block = task / rows.output_size % blocks;
+      const int64_t g = task / (rows.output_size * blocks) % p.groups;
+      const int64_t n = task / (rows.output_size * blocks * p.groups);
+      const int64_t c_first = g * per_group + block * kChannelBlock;
+      const int64_t c_count = std::min(kChannelBlock, (g + 1) * per_group - c_first);
+      std::fill(acc.begin(), acc.end(), acc_t(0));
+      for (int64_t u = 0; u < rows.kernel_size; ++u) {
+        const int64_t h = input_index(rows, i, u);
+        if (!inside(h, rows.input_size)) continue;
+        for (int64_t v = 0; v < cols.kernel_size; ++v) {
+          int64_t j_begin, j_end;
+          valid_output_range(cols, v, &j_begin, &j_end);
+          if (j_begin >= j_end) continue;
+          const scalar_t* weight_row = weight + weight_offset(p, n, g, u, v, i, j_begin);
+          const int64_t w_first = input_index(cols, j_begin, v);
+          for (int64_t cc = 0; cc < c_count; ++cc) {
+            const scalar_t* input_row =
+                input + plane_offset(p.channels, rows.input_size, cols.input_size, n,
+                                     c_first + cc, h, w_first);
+            multiply_accumulate(acc.data() + cc * cols.output_size + j_begin, weight_row,
+                                input_row, cols.stride, j_end - j_begin);
+          }
+        }
+      }
+      for (int64_t cc = 0; cc < c_count; ++cc) {
+        scalar_t* out_row = output + plane_offset(p.channels, rows.output_size, cols.output_size,
+                                                  n, c_first + cc, i, 0);
+        const acc_t* acc_row = acc.data() + cc * cols.output_size;
+        for (int64_t j = 0; j < cols.output_size; ++j) out_row[j] = static_cast<scalar_t>(acc_row[j]);
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void grad_input_kernel(const Problem& p, const scalar_t* grad_output, const scalar_t* weight,
+                       scalar_t* grad_input) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const Axis& rows = p.height;
+  const Axis& cols = p.width;
+  const int64_t per_group = channels_per_group(p);
+  const int64_t blocks = channel_blocks(p);
+  const int64_t tasks = p.batch * p.groups * blocks * rows.input_size;
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(kChannelBlock * cols.input_size);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t h = task % rows.input_size;
+      const int64_t block = task / rows.input_size % blocks;
+      const int64_t g = task / (rows.input_size * blocks) % p.groups;
+      const int64_t n = task / (rows.input_size * blocks * p.groups);
+      const int64_t c_first = g * per_group + block * kChannelBlock;
+      const int64_t c_count = std::min(kChannelBlock, (g + 1) * per_group - c_first);
+      std::fill(acc.begin(), acc.end(), acc_t(0));
+      for (int64_t u = 0; u < rows.kernel_size; ++u) {
+        int64_t i;
+        if (!output_index(rows, h, u, &i)) continue;
+        for (int64_t v = 0; v < cols.kernel_size; ++v) {
+          int64_t j_begin, j_end;
+          valid_output_range(cols, v, &j_begin, &j_end);
+          if (j_begin >= j_end) continue;
+          const scalar_t* weight_row = weight + weight_offset(p, n, g, u, v, i, j_begin);
+          const int64_t w_first = input_index(cols, j_begin, v);
+          for (int64_t cc = 0; cc < c_count; ++cc) {
+            const scalar_t* grad_out_row =
+                grad_output + plane_offset(p.channels, rows.output_size, cols.output_size, n,
+                                           c_first + cc, i, j_begin);
+            scatter_multiply_accumulate(acc.data() + cc * cols.input_size + w_first,
+                                        cols.stride, weight_row, grad_out_row, j_end - j_begin);
+          }
+        }
+      }
+      for (int64_t cc = 0; cc < c_count; ++cc) {
+        scalar_t* grad_in_row = grad_input + plane_offset(p.channels, rows.input_size,
+                                                          cols.input_size, n, c_first + cc, h, 0);
+        const acc_t* acc_row = acc.data() + cc * cols.input_size;
+        for (int64_t w = 0; w < cols.input_size; ++w) grad_in_row[w] = static_cast<scalar_t>(acc_row[w]);
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void grad_weight_kernel(const Problem& p, const scalar_t* grad_output, const scalar_t* input,
+                        scalar_t* grad_weight) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const Axis& rows = p.height;
+  const Axis& cols = p.width;
+  const int64_t per_group = channels_per_group(p);
+  const int64_t tasks = p.batch * p.groups * rows.output_size;
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(cols.output_size);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = task % rows.output_size;
+      const int64_t g = task / rows.output_size % p.groups;
+      const int64_t n = task / (rows.output_size * p.groups);
+      for (int64_t u = 0; u < rows.kernel_size; ++u) {
+        const int64_t h = input_index(rows, i, u);
+        for (int64_t v = 0; v < cols.kernel_size; ++v) {
+          std::fill(acc.begin(), acc.end(), acc_t(0));
+          int64_t j_begin, j_end;
+          valid_output_range(cols, v, &j_begin, &j_end);
+          if (inside(h, rows.input_size) && j_begin < j_end) {
+            const int64_t w_first = input_index(cols, j_begin, v);
+            for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
+              const scalar_t* grad_out_row = grad_output + plane_offset(
+                  p.channels, rows.output_size, cols.output_size, n, c, i, j_begin);
+              const scalar_t* input_row = input + plane_offset(
+                  p.channels, rows.input_size, cols.input_size, n, c, h, w_first);
+              multiply_accumulate(acc.data() + j_begin, grad_out_row, input_row, cols.stride,
+                                  j_end - j_begin);
+            }
+          }
+          scalar_t* grad_weight_row = grad_weight + weight_offset(p, n, g, u, v, i, 0);
+          for (int64_t j = 0; j < cols.output_size; ++j) {
+            grad_weight_row[j] = static_cast<scalar_t>(acc[j]);
+          }
+        }
+      }
+    }
+  });
+}
+
+at::Tensor involution_cpu(const at::Tensor& input, const at::Tensor& weight,
+                          at::IntArrayRef stride, at::IntArrayRef padding,
+                          at::IntArrayRef dilation) {
+  const Problem p = check_forward(input, weight, stride, padding, dilation);
+  const at::Tensor input_c = input.contiguous();
+  const at::Tensor weight_c = weight.contiguous();
+  at::Tensor output = at::empty({p.batch, p.channels, p.height.output_size, p.width.output_size},
+                                input.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "involution_cpu",
+                                  [&] {
+                                    forward_kernel<scalar_t>(p, input_c.const_data_ptr<scalar_t>(),
+                                                             weight_c.const_data_ptr<scalar_t>(),
+                                                             output.mutable_data_ptr<scalar_t>());
+                                  });
+  return output;
+}
+
+at::Tensor involution_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight,
+                                     at::IntArrayRef input_size, at::IntArrayRef stride,
+                                     at::IntArrayRef padding, at::IntArrayRef dilation) {
+  const Problem p = check_grad_input(grad_output, weight, input_size, stride, padding, dilation);
+  const at::Tensor grad_output_c = grad_output.contiguous();
+  const at::Tensor weight_c = weight.contiguous();
+  at::Tensor grad_input = at::empty(
+      {p.batch, p.channels, p.height.input_size, p.width.input_size}, grad_output.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, grad_output.scalar_type(), "involution_grad_input_cpu", [&] {
+        grad_input_kernel<scalar_t>(p, grad_output_c.const_data_ptr<scalar_t>(),
+                                    weight_c.const_data_ptr<scalar_t>(),
+                                    grad_input.mutable_data_ptr<scalar_t>());
+      });
+  return grad_input;
+}
+
+at::Tensor involution_grad_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input,
+                                      int64_t groups, at::IntArrayRef kernel_size,
+                                      at::IntArrayRef stride, at::IntArrayRef padding,
+                                      at::IntArrayRef dilation) {
+  const Problem p =
+      check_grad_weight(grad_output, input, groups, kernel_size, stride, padding, dilation);
+  const at::Tensor grad_output_c = grad_output.contiguous();
+  const at::Tensor input_c = input.contiguous();
+  at::Tensor grad_weight =
+      at::empty({p.batch, p.groups, p.height.kernel_size, p.width.kernel_size,
+                 p.height.output_size, p.width.output_size},
+                input.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, input.scalar_type(), "involution_grad_weight_cpu", [&] {
+        grad_weight_kernel<scalar_t>(p, grad_output_c.const_data_ptr<scalar_t>(),
+                                     input_c.const_data_ptr<scalar_t>(),
+                                     grad_weight.mutable_data_ptr<scalar_t>());
+      });
+  return grad_weight;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(involution_cuda, CPU, m) {
+  m.impl("involution", &involution_cpu);
+  m.impl("involution_grad_input", &involution_grad_input_cpu);
+  m.impl("involution_grad_weight", &involution_grad_weight_cpu);
+}
+
+}  // namespace involution

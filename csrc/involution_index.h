@@ -1,0 +1,113 @@
+// Index arithmetic of the involution operator, shared by the CPU and CUDA kernels.
+//
+// Every kernel maps between output pixels, kernel taps and input pixels through the functions
+// below and nothing else, so the CPU tests exercise the very formulas the GPU runs. The header
+// includes no torch headers: it is compiled by the host compiler (INVOLUTION_HOST_DEVICE is
+// plain `inline`) and by nvcc (`__host__ __device__`).
+//
+// Along one spatial axis, output index o reads, at kernel tap t, the input index
+//     in = o * stride - padding + t * dilation
+// and taps outside [0, input_size) read zero padding. All indices are 64-bit.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define INVOLUTION_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define INVOLUTION_HOST_DEVICE inline
+#endif
+
+namespace involution {
+
+// Geometry of one spatial axis (height or width).
+struct Axis {
+  int64_t input_size;
+  int64_t output_size;
+  int64_t kernel_size;
+  int64_t stride;
+  int64_t padding;
+  int64_t dilation;
+};
+
+// The whole problem: input (batch, channels, height, width), weight
+// (batch, groups, height.kernel_size, width.kernel_size, height.output_size, width.output_size).
+struct Problem {
+  int64_t batch;
+  int64_t channels;
+  int64_t groups;
+  Axis height;
+  Axis width;
+};
+
+// Number of output positions along an axis; the caller guarantees the dilated kernel fits.
+INVOLUTION_HOST_DEVICE int64_t output_size(int64_t input_size, int64_t kernel_size, int64_t stride,
+                                           int64_t padding, int64_t dilation) {
+  return (input_size + 2 * padding - (dilation * (kernel_size - 1) + 1)) / stride + 1;
+}
+
+// Input index read by output index `out` at tap `tap` (may lie in the padding).
+INVOLUTION_HOST_DEVICE int64_t input_index(const Axis& axis, int64_t out, int64_t tap) {
+  return out * axis.stride - axis.padding + tap * axis.dilation;
+}
+
+INVOLUTION_HOST_DEVICE bool inside(int64_t index, int64_t size) {
+  return index >= 0 && index < size;
+}
+
+// Inverse of input_index for a fixed tap: the output index whose tap `tap` reads input index
+// `in`. Returns false when there is none (not on the stride grid, or out of range).
+INVOLUTION_HOST_DEVICE bool output_index(const Axis& axis, int64_t in, int64_t tap, int64_t* out) {
+  const int64_t offset = in + axis.padding - tap * axis.dilation;
+  if (offset < 0 || offset % axis.stride != 0) {
+    return false;
+  }
+  const int64_t candidate = offset / axis.stride;
+  if (candidate >= axis.output_size) {
+    return false;
+  }
+  *out = candidate;
+  return true;
+}
+
+// The half-open range [*begin, *end) of output indices whose tap `tap` reads inside the input,
+// i.e. 0 <= input_index(axis, out, tap) < input_size. Empty ranges have *begin == *end.
+INVOLUTION_HOST_DEVICE void valid_output_range(const Axis& axis, int64_t tap, int64_t* begin,
+                                               int64_t* end) {
+  // out * stride >= shift  and  out * stride <= input_size - 1 + shift
+  const int64_t shift = axis.padding - tap * axis.dilation;
+  int64_t first = shift <= 0 ? 0 : (shift + axis.stride - 1) / axis.stride;
+  const int64_t last_offset = axis.input_size - 1 + shift;
+  int64_t stop = last_offset < 0 ? 0 : last_offset / axis.stride + 1;
+  if (stop > axis.output_size) {
+    stop = axis.output_size;
+  }
+  if (first > stop) {
+    first = stop;
+  }
+  *begin = first;
+  *end = stop;
+}
+
+INVOLUTION_HOST_DEVICE int64_t channels_per_group(const Problem& problem) {
+  return problem.channels / problem.groups;
+}
+
+INVOLUTION_HOST_DEVICE int64_t group_of_channel(const Problem& problem, int64_t channel) {
+  return channel / channels_per_group(problem);
+}
+
+// Flat offset of weight[n, g, u, v, i, j] (contiguous layout).
+INVOLUTION_HOST_DEVICE int64_t weight_offset(const Problem& p, int64_t n, int64_t g, int64_t u,
+                                             int64_t v, int64_t i, int64_t j) {
+  return ((((n * p.groups + g) * p.height.kernel_size + u) * p.width.kernel_size + v) *
+              p.height.output_size + i) * p.width.output_size + j;
+}
+
+// Flat offset of a (batch, channels, rows, cols) contiguous tensor element.
+INVOLUTION_HOST_DEVICE int64_t plane_offset(int64_t channels, int64_t rows, int64_t cols,
+                                            int64_t n, int64_t c, int64_t r, int64_t s) {
+  return ((n * channels + c) * rows + r) * cols + s;
+}
+
+}  // namespace involution

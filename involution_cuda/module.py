@@ -1,0 +1,115 @@
+"""``Involution``: the paper's layer (§3.2), kernels generated from the input itself."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from . import reference
+from ._validation import IntPair, to_pair
+from .functional import involution
+
+BACKENDS = {"native": involution, "reference": reference.involution}
+
+
+class ConvModule(nn.Module):
+    """1×1 convolution with optional BatchNorm and ReLU; attribute names follow mmcv's ConvModule
+    (``conv``, ``bn``) so that official RedNet checkpoints load unchanged."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: bool, activation: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=not norm)
+        self.bn = nn.BatchNorm2d(out_channels) if norm else None
+        self.activate = nn.ReLU(inplace=True) if activation else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        if self.activate is not None:
+            x = self.activate(x)
+        return x
+
+
+class Involution(nn.Module):
+    """Involution layer: ``weight = span(ReLU(BN(reduce(pool(x)))))``, then the involution op.
+
+    Args:
+        channels: input (and output) channels; a multiple of ``group_channels``.
+        kernel_size: odd int or (height, width) pair of odd ints.
+        stride: int or pair; the kernel generator sees an average pool of the input with
+            ``ceil_mode=True``, so odd input sizes work.
+        group_channels: channels sharing one generated kernel; ``G = channels // group_channels``.
+        reduction_ratio: the bottleneck of the kernel generator has ``channels // reduction_ratio``
+            channels.
+        dilation: int or pair; padding is ``dilation * (kernel - 1) // 2`` ("same" at stride 1).
+        backend: ``"native"`` (compiled kernels) or ``"reference"`` (pure PyTorch, unfold).
+
+    Sub-module names (``conv1.conv``, ``conv1.bn``, ``conv2.conv``) follow the official code.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: IntPair = 7,
+        stride: IntPair = 1,
+        group_channels: int = 16,
+        reduction_ratio: int = 4,
+        dilation: IntPair = 1,
+        backend: str = "native",
+    ):
+        super().__init__()
+        for name, value in (("channels", channels), ("group_channels", group_channels),
+                            ("reduction_ratio", reduction_ratio)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if channels % group_channels != 0:
+            raise ValueError(
+                f"channels ({channels}) must be divisible by group_channels ({group_channels})"
+            )
+        if channels // reduction_ratio < 1:
+            raise ValueError(
+                f"channels // reduction_ratio must be >= 1, got {channels} // {reduction_ratio}"
+            )
+        self.kernel_size = to_pair(kernel_size, "kernel_size")
+        self.stride = to_pair(stride, "stride")
+        self.dilation = to_pair(dilation, "dilation")
+        if any(k < 1 or k % 2 == 0 for k in self.kernel_size):
+            raise ValueError(f"kernel_size must be odd and positive, got {kernel_size!r}")
+        if min(self.stride) < 1 or min(self.dilation) < 1:
+            raise ValueError(f"stride and dilation must be >= 1, got {stride!r} and {dilation!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
+        self.channels = channels
+        self.group_channels = group_channels
+        self.groups = channels // group_channels
+        self.padding = tuple(d * (k - 1) // 2 for k, d in zip(self.kernel_size, self.dilation))
+        self.backend = backend
+        self.conv1 = ConvModule(channels, channels // reduction_ratio, norm=True, activation=True)
+        self.conv2 = ConvModule(
+            channels // reduction_ratio,
+            self.kernel_size[0] * self.kernel_size[1] * self.groups,
+            norm=False,
+            activation=False,
+        )
+        self.avgpool: Optional[nn.Module] = (
+            nn.AvgPool2d(self.stride, self.stride, ceil_mode=True) if max(self.stride) > 1 else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(
+                f"input must have shape (batch, {self.channels}, height, width), got {tuple(x.shape)}"
+            )
+        pooled = x if self.avgpool is None else self.avgpool(x)
+        weight = self.conv2(self.conv1(pooled))
+        batch, _, out_h, out_w = weight.shape
+        weight = weight.view(batch, self.groups, self.kernel_size[0], self.kernel_size[1], out_h, out_w)
+        return BACKENDS[self.backend](x, weight, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"groups={self.groups}, dilation={self.dilation}, backend={self.backend!r}"
+        )

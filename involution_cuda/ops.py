@@ -1,0 +1,126 @@
+"""Registration of the compiled involution ops with PyTorch: fake kernels and autograd.
+
+The three ops (schemas in csrc/ops.cpp) are bilinear, and each one's derivative is expressed with
+the others, so gradients of any order need no further kernels:
+
+    out = involution(x, w)            dx = grad_input(g, w)       dw = grad_weight(g, x)
+    gx  = grad_input(g, w)            dg = involution(t, w)       dw = grad_weight(g, t)
+    gw  = grad_weight(g, x)           dg = involution(x, t)       dx = grad_input(g, t)
+
+(t is the incoming gradient of the op's result.)
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _C  # noqa: F401  (loads the shared library, which registers the ops)
+from ._validation import check_involution_args, check_same, check_tensor, output_shape
+
+ops = torch.ops.involution_cuda
+
+
+def has_cuda_kernels() -> bool:
+    """Whether this build of the extension contains the CUDA kernels."""
+    return torch._C._dispatch_has_kernel_for_dispatch_key("involution_cuda::involution", "CUDA")
+
+
+# ---- fake (meta) kernels: shapes, dtypes and devices only, for torch.compile / export ----------
+
+@torch.library.register_fake("involution_cuda::involution")
+def _involution_fake(input, weight, stride, padding, dilation):
+    check_involution_args(input, weight, stride, padding, dilation)
+    batch, channels = input.shape[:2]
+    return input.new_empty((batch, channels, weight.shape[4], weight.shape[5]))
+
+
+@torch.library.register_fake("involution_cuda::involution_grad_input")
+def _grad_input_fake(grad_output, weight, input_size, stride, padding, dilation):
+    check_tensor(grad_output, "grad_output", 4, "(batch, channels, out_h, out_w)")
+    check_tensor(weight, "weight", 6, "(batch, groups, kernel_h, kernel_w, out_h, out_w)")
+    check_same(grad_output, "grad_output", weight, "weight")
+    batch, channels = grad_output.shape[:2]
+    return grad_output.new_empty((batch, channels, input_size[0], input_size[1]))
+
+
+@torch.library.register_fake("involution_cuda::involution_grad_weight")
+def _grad_weight_fake(grad_output, input, groups, kernel_size, stride, padding, dilation):
+    check_tensor(grad_output, "grad_output", 4, "(batch, channels, out_h, out_w)")
+    check_tensor(input, "input", 4, "(batch, channels, height, width)")
+    check_same(grad_output, "grad_output", input, "input")
+    out_h, out_w = output_shape(tuple(input.shape[2:]), tuple(kernel_size), stride, padding, dilation)
+    return input.new_empty((input.shape[0], groups, kernel_size[0], kernel_size[1], out_h, out_w))
+
+
+# ---- autograd -------------------------------------------------------------------------------
+
+def _save(ctx, first, second):
+    """Saves `first` if the second input needs a gradient and `second` if the first does."""
+    ctx.save_for_backward(
+        first if ctx.needs_input_grad[1] else None,
+        second if ctx.needs_input_grad[0] else None,
+    )
+
+
+def _involution_setup(ctx, inputs, output):
+    input, weight, stride, padding, dilation = inputs
+    ctx.options = (stride, padding, dilation)
+    ctx.input_size = list(input.shape[2:])
+    ctx.groups = weight.shape[1]
+    ctx.kernel_size = list(weight.shape[2:4])
+    _save(ctx, input, weight)
+
+
+def _involution_backward(ctx, grad):
+    input, weight = ctx.saved_tensors
+    grad_input = grad_weight = None
+    if ctx.needs_input_grad[0]:
+        grad_input = ops.involution_grad_input(grad, weight, ctx.input_size, *ctx.options)
+    if ctx.needs_input_grad[1]:
+        grad_weight = ops.involution_grad_weight(grad, input, ctx.groups, ctx.kernel_size, *ctx.options)
+    return grad_input, grad_weight, None, None, None
+
+
+def _grad_input_setup(ctx, inputs, output):
+    grad_output, weight, input_size, stride, padding, dilation = inputs
+    ctx.options = (stride, padding, dilation)
+    ctx.groups = weight.shape[1]
+    ctx.kernel_size = list(weight.shape[2:4])
+    _save(ctx, grad_output, weight)
+
+
+def _grad_input_backward(ctx, grad):
+    grad_output, weight = ctx.saved_tensors
+    d_grad_output = d_weight = None
+    if ctx.needs_input_grad[0]:
+        d_grad_output = ops.involution(grad, weight, *ctx.options)
+    if ctx.needs_input_grad[1]:
+        d_weight = ops.involution_grad_weight(grad_output, grad, ctx.groups, ctx.kernel_size, *ctx.options)
+    return d_grad_output, d_weight, None, None, None, None
+
+
+def _grad_weight_setup(ctx, inputs, output):
+    grad_output, input, groups, kernel_size, stride, padding, dilation = inputs
+    ctx.options = (stride, padding, dilation)
+    ctx.input_size = list(input.shape[2:])
+    _save(ctx, grad_output, input)
+
+
+def _grad_weight_backward(ctx, grad):
+    grad_output, input = ctx.saved_tensors
+    d_grad_output = d_input = None
+    if ctx.needs_input_grad[0]:
+        d_grad_output = ops.involution(input, grad, *ctx.options)
+    if ctx.needs_input_grad[1]:
+        d_input = ops.involution_grad_input(grad_output, grad, ctx.input_size, *ctx.options)
+    return d_grad_output, d_input, None, None, None, None, None
+
+
+torch.library.register_autograd(
+    "involution_cuda::involution", _involution_backward, setup_context=_involution_setup
+)
+torch.library.register_autograd(
+    "involution_cuda::involution_grad_input", _grad_input_backward, setup_context=_grad_input_setup
+)
+torch.library.register_autograd(
+    "involution_cuda::involution_grad_weight", _grad_weight_backward, setup_context=_grad_weight_setup
+)

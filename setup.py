@@ -1,0 +1,58 @@
+"""Builds involution_cuda._C: CPU kernels always, CUDA kernels when torch has CUDA and nvcc exists.
+
+INVOLUTION_BUILD=cpu|cuda forces one (default: auto). TORCH_CUDA_ARCH_LIST defaults to 8.0;9.0.
+"""
+import glob
+import os
+import shutil
+
+from setuptools import setup
+
+# torch's guess from `which nvcc` is wrong when nvcc is a wrapper outside the toolkit: prefer the
+# standard toolkit location when it exists and the user has not chosen one.
+if not os.environ.get("CUDA_HOME") and os.path.exists("/usr/local/cuda/bin/nvcc"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import (  # noqa: E402
+    CUDA_HOME,
+    BuildExtension,
+    CppExtension,
+    CUDAExtension,
+)
+
+
+def want_cuda() -> bool:
+    choice = os.environ.get("INVOLUTION_BUILD", "auto").lower()
+    if choice not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"INVOLUTION_BUILD must be auto, cpu or cuda, got {choice!r}")
+    available = torch.version.cuda is not None and CUDA_HOME is not None and (
+        os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc")) or shutil.which("nvcc")
+    )
+    if choice == "cuda" and not available:
+        raise RuntimeError(
+            "INVOLUTION_BUILD=cuda needs a CUDA build of torch and the CUDA toolkit "
+            f"(torch.version.cuda={torch.version.cuda}, CUDA_HOME={CUDA_HOME})"
+        )
+    return choice == "cuda" or (choice == "auto" and bool(available))
+
+
+def extension():
+    sources = ["csrc/ops.cpp", "csrc/checks.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    cxx_flags = ["-O3", "-fopenmp"]  # at::parallel_for needs OpenMP at compile time
+    if not want_cuda():
+        return CppExtension(
+            "involution_cuda._C", sources,
+            extra_compile_args={"cxx": cxx_flags}, extra_link_args=["-fopenmp"],
+        )
+    sources += sorted(glob.glob("csrc/cuda/*.cpp")) + sorted(glob.glob("csrc/cuda/*.cu"))
+    return CUDAExtension(
+        "involution_cuda._C", sources,
+        define_macros=[("INVOLUTION_WITH_CUDA", None)],
+        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+        extra_link_args=["-fopenmp"],
+    )
+
+
+setup(ext_modules=[extension()], cmdclass={"build_ext": BuildExtension})

@@ -1,0 +1,97 @@
+"""Shared fixtures: the devices under test, per-dtype tolerances, random problem builders."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Tuple, Union
+
+import pytest
+import torch
+
+import involution_cuda
+from involution_cuda._validation import normalize_options, output_shape, to_pair
+
+CUDA_READY = torch.cuda.is_available() and involution_cuda.has_cuda_kernels()
+
+# Every device-parametrised test runs on these; CUDA is skipped cleanly without a GPU.
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not CUDA_READY, reason="needs a GPU and CUDA kernels")),
+]
+
+# Tolerances (rtol, atol) of each dtype against the float64 reference, in one place. Half types
+# accumulate in float32, so their error is the rounding of inputs and of the final result.
+TOLERANCES = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-4, 1e-4),
+    torch.float16: (1e-2, 1e-2),
+    torch.bfloat16: (5e-2, 5e-2),
+}
+
+
+@dataclasses.dataclass
+class Problem:
+    """One involution problem: shapes and options (ints or pairs, as a user passes them)."""
+
+    batch: int
+    channels: int
+    groups: int
+    size: Tuple[int, int]
+    kernel: Tuple[int, int]
+    stride: Union[int, Tuple[int, int]] = 1
+    padding: Optional[Union[int, Tuple[int, int]]] = None
+    dilation: Union[int, Tuple[int, int]] = 1
+
+    @property
+    def options(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation)
+
+    def output_size(self):
+        kernel = to_pair(self.kernel, "kernel")
+        stride, padding, dilation = normalize_options(kernel, self.stride, self.padding, self.dilation)
+        return output_shape(self.size, kernel, stride, padding, dilation)
+
+    def tensors(self, dtype=torch.float64, device="cpu", requires_grad=False, seed=0):
+        """Random input (B, C, H, W) and weight (B, G, KH, KW, Ho, Wo)."""
+        generator = torch.Generator().manual_seed(seed)
+        out_h, out_w = self.output_size()
+        x = torch.randn(self.batch, self.channels, *self.size, generator=generator, dtype=torch.float64)
+        w = torch.randn(self.batch, self.groups, *self.kernel, out_h, out_w, generator=generator,
+                        dtype=torch.float64)
+        x, w = (t.to(device=device, dtype=dtype).requires_grad_(requires_grad) for t in (x, w))
+        return x, w
+
+    def __str__(self):
+        return (f"B{self.batch}C{self.channels}G{self.groups}-{self.size[0]}x{self.size[1]}"
+                f"-k{self.kernel}-s{self.stride}-p{self.padding}-d{self.dilation}")
+
+
+# Small odd, non-square problems for float64 gradcheck. Together they cover stride (1,2)/(2,1),
+# dilation (1,2)/(2,1), rectangular and even kernels, zero / unequal / oversized padding,
+# G = 1 and G = C, output 1x1.
+GRADCHECK_PROBLEMS = [
+    Problem(2, 4, 2, (7, 9), (3, 5), stride=(1, 2), dilation=(2, 1)),
+    Problem(1, 6, 3, (9, 11), (3, 5), stride=(2, 1), padding=0, dilation=(1, 2)),
+    Problem(2, 3, 1, (5, 8), (3, 3), padding=0),
+    Problem(1, 4, 4, (6, 5), (5, 3), stride=2, padding=(1, 2)),
+    Problem(2, 2, 2, (8, 5), (1, 3), stride=(1, 2), padding=(0, 1)),
+    Problem(1, 4, 2, (11, 6), (3, 2), stride=(2, 1), padding=(2, 0), dilation=(2, 3)),
+    Problem(1, 3, 3, (5, 5), (2, 2), padding=(1, 0)),
+    Problem(2, 4, 1, (4, 7), (4, 3), stride=(3, 2), padding=(3, 1), dilation=(1, 2)),
+    Problem(1, 2, 1, (3, 3), (3, 3), padding=0),
+    Problem(1, 8, 2, (10, 9), (7, 7), stride=2),
+    Problem(1, 2, 2, (2, 3), (3, 3), padding=(2, 2), dilation=(2, 1)),
+    Problem(1, 5, 5, (7, 4), (3, 1), stride=(2, 3), padding=(1, 0), dilation=(3, 1)),
+]
+
+# Realistic shapes for float32 / half comparisons against the reference.
+REALISTIC_PROBLEMS = [
+    Problem(2, 64, 4, (28, 28), (7, 7)),
+    Problem(2, 32, 2, (29, 17), (3, 5), stride=(1, 2), dilation=(2, 1)),
+    Problem(1, 48, 3, (15, 33), (5, 3), stride=(2, 1), padding=(1, 2), dilation=(1, 3)),
+    Problem(3, 16, 16, (14, 9), (7, 7), stride=2),
+]
+
+
+def assert_close(actual, expected, dtype):
+    rtol, atol = TOLERANCES[dtype]
+    torch.testing.assert_close(actual.double().cpu(), expected.double().cpu(), rtol=rtol, atol=atol)

@@ -1,0 +1,85 @@
+"""The Involution layer: shapes, both backends agree, official parameter names, bad options."""
+import pytest
+import torch
+
+from conftest import DEVICES
+from involution_cuda import Involution
+
+
+def twin_modules(device, **kwargs):
+    """The same layer (same parameters) on the native and the reference backend."""
+    torch.manual_seed(0)
+    native = Involution(**kwargs).to(device=device, dtype=torch.float64)
+    twin = Involution(**kwargs, backend="reference").to(device=device, dtype=torch.float64)
+    twin.load_state_dict(native.state_dict())
+    return native, twin
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "kwargs, size, expected",
+    [
+        (dict(channels=32, kernel_size=7, stride=2), (7, 7), (4, 4)),
+        (dict(channels=32, kernel_size=7, stride=2), (15, 9), (8, 5)),
+        (dict(channels=16, kernel_size=3, stride=1, group_channels=4), (11, 6), (11, 6)),
+        (dict(channels=24, kernel_size=(3, 5), stride=(2, 1), group_channels=8, dilation=(1, 2)),
+         (9, 13), (5, 13)),
+        (dict(channels=16, kernel_size=5, stride=3, group_channels=16, reduction_ratio=2), (10, 8), (4, 3)),
+    ],
+)
+def test_native_matches_reference_backend(kwargs, size, expected, device):
+    native, twin = twin_modules(device, **kwargs)
+    x = torch.randn(2, kwargs["channels"], *size, dtype=torch.float64, device=device, requires_grad=True)
+    out = native(x)
+    assert out.shape == (2, kwargs["channels"], *expected)
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [x, *native.parameters()], grad_out)
+    twin_out = twin(x)
+    twin_grads = torch.autograd.grad(twin_out, [x, *twin.parameters()], grad_out)
+    torch.testing.assert_close(out, twin_out)
+    for grad, twin_grad in zip(grads, twin_grads):
+        torch.testing.assert_close(grad, twin_grad)
+
+
+def test_official_state_dict_names():
+    layer = Involution(64, kernel_size=7, stride=2)
+    shapes = {key: tuple(value.shape) for key, value in layer.state_dict().items()}
+    assert shapes == {
+        "conv1.conv.weight": (16, 64, 1, 1),
+        "conv1.bn.weight": (16,),
+        "conv1.bn.bias": (16,),
+        "conv1.bn.running_mean": (16,),
+        "conv1.bn.running_var": (16,),
+        "conv1.bn.num_batches_tracked": (),
+        "conv2.conv.weight": (7 * 7 * 4, 16, 1, 1),
+        "conv2.conv.bias": (7 * 7 * 4,),
+    }
+
+
+def test_gradcheck_through_layer():
+    native, _ = twin_modules("cpu", channels=8, kernel_size=(3, 5), stride=(1, 2), group_channels=4)
+    native.eval()  # BatchNorm with running statistics keeps the function deterministic
+    x = torch.randn(1, 8, 5, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(native, (x,))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(channels=30, group_channels=16), "divisible by group_channels"),
+        (dict(channels=16, kernel_size=4), "kernel_size must be odd"),
+        (dict(channels=16, stride=0), "stride and dilation must be >= 1"),
+        (dict(channels=16, reduction_ratio=32), "channels // reduction_ratio"),
+        (dict(channels=0), "channels must be a positive int"),
+        (dict(channels=16, backend="cupy"), "backend must be one of"),
+    ],
+)
+def test_bad_options_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Involution(**kwargs)
+
+
+def test_wrong_channel_count_raises():
+    layer = Involution(16, kernel_size=3)
+    with pytest.raises(ValueError, match=r"input must have shape \(batch, 16, height, width\)"):
+        layer(torch.randn(1, 8, 5, 5))

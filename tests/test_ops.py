@@ -1,0 +1,137 @@
+"""The compiled op against the reference: values, gradients, registration, layouts."""
+import pytest
+import torch
+
+import involution_cuda
+from conftest import DEVICES, GRADCHECK_PROBLEMS, REALISTIC_PROBLEMS, Problem, assert_close
+from involution_cuda import reference
+from involution_cuda.ops import ops
+
+
+def reference_with_grads(problem, x, w, grad_out):
+    """Output and gradients of the float64 reference on CPU."""
+    x64, w64 = (t.detach().double().cpu().requires_grad_() for t in (x, w))
+    out = reference.involution(x64, w64, **problem.options)
+    grad_x, grad_w = torch.autograd.grad(out, (x64, w64), grad_out.double().cpu())
+    return out, grad_x, grad_w
+
+
+def check_against_reference(problem, dtype, device):
+    x, w = problem.tensors(dtype=dtype, device=device, requires_grad=True, seed=1)
+    out = involution_cuda.involution(x, w, **problem.options)
+    grad_out = torch.randn_like(out)
+    grad_x, grad_w = torch.autograd.grad(out, (x, w), grad_out)
+    assert out.dtype == dtype and grad_x.dtype == dtype and grad_w.dtype == dtype
+    expected = reference_with_grads(problem, x, w, grad_out)
+    for actual, wanted in zip((out, grad_x, grad_w), expected):
+        assert_close(actual, wanted, dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("problem", GRADCHECK_PROBLEMS, ids=str)
+def test_float64_matches_reference(problem, device):
+    check_against_reference(problem, torch.float64, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("problem", REALISTIC_PROBLEMS, ids=str)
+def test_realistic_sizes_match_reference(problem, dtype, device):
+    check_against_reference(problem, dtype, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("problem", GRADCHECK_PROBLEMS, ids=str)
+def test_gradcheck(problem, device):
+    x, w = problem.tensors(device=device, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w: involution_cuda.involution(x, w, **problem.options), (x, w)
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("problem", GRADCHECK_PROBLEMS[:4], ids=str)
+def test_gradgradcheck(problem, device):
+    x, w = problem.tensors(device=device, requires_grad=True)
+    assert torch.autograd.gradgradcheck(
+        lambda x, w: involution_cuda.involution(x, w, **problem.options), (x, w)
+    )
+
+
+def raw_op_samples(problem, device):
+    """Arguments of the three raw ops for one problem (int lists, as the schemas take)."""
+    from involution_cuda._validation import normalize_options
+
+    x, w = problem.tensors(device=device, requires_grad=True)
+    stride, padding, dilation = (list(o) for o in normalize_options(problem.kernel, **problem.options))
+    grad_out = torch.randn(problem.batch, problem.channels, *problem.output_size(),
+                           dtype=torch.float64, device=device, requires_grad=True)
+    return [
+        (ops.involution, (x, w, stride, padding, dilation)),
+        (ops.involution_grad_input, (grad_out, w, list(problem.size), stride, padding, dilation)),
+        (ops.involution_grad_weight,
+         (grad_out, x, problem.groups, list(problem.kernel), stride, padding, dilation)),
+    ]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("problem", GRADCHECK_PROBLEMS[:3], ids=str)
+def test_opcheck(problem, device):
+    for op, args in raw_op_samples(problem, device):
+        torch.library.opcheck(op, args)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_batch(device):
+    x, w = Problem(0, 4, 2, (5, 6), (3, 3)).tensors(device=device, requires_grad=True)
+    out = involution_cuda.involution(x, w)
+    assert out.shape == (0, 4, 5, 6)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and w.grad.shape == w.shape
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_contiguous_inputs(device):
+    problem = Problem(2, 6, 3, (7, 5), (3, 5), stride=(2, 1))
+    x, w = problem.tensors(device=device)
+    # Same values, strided memory: a transposed copy transposed back, and a sliced weight.
+    x_strided = x.transpose(2, 3).contiguous().transpose(2, 3)
+    w_strided = torch.cat([w, w], dim=-1)[..., : w.shape[-1]]
+    assert not x_strided.is_contiguous() and not w_strided.is_contiguous()
+    torch.testing.assert_close(
+        involution_cuda.involution(x_strided, w_strided, **problem.options),
+        reference.involution(x, w, **problem.options),
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_backward_is_deterministic(device):
+    problem = REALISTIC_PROBLEMS[1]
+    x, w = problem.tensors(dtype=torch.float32, device=device, requires_grad=True)
+    out = involution_cuda.involution(x, w, **problem.options)
+    grad_out = torch.randn_like(out)
+    first = torch.autograd.grad(out, (x, w), grad_out, retain_graph=True)
+    second = torch.autograd.grad(out, (x, w), grad_out)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_span_conv_output_as_weight(device):
+    """The module's usage: a (B, G*KH*KW, Ho, Wo) conv output viewed as the weight."""
+    x = torch.randn(2, 8, 9, 11, dtype=torch.float64, device=device)
+    span = torch.randn(2, 2 * 3 * 5, 9, 11, dtype=torch.float64, device=device)
+    weight = span.view(2, 2, 3, 5, 9, 11)
+    torch.testing.assert_close(involution_cuda.involution(x, weight), reference.involution(x, weight))
+
+
+def test_torch_compile_fullgraph():
+    problem = Problem(2, 8, 2, (9, 7), (3, 5), stride=(1, 2), dilation=(2, 1))
+    x, w = problem.tensors(dtype=torch.float32, requires_grad=True)
+
+    def f(x, w):
+        return involution_cuda.involution(x, w, **problem.options).square().sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x, w), f(x, w))
+    torch.testing.assert_close(torch.autograd.grad(compiled(x, w), (x, w)),
+                               torch.autograd.grad(f(x, w), (x, w)))
