@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 import torch
-from tqdm import tqdm
+
+try:
+    from tqdm import tqdm
+except ImportError:  # a progress bar is a nicety: machines without tqdm still run the benchmark
+    def tqdm(iterable, **_):
+        return iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import involution_cuda  # noqa: E402
@@ -203,8 +208,12 @@ def print_table(results: List[dict], copy_gbs) -> None:
         print(line)
 
 
-def plot(results: List[dict], path: Path) -> None:
-    import matplotlib
+def plot(results: List[dict], path: Path) -> bool:
+    """Speed-up and memory bar charts; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -228,6 +237,7 @@ def plot(results: List[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
 def environment(device: torch.device) -> dict:
@@ -290,8 +300,8 @@ def main(argv=None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"environment": info, "copy_bandwidth_gbs": copy_gbs, "batch": batch,
                                   "preset": preset, "results": results}, indent=1) + "\n")
-    plot(results, output.with_suffix(".png"))
-    print(f"wrote {output} and {output.with_suffix('.png')}")
+    plotted = plot(results, output.with_suffix(".png"))
+    print(f"wrote {output}" + (f" and {output.with_suffix('.png')}" if plotted else " (no matplotlib: no plot)"))
     return 0
 
 

@@ -135,3 +135,16 @@ def test_torch_compile_fullgraph():
     torch.testing.assert_close(compiled(x, w), f(x, w))
     torch.testing.assert_close(torch.autograd.grad(compiled(x, w), (x, w)),
                                torch.autograd.grad(f(x, w), (x, w)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_runs_on_current_stream():
+    """Kernels are queued on the caller's stream: results are complete once that stream syncs."""
+    problem = REALISTIC_PROBLEMS[0]
+    x, w = problem.tensors(dtype=torch.float32, device="cuda")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        out = involution_cuda.involution(x, w, **problem.options)
+    stream.synchronize()
+    assert_close(out, reference.involution(x.double(), w.double(), **problem.options), torch.float32)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole GPU check in one call, for a machine with an NVIDIA GPU and torch already installed
+# (no package registry needed): build in place for sm_90, run every test (CUDA included),
+# compute-sanitizer memcheck / racecheck / initcheck on a small forward + backward per dtype,
+# and the quick op benchmark. Logs and JSON go to $OUT (default gpu_results/); a summary table is
+# printed last. Exits non-zero if any step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu_results}"
+python="${PYTHON:-python3}"
+mkdir -p "$out"
+export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+declare -a names results
+
+step() {  # step NAME LOG COMMAND...: runs COMMAND with its output in $out/LOG, records the result
+  local name=$1 log=$2
+  shift 2
+  echo "== $name" | tee -a "$out/$log"
+  "$@" >>"$out/$log" 2>&1
+  local code=$?
+  names+=("$name")
+  results+=("$([ $code -eq 0 ] && echo pass || echo "FAIL ($code)")")
+  tail -n 3 "$out/$log"
+}
+
+nvidia-smi >"$out/environment.txt" 2>&1
+"$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())" >>"$out/environment.txt" 2>&1
+step "build (sm_$TORCH_CUDA_ARCH_LIST)" build.log env INVOLUTION_BUILD=cuda "$python" setup.py build_ext --inplace
+step "tests" pytest.log "$python" -m pytest -q -rs tests
+for tool in memcheck racecheck initcheck; do
+  step "compute-sanitizer $tool" sanitizer.log \
+    compute-sanitizer --tool "$tool" --error-exitcode 1 "$python" scripts/sanitizer_target.py
+done
+step "benchmark" bench.log "$python" benchmarks/bench_op.py --output "$out/op_cuda_quick.json"
+
+{
+  echo
+  echo "GPU suite summary ($(head -c 200 <(grep -h '^torch' "$out/environment.txt")))"
+  grep -E "passed|failed" "$out/pytest.log" | tail -n 1
+  printf '%-32s %s\n' "step" "result"
+  for k in "${!names[@]}"; do printf '%-32s %s\n' "${names[$k]}" "${results[$k]}"; done
+} | tee "$out/summary.txt"
+! grep -q FAIL "$out/summary.txt"
