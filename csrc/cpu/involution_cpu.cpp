@@ -19,6 +19,7 @@
 
 #include "../checks.h"
 #include "../involution_index.h"
+#include "tiles.h"
 
 namespace involution {
 namespace {
@@ -60,50 +61,91 @@ inline void scatter_multiply_accumulate(acc_t* acc, int64_t acc_stride, const a_
   }
 }
 
+// Forward tasks [begin, end) of the B * G * Ho tasks; task (n, g, i) computes output row i of
+// every channel of group g. The row's weights are loaded once and reused by all its channels.
 template <typename scalar_t>
-void forward_kernel(const Problem& p, const scalar_t* input, const scalar_t* weight,
-                    scalar_t* output) {
+INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, const scalar_t* input,
+                                               const scalar_t* weight, scalar_t* output,
+                                               int64_t begin, int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
+  using cpu::kChannelTile;
+  using cpu::kTile;
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
-  const int64_t blocks = channel_blocks(p);
-  const int64_t tasks = p.batch * p.groups * blocks * rows.output_size;
-  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(kChannelBlock * cols.output_size);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task % rows.output_size;
-      const int64_t block = task / rows.output_size % blocks;
-      const int64_t g = task / (rows.output_size * blocks) % p.groups;
-      const int64_t n = task / (rows.output_size * blocks * p.groups);
-      const int64_t c_first = g * per_group + block * kChannelBlock;
-      const int64_t c_count = std::min(kChannelBlock, (g + 1) * per_group - c_first);
-      std::fill(acc.begin(), acc.end(), acc_t(0));
-      for (int64_t u = 0; u < rows.kernel_size; ++u) {
-        const int64_t h = input_index(rows, i, u);
-        if (!inside(h, rows.input_size)) continue;
-        for (int64_t v = 0; v < cols.kernel_size; ++v) {
-          int64_t j_begin, j_end;
-          valid_output_range(cols, v, &j_begin, &j_end);
-          if (j_begin >= j_end) continue;
-          const scalar_t* weight_row = weight + weight_offset(p, n, g, u, v, i, j_begin);
-          const int64_t w_first = input_index(cols, j_begin, v);
-          for (int64_t cc = 0; cc < c_count; ++cc) {
-            const scalar_t* input_row =
-                input + plane_offset(p.channels, rows.input_size, cols.input_size, n,
-                                     c_first + cc, h, w_first);
-            multiply_accumulate(acc.data() + cc * cols.output_size + j_begin, weight_row,
-                                input_row, cols.stride, j_end - j_begin);
+  const int64_t padded_outputs = cpu::round_up(cols.output_size, kTile);
+  const int64_t row_length = cpu::padded_input_length(cols, padded_outputs);
+  const int64_t channel_stride = rows.kernel_size * row_length;
+  std::vector<acc_t> weights(rows.kernel_size * cols.kernel_size * padded_outputs);
+  std::vector<acc_t> inputs(kChannelTile * channel_stride);
+  std::vector<int64_t> input_rows(rows.kernel_size);  // input row read by each valid kernel row
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t i = task % rows.output_size;
+    const int64_t g = task / rows.output_size % p.groups;
+    const int64_t n = task / (rows.output_size * p.groups);
+    int64_t valid = 0;  // kernel rows that read inside the input (others read zero padding)
+    for (int64_t u = 0; u < rows.kernel_size; ++u) {
+      const int64_t h = input_index(rows, i, u);
+      if (!inside(h, rows.input_size)) continue;
+      input_rows[valid] = h;
+      for (int64_t v = 0; v < cols.kernel_size; ++v) {
+        cpu::load_row(weight + weight_offset(p, n, g, u, v, i, 0), cols.output_size,
+                      weights.data() + (valid * cols.kernel_size + v) * padded_outputs,
+                      padded_outputs);
+      }
+      ++valid;
+    }
+    for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannelTile) {
+      const int64_t count = std::min(kChannelTile, (g + 1) * per_group - c_first);
+      for (int64_t cc = 0; cc < count; ++cc) {
+        for (int64_t q = 0; q < valid; ++q) {
+          cpu::load_padded_input_row(
+              input + plane_offset(p.channels, rows.input_size, cols.input_size, n, c_first + cc,
+                                   input_rows[q], 0),
+              cols, inputs.data() + cc * channel_stride + q * row_length, row_length);
+        }
+      }
+      for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
+        const int64_t width = std::min(kTile, cols.output_size - t0);
+        auto output_at = [&](int64_t cc) {
+          return output + plane_offset(p.channels, rows.output_size, cols.output_size, n,
+                                       c_first + cc, i, t0);
+        };
+        if (count == kChannelTile) {
+          acc_t acc[kChannelTile][kTile];
+          if (cols.stride == 1) {
+            cpu::forward_tile<kChannelTile, true>(cols, valid, t0, weights.data(), padded_outputs,
+                                                  inputs.data(), channel_stride, row_length, acc);
+          } else {
+            cpu::forward_tile<kChannelTile, false>(cols, valid, t0, weights.data(), padded_outputs,
+                                                   inputs.data(), channel_stride, row_length, acc);
+          }
+          for (int64_t cc = 0; cc < count; ++cc) cpu::store_tile(acc[cc], width, output_at(cc));
+        } else {
+          for (int64_t cc = 0; cc < count; ++cc) {
+            acc_t acc[1][kTile];
+            const acc_t* channel_inputs = inputs.data() + cc * channel_stride;
+            if (cols.stride == 1) {
+              cpu::forward_tile<1, true>(cols, valid, t0, weights.data(), padded_outputs,
+                                         channel_inputs, channel_stride, row_length, acc);
+            } else {
+              cpu::forward_tile<1, false>(cols, valid, t0, weights.data(), padded_outputs,
+                                          channel_inputs, channel_stride, row_length, acc);
+            }
+            cpu::store_tile(acc[0], width, output_at(cc));
           }
         }
       }
-      for (int64_t cc = 0; cc < c_count; ++cc) {
-        scalar_t* out_row = output + plane_offset(p.channels, rows.output_size, cols.output_size,
-                                                  n, c_first + cc, i, 0);
-        const acc_t* acc_row = acc.data() + cc * cols.output_size;
-        for (int64_t j = 0; j < cols.output_size; ++j) out_row[j] = static_cast<scalar_t>(acc_row[j]);
-      }
     }
+  }
+}
+
+template <typename scalar_t>
+void forward_kernel(const Problem& p, const scalar_t* input, const scalar_t* weight,
+                    scalar_t* output) {
+  const int64_t tasks = p.batch * p.groups * p.height.output_size;
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    forward_tasks(p, input, weight, output, begin, end);
   });
 }
 
