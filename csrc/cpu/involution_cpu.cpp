@@ -149,9 +149,11 @@ void forward_kernel(const Problem& p, const scalar_t* input, const scalar_t* wei
   });
 }
 
+// grad_input for a column stride > 1: each task owns input rows of a block of channels and
+// scatters into them tap by tap (only every stride-th input column receives a given tap).
 template <typename scalar_t>
-void grad_input_kernel(const Problem& p, const scalar_t* grad_output, const scalar_t* weight,
-                       scalar_t* grad_input) {
+void grad_input_strided_kernel(const Problem& p, const scalar_t* grad_output,
+                               const scalar_t* weight, scalar_t* grad_input) {
   using acc_t = at::opmath_type<scalar_t>;
   const Axis& rows = p.height;
   const Axis& cols = p.width;
@@ -196,44 +198,172 @@ void grad_input_kernel(const Problem& p, const scalar_t* grad_output, const scal
   });
 }
 
+// grad_input tasks [begin, end) of the B * G * H tasks for a unit column stride; task (n, g, h)
+// computes input row h of every channel of group g.
 template <typename scalar_t>
-void grad_weight_kernel(const Problem& p, const scalar_t* grad_output, const scalar_t* input,
-                        scalar_t* grad_weight) {
+INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p, const scalar_t* grad_output,
+                                                  const scalar_t* weight, scalar_t* grad_input,
+                                                  int64_t begin, int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
+  using cpu::kChannelTile;
+  using cpu::kTile;
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
-  const int64_t tasks = p.batch * p.groups * rows.output_size;
-  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(cols.output_size);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task % rows.output_size;
-      const int64_t g = task / rows.output_size % p.groups;
-      const int64_t n = task / (rows.output_size * p.groups);
-      for (int64_t u = 0; u < rows.kernel_size; ++u) {
-        const int64_t h = input_index(rows, i, u);
-        for (int64_t v = 0; v < cols.kernel_size; ++v) {
-          std::fill(acc.begin(), acc.end(), acc_t(0));
-          int64_t j_begin, j_end;
-          valid_output_range(cols, v, &j_begin, &j_end);
-          if (inside(h, rows.input_size) && j_begin < j_end) {
-            const int64_t w_first = input_index(cols, j_begin, v);
-            for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
-              const scalar_t* grad_out_row = grad_output + plane_offset(
-                  p.channels, rows.output_size, cols.output_size, n, c, i, j_begin);
-              const scalar_t* input_row = input + plane_offset(
-                  p.channels, rows.input_size, cols.input_size, n, c, h, w_first);
-              multiply_accumulate(acc.data() + j_begin, grad_out_row, input_row, cols.stride,
-                                  j_end - j_begin);
-            }
-          }
-          scalar_t* grad_weight_row = grad_weight + weight_offset(p, n, g, u, v, i, 0);
-          for (int64_t j = 0; j < cols.output_size; ++j) {
-            grad_weight_row[j] = static_cast<scalar_t>(acc[j]);
+  const int64_t length = cpu::shifted_output_length(cols, cpu::round_up(cols.input_size, kTile));
+  const int64_t first = cpu::first_output_column(cols);
+  const int64_t channel_stride = rows.kernel_size * length;
+  std::vector<acc_t> weights(rows.kernel_size * cols.kernel_size * length);
+  std::vector<acc_t> grads(kChannelTile * channel_stride);
+  std::vector<int64_t> output_rows(rows.kernel_size);  // output row of each contributing kernel row
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t h = task % rows.input_size;
+    const int64_t g = task / rows.input_size % p.groups;
+    const int64_t n = task / (rows.input_size * p.groups);
+    int64_t valid = 0;
+    for (int64_t u = 0; u < rows.kernel_size; ++u) {
+      int64_t i;
+      if (!output_index(rows, h, u, &i)) continue;
+      output_rows[valid] = i;
+      for (int64_t v = 0; v < cols.kernel_size; ++v) {
+        cpu::load_shifted_row(weight + weight_offset(p, n, g, u, v, i, 0), cols.output_size, first,
+                              weights.data() + (valid * cols.kernel_size + v) * length, length);
+      }
+      ++valid;
+    }
+    for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannelTile) {
+      const int64_t count = std::min(kChannelTile, (g + 1) * per_group - c_first);
+      for (int64_t cc = 0; cc < count; ++cc) {
+        for (int64_t q = 0; q < valid; ++q) {
+          cpu::load_shifted_row(
+              grad_output + plane_offset(p.channels, rows.output_size, cols.output_size, n,
+                                         c_first + cc, output_rows[q], 0),
+              cols.output_size, first, grads.data() + cc * channel_stride + q * length, length);
+        }
+      }
+      for (int64_t w0 = 0; w0 < cols.input_size; w0 += kTile) {
+        const int64_t width = std::min(kTile, cols.input_size - w0);
+        auto grad_input_at = [&](int64_t cc) {
+          return grad_input + plane_offset(p.channels, rows.input_size, cols.input_size, n,
+                                           c_first + cc, h, w0);
+        };
+        if (count == kChannelTile) {
+          acc_t acc[kChannelTile][kTile];
+          cpu::grad_input_tile<kChannelTile>(cols, valid, w0, weights.data(), grads.data(), length,
+                                             channel_stride, acc);
+          for (int64_t cc = 0; cc < count; ++cc) cpu::store_tile(acc[cc], width, grad_input_at(cc));
+        } else {
+          for (int64_t cc = 0; cc < count; ++cc) {
+            acc_t acc[1][kTile];
+            cpu::grad_input_tile<1>(cols, valid, w0, weights.data(),
+                                    grads.data() + cc * channel_stride, length, channel_stride, acc);
+            cpu::store_tile(acc[0], width, grad_input_at(cc));
           }
         }
       }
     }
+  }
+}
+
+template <typename scalar_t>
+void grad_input_kernel(const Problem& p, const scalar_t* grad_output, const scalar_t* weight,
+                       scalar_t* grad_input) {
+  if (p.width.stride != 1) {
+    grad_input_strided_kernel(p, grad_output, weight, grad_input);
+    return;
+  }
+  const int64_t tasks = p.batch * p.groups * p.height.input_size;
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    grad_input_tasks(p, grad_output, weight, grad_input, begin, end);
+  });
+}
+
+// Channels of a group whose rows a grad_weight task holds in its buffers at once.
+constexpr int64_t kGradWeightChannels = 8;
+
+// grad_weight tasks [begin, end) of the B * G * Ho tasks; task (n, g, i) computes
+// grad_weight[n, g, :, :, i, :], summing over the channels of group g block by block.
+template <typename scalar_t>
+INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p, const scalar_t* grad_output,
+                                                   const scalar_t* input, scalar_t* grad_weight,
+                                                   int64_t begin, int64_t end) {
+  using acc_t = at::opmath_type<scalar_t>;
+  using cpu::kTile;
+  const Axis& rows = p.height;
+  const Axis& cols = p.width;
+  const int64_t per_group = channels_per_group(p);
+  const int64_t padded_outputs = cpu::round_up(cols.output_size, kTile);
+  const int64_t row_length = cpu::padded_input_length(cols, padded_outputs);
+  const int64_t channel_stride = rows.kernel_size * row_length;
+  std::vector<acc_t> grads(kGradWeightChannels * padded_outputs);
+  std::vector<acc_t> inputs(kGradWeightChannels * channel_stride);
+  std::vector<acc_t> sums(rows.kernel_size * cols.kernel_size * padded_outputs);
+  std::vector<int64_t> input_rows(rows.kernel_size);
+  std::vector<int64_t> slot(rows.kernel_size);  // kernel row u -> its valid index q, or -1
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t i = task % rows.output_size;
+    const int64_t g = task / rows.output_size % p.groups;
+    const int64_t n = task / (rows.output_size * p.groups);
+    int64_t valid = 0;
+    for (int64_t u = 0; u < rows.kernel_size; ++u) {
+      const int64_t h = input_index(rows, i, u);
+      slot[u] = inside(h, rows.input_size) ? valid : -1;
+      if (slot[u] >= 0) input_rows[valid++] = h;
+    }
+    std::fill(sums.begin(), sums.end(), acc_t(0));
+    for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group;
+         c_first += kGradWeightChannels) {
+      const int64_t count = std::min(kGradWeightChannels, (g + 1) * per_group - c_first);
+      for (int64_t cc = 0; cc < count; ++cc) {
+        cpu::load_row(grad_output + plane_offset(p.channels, rows.output_size, cols.output_size,
+                                                 n, c_first + cc, i, 0),
+                      cols.output_size, grads.data() + cc * padded_outputs, padded_outputs);
+        for (int64_t q = 0; q < valid; ++q) {
+          cpu::load_padded_input_row(
+              input + plane_offset(p.channels, rows.input_size, cols.input_size, n, c_first + cc,
+                                   input_rows[q], 0),
+              cols, inputs.data() + cc * channel_stride + q * row_length, row_length);
+        }
+      }
+      for (int64_t q = 0; q < valid; ++q) {
+        for (int64_t v = 0; v < cols.kernel_size; ++v) {
+          for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
+            acc_t* sum = sums.data() + (q * cols.kernel_size + v) * padded_outputs + t0;
+            acc_t acc[kTile];
+            std::copy(sum, sum + kTile, acc);
+            const acc_t* row_inputs = inputs.data() + q * row_length;
+            if (cols.stride == 1) {
+              cpu::grad_weight_tile<true>(cols, count, t0, v, grads.data(), padded_outputs,
+                                          row_inputs, channel_stride, acc);
+            } else {
+              cpu::grad_weight_tile<false>(cols, count, t0, v, grads.data(), padded_outputs,
+                                           row_inputs, channel_stride, acc);
+            }
+            std::copy(acc, acc + kTile, sum);
+          }
+        }
+      }
+    }
+    for (int64_t u = 0; u < rows.kernel_size; ++u) {
+      for (int64_t v = 0; v < cols.kernel_size; ++v) {
+        scalar_t* target = grad_weight + weight_offset(p, n, g, u, v, i, 0);
+        if (slot[u] < 0) {
+          std::fill(target, target + cols.output_size, scalar_t(0));
+        } else {
+          cpu::store_tile(sums.data() + (slot[u] * cols.kernel_size + v) * padded_outputs,
+                          cols.output_size, target);
+        }
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+void grad_weight_kernel(const Problem& p, const scalar_t* grad_output, const scalar_t* input,
+                        scalar_t* grad_weight) {
+  const int64_t tasks = p.batch * p.groups * p.height.output_size;
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    grad_weight_tasks(p, grad_output, input, grad_weight, begin, end);
   });
 }
 
