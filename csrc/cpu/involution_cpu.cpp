@@ -69,7 +69,8 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, const scalar_t*
                                                int64_t begin, int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
   using cpu::kChannelTile;
-  using cpu::kTile;
+  constexpr int64_t kTile = cpu::kLanes<acc_t>;
+  using Tile = cpu::Vector<acc_t>;
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
@@ -112,7 +113,7 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, const scalar_t*
                                        c_first + cc, i, t0);
         };
         if (count == kChannelTile) {
-          acc_t acc[kChannelTile][kTile];
+          Tile acc[kChannelTile];
           if (cols.stride == 1) {
             cpu::forward_tile<kChannelTile, true>(cols, valid, t0, weights.data(), padded_outputs,
                                                   inputs.data(), channel_stride, row_length, acc);
@@ -120,10 +121,10 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, const scalar_t*
             cpu::forward_tile<kChannelTile, false>(cols, valid, t0, weights.data(), padded_outputs,
                                                    inputs.data(), channel_stride, row_length, acc);
           }
-          for (int64_t cc = 0; cc < count; ++cc) cpu::store_tile(acc[cc], width, output_at(cc));
+          for (int64_t cc = 0; cc < count; ++cc) cpu::store(acc[cc], width, output_at(cc));
         } else {
           for (int64_t cc = 0; cc < count; ++cc) {
-            acc_t acc[1][kTile];
+            Tile acc[1];
             const acc_t* channel_inputs = inputs.data() + cc * channel_stride;
             if (cols.stride == 1) {
               cpu::forward_tile<1, true>(cols, valid, t0, weights.data(), padded_outputs,
@@ -132,7 +133,7 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, const scalar_t*
               cpu::forward_tile<1, false>(cols, valid, t0, weights.data(), padded_outputs,
                                           channel_inputs, channel_stride, row_length, acc);
             }
-            cpu::store_tile(acc[0], width, output_at(cc));
+            cpu::store(acc[0], width, output_at(cc));
           }
         }
       }
@@ -206,7 +207,8 @@ INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p, const scalar
                                                   int64_t begin, int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
   using cpu::kChannelTile;
-  using cpu::kTile;
+  constexpr int64_t kTile = cpu::kLanes<acc_t>;
+  using Tile = cpu::Vector<acc_t>;
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
@@ -248,16 +250,16 @@ INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p, const scalar
                                            c_first + cc, h, w0);
         };
         if (count == kChannelTile) {
-          acc_t acc[kChannelTile][kTile];
+          Tile acc[kChannelTile];
           cpu::grad_input_tile<kChannelTile>(cols, valid, w0, weights.data(), grads.data(), length,
                                              channel_stride, acc);
-          for (int64_t cc = 0; cc < count; ++cc) cpu::store_tile(acc[cc], width, grad_input_at(cc));
+          for (int64_t cc = 0; cc < count; ++cc) cpu::store(acc[cc], width, grad_input_at(cc));
         } else {
           for (int64_t cc = 0; cc < count; ++cc) {
-            acc_t acc[1][kTile];
+            Tile acc[1];
             cpu::grad_input_tile<1>(cols, valid, w0, weights.data(),
                                     grads.data() + cc * channel_stride, length, channel_stride, acc);
-            cpu::store_tile(acc[0], width, grad_input_at(cc));
+            cpu::store(acc[0], width, grad_input_at(cc));
           }
         }
       }
@@ -288,7 +290,7 @@ INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p, const scala
                                                    const scalar_t* input, scalar_t* grad_weight,
                                                    int64_t begin, int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
-  using cpu::kTile;
+  constexpr int64_t kTile = cpu::kLanes<acc_t>;
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
@@ -329,17 +331,14 @@ INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p, const scala
         for (int64_t v = 0; v < cols.kernel_size; ++v) {
           for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
             acc_t* sum = sums.data() + (q * cols.kernel_size + v) * padded_outputs + t0;
-            acc_t acc[kTile];
-            std::copy(sum, sum + kTile, acc);
             const acc_t* row_inputs = inputs.data() + q * row_length;
             if (cols.stride == 1) {
               cpu::grad_weight_tile<true>(cols, count, t0, v, grads.data(), padded_outputs,
-                                          row_inputs, channel_stride, acc);
+                                          row_inputs, channel_stride, sum);
             } else {
               cpu::grad_weight_tile<false>(cols, count, t0, v, grads.data(), padded_outputs,
-                                           row_inputs, channel_stride, acc);
+                                           row_inputs, channel_stride, sum);
             }
-            std::copy(acc, acc + kTile, sum);
           }
         }
       }
@@ -350,7 +349,7 @@ INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p, const scala
         if (slot[u] < 0) {
           std::fill(target, target + cols.output_size, scalar_t(0));
         } else {
-          cpu::store_tile(sums.data() + (slot[u] * cols.kernel_size + v) * padded_outputs,
+          cpu::store(sums.data() + (slot[u] * cols.kernel_size + v) * padded_outputs,
                           cols.output_size, target);
         }
       }

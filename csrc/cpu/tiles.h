@@ -2,8 +2,9 @@
 //
 // A task copies the rows it needs into small buffers in the accumulation type (float for half
 // types): input rows with their zero padding made explicit, and weight / grad_output rows padded
-// to a whole number of tiles. The inner loops then have no bounds checks and a compile-time
-// trip count, so the compiler keeps a tile of results in vector registers across all taps.
+// to a whole number of tiles. A tile is one 64-byte vector of results (GCC/Clang vector
+// extensions: one zmm register with AVX-512, two ymm with AVX2, four xmm otherwise), kept in
+// registers across all taps; the inner loops have no bounds checks.
 #pragma once
 
 #include <algorithm>
@@ -22,9 +23,32 @@
 namespace involution {
 namespace cpu {
 
-// Output columns per register tile, and channels per tile in the forward kernel.
-constexpr int64_t kTile = 16;
+// A tile: 64 bytes of accumulators (16 floats or 8 doubles), loaded from unaligned addresses.
+template <typename T>
+struct VectorOf {
+  typedef T type __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
+};
+template <typename T>
+using Vector = typename VectorOf<T>::type;
+template <typename T>
+constexpr int64_t kLanes = 64 / sizeof(T);
+
+// Channels per tile in the forward and grad_input kernels (each weight load serves them all).
 constexpr int64_t kChannelTile = 4;
+
+template <typename T>
+inline Vector<T> load(const T* source) {
+  return *reinterpret_cast<const Vector<T>*>(source);
+}
+
+// Lanes source[0], source[step], ...; kUnitStride makes the load contiguous.
+template <bool kUnitStride, typename T>
+inline Vector<T> load_strided(const T* source, int64_t step) {
+  if (kUnitStride) return load(source);
+  Vector<T> value;
+  for (int64_t lane = 0; lane < kLanes<T>; ++lane) value[lane] = source[lane * step];
+  return value;
+}
 
 inline int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
@@ -54,64 +78,54 @@ inline void load_row(const scalar_t* row, int64_t count, acc_t* buffer, int64_t 
   std::fill(buffer + count, buffer + length, acc_t(0));
 }
 
-// Stores the first `count` entries of a tile.
-template <typename scalar_t, typename acc_t>
-inline void store_tile(const acc_t* tile, int64_t count, scalar_t* target) {
-  for (int64_t k = 0; k < count; ++k) target[k] = static_cast<scalar_t>(tile[k]);
+// Stores the first `count` entries of a tile (a Vector) or of a buffer row (a pointer).
+template <typename scalar_t, typename source_t>
+inline void store(const source_t& source, int64_t count, scalar_t* target) {
+  for (int64_t k = 0; k < count; ++k) target[k] = static_cast<scalar_t>(source[k]);
 }
 
-// Forward tile: for kChannels channels and kTile consecutive outputs starting at t0 of one
-// output row, acc[c][t] = sum over the `rows` valid kernel rows and all kernel columns v of
-//     weights[(q * KW + v) * weight_stride + t0 + t] * inputs[c][q][input_index(t0 + t, v) + pad]
-// (inputs[c][q] = inputs + c * channel_stride + q * row_stride). kUnitStride fixes the column
-// stride to 1 at compile time so the loads are contiguous.
+// Forward tile: for kChannels channels and the kLanes outputs from t0 of one output row,
+//     acc[c][t] = sum over the `rows` valid kernel rows q and all kernel columns v of
+//         weights[(q * KW + v) * weight_stride + t0 + t]
+//       * inputs[c * channel_stride + q * row_stride + input_index(t0 + t, v) + padding]
 template <int64_t kChannels, bool kUnitStride, typename acc_t>
 inline void forward_tile(const Axis& cols, int64_t rows, int64_t t0, const acc_t* weights,
                          int64_t weight_stride, const acc_t* inputs, int64_t channel_stride,
-                         int64_t row_stride, acc_t (&acc)[kChannels][kTile]) {
-  for (int64_t c = 0; c < kChannels; ++c)
-    for (int64_t t = 0; t < kTile; ++t) acc[c][t] = 0;
-  const int64_t step = kUnitStride ? 1 : cols.stride;
+                         int64_t row_stride, Vector<acc_t> (&acc)[kChannels]) {
+  for (int64_t c = 0; c < kChannels; ++c) acc[c] = Vector<acc_t>{};
   for (int64_t q = 0; q < rows; ++q) {
     for (int64_t v = 0; v < cols.kernel_size; ++v) {
-      const acc_t* weight_row = weights + (q * cols.kernel_size + v) * weight_stride + t0;
+      const Vector<acc_t> weight = load(weights + (q * cols.kernel_size + v) * weight_stride + t0);
       const acc_t* input_row = inputs + q * row_stride + input_index(cols, t0, v) + cols.padding;
       for (int64_t c = 0; c < kChannels; ++c) {
-        const acc_t* in = input_row + c * channel_stride;
-        for (int64_t t = 0; t < kTile; ++t) acc[c][t] += weight_row[t] * in[t * step];
+        acc[c] += weight * load_strided<kUnitStride>(input_row + c * channel_stride, cols.stride);
       }
     }
   }
 }
 
-}  // namespace cpu
-}  // namespace involution
-
-namespace involution {
-namespace cpu {
-
-// grad_weight tile: for kTile consecutive outputs from t0 of one output row and one tap (q, v),
-//     acc[t] += sum_{c < channels} grad_outputs[c * grad_stride + t0 + t]
-//                                  * inputs[c * channel_stride + input_index(t0 + t, v) + pad]
+// grad_weight tile: for the kLanes outputs from t0 of one output row and one tap (q, v),
+//     sums[t] += sum_{c < channels} grad_outputs[c * grad_stride + t0 + t]
+//                   * inputs[c * channel_stride + input_index(t0 + t, v) + padding]
 // (inputs already offset to kernel row q).
 template <bool kUnitStride, typename acc_t>
 inline void grad_weight_tile(const Axis& cols, int64_t channels, int64_t t0, int64_t v,
                              const acc_t* grad_outputs, int64_t grad_stride, const acc_t* inputs,
-                             int64_t channel_stride, acc_t (&acc)[kTile]) {
-  const int64_t step = kUnitStride ? 1 : cols.stride;
+                             int64_t channel_stride, acc_t* sums) {
+  Vector<acc_t> acc = load(sums);
   const int64_t offset = input_index(cols, t0, v) + cols.padding;
   for (int64_t c = 0; c < channels; ++c) {
-    const acc_t* grad_row = grad_outputs + c * grad_stride + t0;
-    const acc_t* input_row = inputs + c * channel_stride + offset;
-    for (int64_t t = 0; t < kTile; ++t) acc[t] += grad_row[t] * input_row[t * step];
+    acc += load(grad_outputs + c * grad_stride + t0) *
+           load_strided<kUnitStride>(inputs + c * channel_stride + offset, cols.stride);
   }
+  *reinterpret_cast<Vector<acc_t>*>(sums) = acc;
 }
 
-// Length of the buffers of the unit-stride grad_input tiles: output row j is stored at
-// j - first_output_column(cols), which puts the output read by input column w at tap v at
-// w + (KW - 1 - v) * dilation, for w below `padded_inputs`.
+// The unit-stride grad_input tiles keep output columns j at buffer index j - first_output_column,
+// which puts the output read by input column w at tap v at w + (KW - 1 - v) * dilation
+// (input_index(j, v) = w); buffers cover input columns below `padded_inputs`.
 inline int64_t first_output_column(const Axis& cols) {
-  return cols.padding - (cols.kernel_size - 1) * cols.dilation;  // j with input_index(j, KW-1) = 0
+  return cols.padding - (cols.kernel_size - 1) * cols.dilation;  // input_index(j, KW-1) = 0
 }
 inline int64_t shifted_output_length(const Axis& cols, int64_t padded_inputs) {
   return padded_inputs + (cols.kernel_size - 1) * cols.dilation;
@@ -127,26 +141,23 @@ inline void load_shifted_row(const scalar_t* row, int64_t count, int64_t first, 
   }
 }
 
-// grad_input tile (unit column stride): for kChannels channels and kTile input columns from w0,
+// grad_input tile (unit column stride): for kChannels channels and the kLanes input columns
+// from w0 of one input row,
 //     acc[c][t] = sum_{q < rows, v} weights[(q * KW + v) * length + w0 + t + (KW-1-v) * dilation]
 //                                 * grads[c * channel_stride + q * length + (same index)]
-// i.e. sum over the taps (u, v) of weight[u, v, i_u, j] * grad_output[c, i_u, j] where
-// input_index(j, v) = w0 + t along the columns and i_u is the output row reading this input row.
+// i.e. the sum over taps (u, v) of weight[u, v, i_u, j] * grad_output[c, i_u, j] with
+// input_index(j, v) = w0 + t, where i_u is the output row whose tap u reads this input row.
 template <int64_t kChannels, typename acc_t>
 inline void grad_input_tile(const Axis& cols, int64_t rows, int64_t w0, const acc_t* weights,
                             const acc_t* grads, int64_t length, int64_t channel_stride,
-                            acc_t (&acc)[kChannels][kTile]) {
-  for (int64_t c = 0; c < kChannels; ++c)
-    for (int64_t t = 0; t < kTile; ++t) acc[c][t] = 0;
+                            Vector<acc_t> (&acc)[kChannels]) {
+  for (int64_t c = 0; c < kChannels; ++c) acc[c] = Vector<acc_t>{};
   for (int64_t q = 0; q < rows; ++q) {
     for (int64_t v = 0; v < cols.kernel_size; ++v) {
       const int64_t offset = w0 + (cols.kernel_size - 1 - v) * cols.dilation;
-      const acc_t* weight_row = weights + (q * cols.kernel_size + v) * length + offset;
+      const Vector<acc_t> weight = load(weights + (q * cols.kernel_size + v) * length + offset);
       const acc_t* grad_row = grads + q * length + offset;
-      for (int64_t c = 0; c < kChannels; ++c) {
-        const acc_t* g = grad_row + c * channel_stride;
-        for (int64_t t = 0; t < kTile; ++t) acc[c][t] += weight_row[t] * g[t];
-      }
+      for (int64_t c = 0; c < kChannels; ++c) acc[c] += weight * load(grad_row + c * channel_stride);
     }
   }
 }
