@@ -83,12 +83,15 @@ GRADCHECK_PROBLEMS = [
     Problem(1, 5, 5, (7, 4), (3, 1), stride=(2, 3), padding=(1, 0), dilation=(3, 1)),
 ]
 
-# Realistic shapes for float32 / half comparisons against the reference.
+# Realistic shapes for float32 / half comparisons against the reference; widths cover several
+# CPU tiles with a tail, and rows narrow enough for the half-width tiles.
 REALISTIC_PROBLEMS = [
     Problem(2, 64, 4, (28, 28), (7, 7)),
     Problem(2, 32, 2, (29, 17), (3, 5), stride=(1, 2), dilation=(2, 1)),
     Problem(1, 48, 3, (15, 33), (5, 3), stride=(2, 1), padding=(1, 2), dilation=(1, 3)),
     Problem(3, 16, 16, (14, 9), (7, 7), stride=2),
+    Problem(2, 64, 4, (7, 7), (7, 7)),  # rows of <= 8 floats take the half-width CPU tiles
+    Problem(2, 24, 3, (6, 8), (3, 5), dilation=(2, 1)),
 ]
 
 

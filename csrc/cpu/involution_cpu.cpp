@@ -61,16 +61,22 @@ inline void scatter_multiply_accumulate(acc_t* acc, int64_t acc_stride, const a_
   }
 }
 
+// Rows of at most 32 bytes of accumulators use half-width (32-byte) tiles: less padding waste.
+template <typename scalar_t>
+bool narrow_rows(int64_t length) {
+  return length * static_cast<int64_t>(sizeof(at::opmath_type<scalar_t>)) <= 32;
+}
+
 // Forward tasks [begin, end) of the B * G * Ho tasks; task (n, g, i) computes output row i of
 // every channel of group g. The row's weights are loaded once and reused by all its channels.
-template <typename scalar_t>
+template <typename scalar_t, int64_t kBytes>
 INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, const scalar_t* input,
                                                const scalar_t* weight, scalar_t* output,
                                                int64_t begin, int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
   using cpu::kChannelTile;
-  constexpr int64_t kTile = cpu::kLanes<acc_t>;
-  using Tile = cpu::Vector<acc_t>;
+  using Tile = cpu::Vector<acc_t, kBytes>;
+  constexpr int64_t kTile = cpu::lanes<Tile, acc_t>();
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
@@ -146,7 +152,11 @@ void forward_kernel(const Problem& p, const scalar_t* input, const scalar_t* wei
                     scalar_t* output) {
   const int64_t tasks = p.batch * p.groups * p.height.output_size;
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    forward_tasks(p, input, weight, output, begin, end);
+    if (narrow_rows<scalar_t>(p.width.output_size)) {
+      forward_tasks<scalar_t, 32>(p, input, weight, output, begin, end);
+    } else {
+      forward_tasks<scalar_t, 64>(p, input, weight, output, begin, end);
+    }
   });
 }
 
@@ -201,14 +211,14 @@ void grad_input_strided_kernel(const Problem& p, const scalar_t* grad_output,
 
 // grad_input tasks [begin, end) of the B * G * H tasks for a unit column stride; task (n, g, h)
 // computes input row h of every channel of group g.
-template <typename scalar_t>
+template <typename scalar_t, int64_t kBytes>
 INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p, const scalar_t* grad_output,
                                                   const scalar_t* weight, scalar_t* grad_input,
                                                   int64_t begin, int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
   using cpu::kChannelTile;
-  constexpr int64_t kTile = cpu::kLanes<acc_t>;
-  using Tile = cpu::Vector<acc_t>;
+  using Tile = cpu::Vector<acc_t, kBytes>;
+  constexpr int64_t kTile = cpu::lanes<Tile, acc_t>();
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
@@ -276,7 +286,11 @@ void grad_input_kernel(const Problem& p, const scalar_t* grad_output, const scal
   }
   const int64_t tasks = p.batch * p.groups * p.height.input_size;
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    grad_input_tasks(p, grad_output, weight, grad_input, begin, end);
+    if (narrow_rows<scalar_t>(p.width.input_size)) {
+      grad_input_tasks<scalar_t, 32>(p, grad_output, weight, grad_input, begin, end);
+    } else {
+      grad_input_tasks<scalar_t, 64>(p, grad_output, weight, grad_input, begin, end);
+    }
   });
 }
 
@@ -285,12 +299,13 @@ constexpr int64_t kGradWeightChannels = 8;
 
 // grad_weight tasks [begin, end) of the B * G * Ho tasks; task (n, g, i) computes
 // grad_weight[n, g, :, :, i, :], summing over the channels of group g block by block.
-template <typename scalar_t>
+template <typename scalar_t, int64_t kBytes>
 INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p, const scalar_t* grad_output,
                                                    const scalar_t* input, scalar_t* grad_weight,
                                                    int64_t begin, int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr int64_t kTile = cpu::kLanes<acc_t>;
+  using Tile = cpu::Vector<acc_t, kBytes>;
+  constexpr int64_t kTile = cpu::lanes<Tile, acc_t>();
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
@@ -333,10 +348,10 @@ INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p, const scala
             acc_t* sum = sums.data() + (q * cols.kernel_size + v) * padded_outputs + t0;
             const acc_t* row_inputs = inputs.data() + q * row_length;
             if (cols.stride == 1) {
-              cpu::grad_weight_tile<true>(cols, count, t0, v, grads.data(), padded_outputs,
+              cpu::grad_weight_tile<true, Tile>(cols, count, t0, v, grads.data(), padded_outputs,
                                           row_inputs, channel_stride, sum);
             } else {
-              cpu::grad_weight_tile<false>(cols, count, t0, v, grads.data(), padded_outputs,
+              cpu::grad_weight_tile<false, Tile>(cols, count, t0, v, grads.data(), padded_outputs,
                                            row_inputs, channel_stride, sum);
             }
           }
@@ -362,7 +377,11 @@ void grad_weight_kernel(const Problem& p, const scalar_t* grad_output, const sca
                         scalar_t* grad_weight) {
   const int64_t tasks = p.batch * p.groups * p.height.output_size;
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    grad_weight_tasks(p, grad_output, input, grad_weight, begin, end);
+    if (narrow_rows<scalar_t>(p.width.output_size)) {
+      grad_weight_tasks<scalar_t, 32>(p, grad_output, input, grad_weight, begin, end);
+    } else {
+      grad_weight_tasks<scalar_t, 64>(p, grad_output, input, grad_weight, begin, end);
+    }
   });
 }
 

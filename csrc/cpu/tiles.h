@@ -23,30 +23,34 @@
 namespace involution {
 namespace cpu {
 
-// A tile: 64 bytes of accumulators (16 floats or 8 doubles), loaded from unaligned addresses.
-template <typename T>
+// A tile: kBytes of accumulators (64: 16 floats or 8 doubles; 32 for narrow rows), loaded from
+// unaligned addresses.
+template <typename T, int64_t kBytes>
 struct VectorOf {
-  typedef T type __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
+  typedef T type __attribute__((vector_size(kBytes), aligned(sizeof(T)), may_alias));
 };
-template <typename T>
-using Vector = typename VectorOf<T>::type;
-template <typename T>
-constexpr int64_t kLanes = 64 / sizeof(T);
+template <typename T, int64_t kBytes>
+using Vector = typename VectorOf<T, kBytes>::type;
+
+template <typename vector_t, typename T>
+constexpr int64_t lanes() {
+  return sizeof(vector_t) / sizeof(T);
+}
 
 // Channels per tile in the forward and grad_input kernels (each weight load serves them all).
 constexpr int64_t kChannelTile = 4;
 
-template <typename T>
-inline Vector<T> load(const T* source) {
-  return *reinterpret_cast<const Vector<T>*>(source);
+template <typename vector_t, typename T>
+inline vector_t load(const T* source) {
+  return *reinterpret_cast<const vector_t*>(source);
 }
 
 // Lanes source[0], source[step], ...; kUnitStride makes the load contiguous.
-template <bool kUnitStride, typename T>
-inline Vector<T> load_strided(const T* source, int64_t step) {
-  if (kUnitStride) return load(source);
-  Vector<T> value;
-  for (int64_t lane = 0; lane < kLanes<T>; ++lane) value[lane] = source[lane * step];
+template <bool kUnitStride, typename vector_t, typename T>
+inline vector_t load_strided(const T* source, int64_t step) {
+  if (kUnitStride) return load<vector_t>(source);
+  vector_t value;
+  for (int64_t lane = 0; lane < lanes<vector_t, T>(); ++lane) value[lane] = source[lane * step];
   return value;
 }
 
@@ -84,41 +88,43 @@ inline void store(const source_t& source, int64_t count, scalar_t* target) {
   for (int64_t k = 0; k < count; ++k) target[k] = static_cast<scalar_t>(source[k]);
 }
 
-// Forward tile: for kChannels channels and the kLanes outputs from t0 of one output row,
+// Forward tile: for kChannels channels and the lanes of vector_t (outputs) from t0 of one output row,
 //     acc[c][t] = sum over the `rows` valid kernel rows q and all kernel columns v of
 //         weights[(q * KW + v) * weight_stride + t0 + t]
 //       * inputs[c * channel_stride + q * row_stride + input_index(t0 + t, v) + padding]
-template <int64_t kChannels, bool kUnitStride, typename acc_t>
+template <int64_t kChannels, bool kUnitStride, typename vector_t, typename acc_t>
 inline void forward_tile(const Axis& cols, int64_t rows, int64_t t0, const acc_t* weights,
                          int64_t weight_stride, const acc_t* inputs, int64_t channel_stride,
-                         int64_t row_stride, Vector<acc_t> (&acc)[kChannels]) {
-  for (int64_t c = 0; c < kChannels; ++c) acc[c] = Vector<acc_t>{};
+                         int64_t row_stride, vector_t (&acc)[kChannels]) {
+  for (int64_t c = 0; c < kChannels; ++c) acc[c] = vector_t{};
   for (int64_t q = 0; q < rows; ++q) {
     for (int64_t v = 0; v < cols.kernel_size; ++v) {
-      const Vector<acc_t> weight = load(weights + (q * cols.kernel_size + v) * weight_stride + t0);
+      const vector_t weight =
+          load<vector_t>(weights + (q * cols.kernel_size + v) * weight_stride + t0);
       const acc_t* input_row = inputs + q * row_stride + input_index(cols, t0, v) + cols.padding;
       for (int64_t c = 0; c < kChannels; ++c) {
-        acc[c] += weight * load_strided<kUnitStride>(input_row + c * channel_stride, cols.stride);
+        acc[c] += weight * load_strided<kUnitStride, vector_t>(input_row + c * channel_stride,
+                                                                cols.stride);
       }
     }
   }
 }
 
-// grad_weight tile: for the kLanes outputs from t0 of one output row and one tap (q, v),
+// grad_weight tile: for the lanes of vector_t (outputs) from t0 of one output row and one tap (q, v),
 //     sums[t] += sum_{c < channels} grad_outputs[c * grad_stride + t0 + t]
 //                   * inputs[c * channel_stride + input_index(t0 + t, v) + padding]
 // (inputs already offset to kernel row q).
-template <bool kUnitStride, typename acc_t>
+template <bool kUnitStride, typename vector_t, typename acc_t>
 inline void grad_weight_tile(const Axis& cols, int64_t channels, int64_t t0, int64_t v,
                              const acc_t* grad_outputs, int64_t grad_stride, const acc_t* inputs,
                              int64_t channel_stride, acc_t* sums) {
-  Vector<acc_t> acc = load(sums);
+  vector_t acc = load<vector_t>(sums);
   const int64_t offset = input_index(cols, t0, v) + cols.padding;
   for (int64_t c = 0; c < channels; ++c) {
-    acc += load(grad_outputs + c * grad_stride + t0) *
-           load_strided<kUnitStride>(inputs + c * channel_stride + offset, cols.stride);
+    acc += load<vector_t>(grad_outputs + c * grad_stride + t0) *
+           load_strided<kUnitStride, vector_t>(inputs + c * channel_stride + offset, cols.stride);
   }
-  *reinterpret_cast<Vector<acc_t>*>(sums) = acc;
+  *reinterpret_cast<vector_t*>(sums) = acc;
 }
 
 // The unit-stride grad_input tiles keep output columns j at buffer index j - first_output_column,
@@ -135,29 +141,32 @@ inline int64_t shifted_output_length(const Axis& cols, int64_t padded_inputs) {
 template <typename scalar_t, typename acc_t>
 inline void load_shifted_row(const scalar_t* row, int64_t count, int64_t first, acc_t* buffer,
                              int64_t length) {
-  for (int64_t k = 0; k < length; ++k) {
-    const int64_t source = k + first;
-    buffer[k] = inside(source, count) ? static_cast<acc_t>(row[source]) : acc_t(0);
-  }
+  const int64_t begin = std::min(std::max<int64_t>(-first, 0), length);  // first k inside the row
+  const int64_t end = std::max(std::min(count - first, length), begin);   // one past the last
+  std::fill(buffer, buffer + begin, acc_t(0));
+  for (int64_t k = begin; k < end; ++k) buffer[k] = static_cast<acc_t>(row[k + first]);
+  std::fill(buffer + end, buffer + length, acc_t(0));
 }
 
-// grad_input tile (unit column stride): for kChannels channels and the kLanes input columns
-// from w0 of one input row,
+// grad_input tile (unit column stride): for kChannels channels and the lanes of vector_t
+// (input columns) from w0 of one input row,
 //     acc[c][t] = sum_{q < rows, v} weights[(q * KW + v) * length + w0 + t + (KW-1-v) * dilation]
 //                                 * grads[c * channel_stride + q * length + (same index)]
 // i.e. the sum over taps (u, v) of weight[u, v, i_u, j] * grad_output[c, i_u, j] with
 // input_index(j, v) = w0 + t, where i_u is the output row whose tap u reads this input row.
-template <int64_t kChannels, typename acc_t>
+template <int64_t kChannels, typename vector_t, typename acc_t>
 inline void grad_input_tile(const Axis& cols, int64_t rows, int64_t w0, const acc_t* weights,
                             const acc_t* grads, int64_t length, int64_t channel_stride,
-                            Vector<acc_t> (&acc)[kChannels]) {
-  for (int64_t c = 0; c < kChannels; ++c) acc[c] = Vector<acc_t>{};
+                            vector_t (&acc)[kChannels]) {
+  for (int64_t c = 0; c < kChannels; ++c) acc[c] = vector_t{};
   for (int64_t q = 0; q < rows; ++q) {
     for (int64_t v = 0; v < cols.kernel_size; ++v) {
       const int64_t offset = w0 + (cols.kernel_size - 1 - v) * cols.dilation;
-      const Vector<acc_t> weight = load(weights + (q * cols.kernel_size + v) * length + offset);
+      const vector_t weight = load<vector_t>(weights + (q * cols.kernel_size + v) * length + offset);
       const acc_t* grad_row = grads + q * length + offset;
-      for (int64_t c = 0; c < kChannels; ++c) acc[c] += weight * load(grad_row + c * channel_stride);
+      for (int64_t c = 0; c < kChannels; ++c) {
+        acc[c] += weight * load<vector_t>(grad_row + c * channel_stride);
+      }
     }
   }
 }
