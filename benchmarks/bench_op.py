@@ -90,16 +90,29 @@ def methods(device: torch.device, cupy_op=None) -> Dict[str, Callable]:
 
 
 def load_official_cupy(checkout: str):
-    """The paper's CuPy op from a user's checkout of d-li14/involution (never vendored)."""
-    sys.path.insert(0, os.path.join(checkout, "cls"))
-    from mmcls.models.utils.involution_cuda import _involution_cuda  # type: ignore
+    """The paper's CuPy op, loaded from a user's checkout of d-li14/involution (never vendored).
+
+    Its file imports mmcv for the layer class only; a stand-in module is provided when mmcv is
+    absent, since the op itself does not use it. It supports float32 and float64 only.
+    """
+    import importlib.util
+    import types
+
+    path = os.path.join(checkout, "cls", "mmcls", "models", "utils", "involution_cuda.py")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--official-checkout: {path} not found")
+    try:
+        import mmcv.cnn  # noqa: F401
+    except ImportError:
+        sys.modules.setdefault("mmcv", types.ModuleType("mmcv"))
+        sys.modules["mmcv.cnn"] = types.SimpleNamespace(ConvModule=None)
+    spec = importlib.util.spec_from_file_location("official_involution_cuda", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
 
     def official(x, w, stride=1, padding=None, dilation=1):
-        kernel = w.shape[2]
-        pad = (kernel - 1) // 2 if padding is None else padding
-        batch, groups = w.shape[:2]
-        return _involution_cuda(x, w.reshape(batch, groups, kernel, kernel, *w.shape[-2:]),
-                                stride=stride, padding=pad, dilation=dilation)
+        pad = dilation * (w.shape[2] - 1) // 2 if padding is None else padding
+        return module._involution_cuda(x, w, stride=stride, padding=pad, dilation=dilation)
 
     return official
 
@@ -226,14 +239,16 @@ def plot(results: List[dict], path: Path) -> bool:
         xs = [k + index * width for k in range(len(keys))]
         axes[0].bar(xs, [rows[k].get("speedup_train", 0) if k in rows else 0 for k in keys], width, label=method)
         axes[1].bar(xs, [rows[k].get("memory_ratio") or 0 if k in rows else 0 for k in keys], width, label=method)
-    labels = [f"{s}\n{d}" for s, d in keys]
+    single_dtype = len({d for _, d in keys}) == 1
+    labels = [s if single_dtype else f"{s}\n{d}" for s, d in keys]
     for ax, title in zip(axes, ("forward+backward speed-up over unfold (higher is better)",
                                 "peak memory / unfold's (lower is better)")):
         ax.set_xticks([k + 0.4 - width / 2 for k in range(len(keys))], labels, fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.legend(fontsize=8)
-    axes[0].set_yscale("log")
+    for ax in axes:
+        ax.set_yscale("log")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -288,7 +303,7 @@ def main(argv=None) -> int:
     print(f"device: {info['device']} ({info['threads']} threads), torch {info['torch']}, batch {batch}"
           + (f", copy bandwidth {copy_gbs:.0f} GB/s" if copy_gbs else ""))
     jobs = [(s, d, m) for s in shapes for d in dtypes for m in chosen
-            if not (m == "official_cupy" and d == torch.bfloat16)]
+            if not (m == "official_cupy" and d not in (torch.float32, torch.float64))]
     results = []
     for shape, dtype, method in tqdm(jobs, desc="benchmark", unit="case"):
         results.append(bench_one(shape, method, chosen[method], dtype, device, args))
