@@ -123,4 +123,10 @@ Problem check_grad_weight(const at::Tensor& grad_output, const at::Tensor& input
   return p;
 }
 
+at::MemoryFormat result_memory_format(const at::Tensor& tensor) {
+  const bool channels_last =
+      tensor.is_contiguous(at::MemoryFormat::ChannelsLast) && !tensor.is_contiguous();
+  return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
 }  // namespace involution

@@ -24,4 +24,9 @@ Problem check_grad_weight(const at::Tensor& grad_output, const at::Tensor& input
                           at::IntArrayRef kernel_size, at::IntArrayRef stride,
                           at::IntArrayRef padding, at::IntArrayRef dilation);
 
+// Memory format of a result computed from `tensor`: channels_last when `tensor` is
+// channels_last-contiguous (and not also plain contiguous), else contiguous. The fake kernels
+// (involution_cuda/ops.py) apply the same rule, so compiled graphs see the real strides.
+at::MemoryFormat result_memory_format(const at::Tensor& tensor);
+
 }  // namespace involution

@@ -1,12 +1,30 @@
 """The public functional API: ``involution(input, weight, stride, padding, dilation)``."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
-from . import ops
+from . import decomposition, ops
 from ._validation import IntPair, check_involution_args
+
+
+def autocast_inputs(input, weight) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Under ``torch.autocast`` for the input's device, both tensors go to the autocast dtype (the
+    policy autocast applies to convolutions: floating tensors other than float64 are cast).
+    The kernels accumulate in float32 whatever the storage dtype."""
+    if not (isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor)):
+        return input, weight
+    device_type = input.device.type
+    if device_type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device_type):
+        return input, weight
+    dtype = torch.get_autocast_dtype(device_type)
+
+    def cast(tensor):
+        eligible = tensor.is_floating_point() and tensor.dtype != torch.float64
+        return tensor.to(dtype) if eligible else tensor
+
+    return cast(input), cast(weight)
 
 
 def involution(
@@ -25,7 +43,8 @@ def involution(
     with zero padding and ``g(c) = c // (C // G)`` (contiguous channel groups).
 
     Args:
-        input: ``(B, C, H, W)``, float16/bfloat16/float32/float64.
+        input: ``(B, C, H, W)``, float16/bfloat16/float32/float64, any memory format (the output
+            keeps a channels_last input's format).
         weight: ``(B, G, KH, KW, Ho, Wo)`` with ``C % G == 0`` and ``(Ho, Wo)`` the output size;
             same dtype and device as ``input``. A span-conv output of shape
             ``(B, G*KH*KW, Ho, Wo)`` ``.view``\ s into it.
@@ -34,6 +53,13 @@ def involution(
 
     Returns:
         ``(B, C, Ho, Wo)``, differentiable in ``input`` and ``weight`` (to any order).
+
+    Under ``torch.autocast`` both tensors are cast to the autocast dtype first (see
+    :func:`autocast_inputs`). During ONNX export the operator is written with standard ops
+    (:mod:`involution_cuda.decomposition`), so the exported graph needs no custom operator.
     """
+    input, weight = autocast_inputs(input, weight)
+    if torch.onnx.is_in_onnx_export():
+        return decomposition.involution(input, weight, stride, padding, dilation)
     stride, padding, dilation = check_involution_args(input, weight, stride, padding, dilation)
     return ops.ops.involution(input, weight, list(stride), list(padding), list(dilation))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import reference
@@ -32,14 +33,39 @@ class ConvModule(nn.Module):
         return x
 
 
+class CeilAvgPool(nn.Module):
+    """``nn.AvgPool2d(stride, stride, ceil_mode=True)``: the mean over the in-bounds part of each
+    stride-sized window, so odd sizes give ``ceil(size / stride)`` outputs.
+
+    When a window overhangs the input it is computed as an exact-fit pool of the zero-padded
+    input rescaled by the in-bounds count: same values, but no partial windows for a compiler to
+    differentiate (torch.compile's inductor in torch 2.13 returns wrong input gradients for
+    ``ceil_mode`` pooling with overhanging windows).
+    """
+
+    def __init__(self, stride):
+        super().__init__()
+        self.stride = tuple(stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (sh, sw), (height, width) = self.stride, x.shape[-2:]
+        pad_h, pad_w = -height % sh, -width % sw
+        if pad_h == 0 and pad_w == 0:
+            return F.avg_pool2d(x, self.stride, self.stride)
+        sums = F.avg_pool2d(F.pad(x, (0, pad_w, 0, pad_h)), self.stride, self.stride) * (sh * sw)
+        rows = (height - torch.arange(0, height, sh, device=x.device)).clamp(max=sh)
+        cols = (width - torch.arange(0, width, sw, device=x.device)).clamp(max=sw)
+        return sums / (rows[:, None] * cols[None, :]).to(sums.dtype)
+
+
 class Involution(nn.Module):
     """Involution layer: ``weight = span(ReLU(BN(reduce(pool(x)))))``, then the involution op.
 
     Args:
         channels: input (and output) channels; a multiple of ``group_channels``.
         kernel_size: odd int or (height, width) pair of odd ints.
-        stride: int or pair; the kernel generator sees an average pool of the input with
-            ``ceil_mode=True``, so odd input sizes work.
+        stride: int or pair; the kernel generator sees a stride-sized average pool of the input
+            that keeps partial windows (``ceil_mode=True``), so odd input sizes work.
         group_channels: channels sharing one generated kernel; ``G = channels // group_channels``.
         reduction_ratio: the bottleneck of the kernel generator has ``channels // reduction_ratio``
             channels.
@@ -93,9 +119,7 @@ class Involution(nn.Module):
             norm=False,
             activation=False,
         )
-        self.avgpool: Optional[nn.Module] = (
-            nn.AvgPool2d(self.stride, self.stride, ceil_mode=True) if max(self.stride) > 1 else None
-        )
+        self.avgpool: Optional[nn.Module] = CeilAvgPool(self.stride) if max(self.stride) > 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:

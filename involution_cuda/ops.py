@@ -26,11 +26,18 @@ def has_cuda_kernels() -> bool:
 
 # ---- fake (meta) kernels: shapes, dtypes and devices only, for torch.compile / export ----------
 
+def _result_like(tensor, shape):
+    """An empty result in the memory format the kernels give it (csrc/checks.cpp, same rule)."""
+    channels_last = tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=tensor.dtype, device=tensor.device, memory_format=memory_format)
+
+
 @torch.library.register_fake("involution_cuda::involution")
 def _involution_fake(input, weight, stride, padding, dilation):
     check_involution_args(input, weight, stride, padding, dilation)
     batch, channels = input.shape[:2]
-    return input.new_empty((batch, channels, weight.shape[4], weight.shape[5]))
+    return _result_like(input, (batch, channels, weight.shape[4], weight.shape[5]))
 
 
 @torch.library.register_fake("involution_cuda::involution_grad_input")
@@ -39,7 +46,7 @@ def _grad_input_fake(grad_output, weight, input_size, stride, padding, dilation)
     check_tensor(weight, "weight", 6, "(batch, groups, kernel_h, kernel_w, out_h, out_w)")
     check_same(grad_output, "grad_output", weight, "weight")
     batch, channels = grad_output.shape[:2]
-    return grad_output.new_empty((batch, channels, input_size[0], input_size[1]))
+    return _result_like(grad_output, (batch, channels, input_size[0], input_size[1]))
 
 
 @torch.library.register_fake("involution_cuda::involution_grad_weight")

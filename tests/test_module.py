@@ -4,6 +4,7 @@ import torch
 
 from conftest import DEVICES
 from involution_cuda import Involution
+from involution_cuda.module import CeilAvgPool
 
 
 def twin_modules(device, **kwargs):
@@ -83,3 +84,14 @@ def test_wrong_channel_count_raises():
     layer = Involution(16, kernel_size=3)
     with pytest.raises(ValueError, match=r"input must have shape \(batch, 16, height, width\)"):
         layer(torch.randn(1, 8, 5, 5))
+
+
+@pytest.mark.parametrize("stride", [(2, 2), (3, 2), (2, 1)])
+@pytest.mark.parametrize("size", [(7, 7), (15, 9), (12, 10), (1, 5)])
+def test_ceil_avg_pool_matches_avg_pool2d_ceil_mode(size, stride):
+    x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    expected = torch.nn.AvgPool2d(stride, stride, ceil_mode=True)(x)
+    out = CeilAvgPool(stride)(x)
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(out)
+    torch.testing.assert_close(torch.autograd.grad(out, x, grad), torch.autograd.grad(expected, x, grad))

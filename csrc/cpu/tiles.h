@@ -64,28 +64,48 @@ inline int64_t padded_input_length(const Axis& cols, int64_t padded_outputs) {
   return input_index(cols, padded_outputs - 1, cols.kernel_size - 1) + cols.padding + 1;
 }
 
-// buffer[k] = row[k - cols.padding] inside the input, 0 outside, for k < length.
+// Rows of a tensor are read and written through a pointer to their first element and the
+// element step along the row (1 when contiguous, C for channels_last), so no layout needs a copy.
+
+// buffer[k] = row[k * step] for k < count (converted to the accumulation type).
 template <typename scalar_t, typename acc_t>
-inline void load_padded_input_row(const scalar_t* row, const Axis& cols, acc_t* buffer,
-                                  int64_t length) {
-  const int64_t first = std::min(cols.padding, length);
-  const int64_t last = std::min(cols.padding + cols.input_size, length);
-  std::fill(buffer, buffer + first, acc_t(0));
-  for (int64_t k = first; k < last; ++k) buffer[k] = static_cast<acc_t>(row[k - cols.padding]);
-  std::fill(buffer + last, buffer + length, acc_t(0));
+inline void copy_row(const scalar_t* row, int64_t step, int64_t count, acc_t* buffer) {
+  if (step == 1) {
+    for (int64_t k = 0; k < count; ++k) buffer[k] = static_cast<acc_t>(row[k]);
+  } else {
+    for (int64_t k = 0; k < count; ++k) buffer[k] = static_cast<acc_t>(row[k * step]);
+  }
 }
 
-// buffer[k] = row[k] for k < count, 0 up to length.
+// buffer[k] = the row's element k - first where it exists, else 0, for k < length.
 template <typename scalar_t, typename acc_t>
-inline void load_row(const scalar_t* row, int64_t count, acc_t* buffer, int64_t length) {
-  for (int64_t k = 0; k < count; ++k) buffer[k] = static_cast<acc_t>(row[k]);
-  std::fill(buffer + count, buffer + length, acc_t(0));
+inline void load_shifted_row(const scalar_t* row, int64_t step, int64_t count, int64_t first,
+                             acc_t* buffer, int64_t length) {
+  const int64_t begin = std::min(std::max<int64_t>(first, 0), length);
+  const int64_t end = std::max(std::min(first + count, length), begin);
+  std::fill(buffer, buffer + begin, acc_t(0));
+  copy_row(row + (begin - first) * step, step, end - begin, buffer + begin);
+  std::fill(buffer + end, buffer + length, acc_t(0));
+}
+
+// A padded input row: buffer[k] = input column k - cols.padding, 0 in the padding.
+template <typename scalar_t, typename acc_t>
+inline void load_padded_input_row(const scalar_t* row, int64_t step, const Axis& cols,
+                                  acc_t* buffer, int64_t length) {
+  load_shifted_row(row, step, cols.input_size, cols.padding, buffer, length);
+}
+
+// buffer[k] = row element k for k < count, 0 up to length.
+template <typename scalar_t, typename acc_t>
+inline void load_row(const scalar_t* row, int64_t step, int64_t count, acc_t* buffer,
+                     int64_t length) {
+  load_shifted_row(row, step, count, 0, buffer, length);
 }
 
 // Stores the first `count` entries of a tile (a Vector) or of a buffer row (a pointer).
 template <typename scalar_t, typename source_t>
-inline void store(const source_t& source, int64_t count, scalar_t* target) {
-  for (int64_t k = 0; k < count; ++k) target[k] = static_cast<scalar_t>(source[k]);
+inline void store(const source_t& source, int64_t count, scalar_t* target, int64_t step) {
+  for (int64_t k = 0; k < count; ++k) target[k * step] = static_cast<scalar_t>(source[k]);
 }
 
 // Forward tile: for kChannels channels and the lanes of vector_t (outputs) from t0 of one output row,
@@ -127,25 +147,14 @@ inline void grad_weight_tile(const Axis& cols, int64_t channels, int64_t t0, int
   *reinterpret_cast<vector_t*>(sums) = acc;
 }
 
-// The unit-stride grad_input tiles keep output columns j at buffer index j - first_output_column,
-// which puts the output read by input column w at tap v at w + (KW - 1 - v) * dilation
-// (input_index(j, v) = w); buffers cover input columns below `padded_inputs`.
-inline int64_t first_output_column(const Axis& cols) {
-  return cols.padding - (cols.kernel_size - 1) * cols.dilation;  // input_index(j, KW-1) = 0
+// The unit-stride grad_input tiles keep output column j at buffer index j + output_column_shift,
+// which puts the output read by input column w at tap v (input_index(j, v) = w) at index
+// w + (KW - 1 - v) * dilation; buffers cover input columns below `padded_inputs`.
+inline int64_t output_column_shift(const Axis& cols) {
+  return (cols.kernel_size - 1) * cols.dilation - cols.padding;
 }
 inline int64_t shifted_output_length(const Axis& cols, int64_t padded_inputs) {
   return padded_inputs + (cols.kernel_size - 1) * cols.dilation;
-}
-
-// buffer[k] = row[k + first] for 0 <= k + first < count, else 0, for k < length.
-template <typename scalar_t, typename acc_t>
-inline void load_shifted_row(const scalar_t* row, int64_t count, int64_t first, acc_t* buffer,
-                             int64_t length) {
-  const int64_t begin = std::min(std::max<int64_t>(-first, 0), length);  // first k inside the row
-  const int64_t end = std::max(std::min(count - first, length), begin);   // one past the last
-  std::fill(buffer, buffer + begin, acc_t(0));
-  for (int64_t k = begin; k < end; ++k) buffer[k] = static_cast<acc_t>(row[k + first]);
-  std::fill(buffer + end, buffer + length, acc_t(0));
 }
 
 // grad_input tile (unit column stride): for kChannels channels and the lanes of vector_t

@@ -52,7 +52,8 @@ at::Tensor involution_cuda(const at::Tensor& input, const at::Tensor& weight,
                                       cuda_mutable_ptr<scalar_t>(output), stream),
                  "forward");
   });
-  return output;
+  // The baseline kernels work in NCHW; the result takes the input's memory format.
+  return output.contiguous(result_memory_format(input));
 }
 
 at::Tensor involution_grad_input_cuda(const at::Tensor& grad_output, const at::Tensor& weight,
@@ -73,7 +74,7 @@ at::Tensor involution_grad_input_cuda(const at::Tensor& grad_output, const at::T
                                              cuda_mutable_ptr<scalar_t>(grad_input), stream),
                      "grad_input");
       });
-  return grad_input;
+  return grad_input.contiguous(result_memory_format(grad_output));
 }
 
 at::Tensor involution_grad_weight_cuda(const at::Tensor& grad_output, const at::Tensor& input,

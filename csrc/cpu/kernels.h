@@ -1,0 +1,311 @@
+// CPU kernels of the three involution ops (index math: ../involution_index.h, tiles: tiles.h).
+//
+//   forward      out[n,c,i,j]    = sum_{u,v} w[n,g(c),u,v,i,j] * x[n,c, ih(i,u), iw(j,v)]
+//   grad_input   gx[n,c,h,w]     = sum_{(u,v,i,j) reading (h,w)} w[n,g(c),u,v,i,j] * go[n,c,i,j]
+//   grad_weight  gw[n,g,u,v,i,j] = sum_{c in g} go[n,c,i,j] * x[n,c, ih(i,u), iw(j,v)]
+//
+// Work mapping: the work is split into tasks that each own whole rows of the result (for the
+// forward, output row i of every channel of group g of image n), so there are no atomics and
+// results are deterministic. Tensors are read and written through their strides (any layout,
+// channels_last included, without copies).
+#pragma once
+
+#include <ATen/OpMathType.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../involution_index.h"
+#include "tiles.h"
+
+namespace involution {
+namespace cpu {
+
+// Rows of a (N, C, H, W) tensor with arbitrary strides.
+template <typename T>
+struct Rows4 {
+  T* data;
+  int64_t batch_stride, channel_stride, row_stride, step;
+  T* row(int64_t n, int64_t c, int64_t r) const {
+    return data + n * batch_stride + c * channel_stride + r * row_stride;
+  }
+};
+
+// Rows (along the output width) of a (B, G, KH, KW, Ho, Wo) weight with arbitrary strides.
+template <typename T>
+struct WeightRows {
+  T* data;
+  int64_t strides[6];
+  T* row(int64_t n, int64_t g, int64_t u, int64_t v, int64_t i) const {
+    return data + n * strides[0] + g * strides[1] + u * strides[2] + v * strides[3] +
+           i * strides[4];
+  }
+  int64_t step() const { return strides[5]; }
+};
+
+// Rows of at most 32 bytes of accumulators use half-width (32-byte) tiles: less padding waste.
+template <typename acc_t>
+bool narrow(int64_t length) {
+  return length * static_cast<int64_t>(sizeof(acc_t)) <= 32;
+}
+
+// Forward tasks [begin, end) of the B * G * Ho tasks; task (n, g, i) computes output row i of
+// every channel of group g. The row's weights are loaded once and reused by all its channels.
+template <typename scalar_t, int64_t kBytes>
+INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, Rows4<const scalar_t> input,
+                                               WeightRows<const scalar_t> weight,
+                                               Rows4<scalar_t> output, int64_t begin,
+                                               int64_t end) {
+  using acc_t = at::opmath_type<scalar_t>;
+  using Tile = Vector<acc_t, kBytes>;
+  constexpr int64_t kTile = lanes<Tile, acc_t>();
+  const Axis& rows = p.height;
+  const Axis& cols = p.width;
+  const int64_t per_group = channels_per_group(p);
+  const int64_t padded_outputs = round_up(cols.output_size, kTile);
+  const int64_t row_length = padded_input_length(cols, padded_outputs);
+  const int64_t channel_stride = rows.kernel_size * row_length;
+  std::vector<acc_t> weights(rows.kernel_size * cols.kernel_size * padded_outputs);
+  std::vector<acc_t> inputs(kChannelTile * channel_stride);
+  std::vector<int64_t> input_rows(rows.kernel_size);  // input row read by each valid kernel row
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t i = task % rows.output_size;
+    const int64_t g = task / rows.output_size % p.groups;
+    const int64_t n = task / (rows.output_size * p.groups);
+    int64_t valid = 0;  // kernel rows that read inside the input (others read zero padding)
+    for (int64_t u = 0; u < rows.kernel_size; ++u) {
+      const int64_t h = input_index(rows, i, u);
+      if (!inside(h, rows.input_size)) continue;
+      input_rows[valid] = h;
+      for (int64_t v = 0; v < cols.kernel_size; ++v) {
+        load_row(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
+                 weights.data() + (valid * cols.kernel_size + v) * padded_outputs, padded_outputs);
+      }
+      ++valid;
+    }
+    for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannelTile) {
+      const int64_t count = std::min(kChannelTile, (g + 1) * per_group - c_first);
+      for (int64_t cc = 0; cc < count; ++cc) {
+        for (int64_t q = 0; q < valid; ++q) {
+          load_padded_input_row(input.row(n, c_first + cc, input_rows[q]), input.step, cols,
+                                inputs.data() + cc * channel_stride + q * row_length, row_length);
+        }
+      }
+      for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
+        const int64_t width = std::min(kTile, cols.output_size - t0);
+        auto store_channel = [&](const Tile& tile, int64_t cc) {
+          store(tile, width, output.row(n, c_first + cc, i) + t0 * output.step, output.step);
+        };
+        if (count == kChannelTile) {
+          Tile acc[kChannelTile];
+          if (cols.stride == 1) {
+            forward_tile<kChannelTile, true>(cols, valid, t0, weights.data(), padded_outputs,
+                                             inputs.data(), channel_stride, row_length, acc);
+          } else {
+            forward_tile<kChannelTile, false>(cols, valid, t0, weights.data(), padded_outputs,
+                                              inputs.data(), channel_stride, row_length, acc);
+          }
+          for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc);
+        } else {
+          for (int64_t cc = 0; cc < count; ++cc) {
+            Tile acc[1];
+            const acc_t* channel_inputs = inputs.data() + cc * channel_stride;
+            if (cols.stride == 1) {
+              forward_tile<1, true>(cols, valid, t0, weights.data(), padded_outputs,
+                                    channel_inputs, channel_stride, row_length, acc);
+            } else {
+              forward_tile<1, false>(cols, valid, t0, weights.data(), padded_outputs,
+                                     channel_inputs, channel_stride, row_length, acc);
+            }
+            store_channel(acc[0], cc);
+          }
+        }
+      }
+    }
+  }
+}
+
+// grad_input tasks [begin, end) of the B * G * H tasks for a unit column stride; task (n, g, h)
+// computes input row h of every channel of group g.
+template <typename scalar_t, int64_t kBytes>
+INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p,
+                                                  Rows4<const scalar_t> grad_output,
+                                                  WeightRows<const scalar_t> weight,
+                                                  Rows4<scalar_t> grad_input, int64_t begin,
+                                                  int64_t end) {
+  using acc_t = at::opmath_type<scalar_t>;
+  using Tile = Vector<acc_t, kBytes>;
+  constexpr int64_t kTile = lanes<Tile, acc_t>();
+  const Axis& rows = p.height;
+  const Axis& cols = p.width;
+  const int64_t per_group = channels_per_group(p);
+  const int64_t length = shifted_output_length(cols, round_up(cols.input_size, kTile));
+  const int64_t shift = output_column_shift(cols);
+  const int64_t channel_stride = rows.kernel_size * length;
+  std::vector<acc_t> weights(rows.kernel_size * cols.kernel_size * length);
+  std::vector<acc_t> grads(kChannelTile * channel_stride);
+  std::vector<int64_t> output_rows(rows.kernel_size);  // output row of each contributing kernel row
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t h = task % rows.input_size;
+    const int64_t g = task / rows.input_size % p.groups;
+    const int64_t n = task / (rows.input_size * p.groups);
+    int64_t valid = 0;
+    for (int64_t u = 0; u < rows.kernel_size; ++u) {
+      int64_t i;
+      if (!output_index(rows, h, u, &i)) continue;
+      output_rows[valid] = i;
+      for (int64_t v = 0; v < cols.kernel_size; ++v) {
+        load_shifted_row(weight.row(n, g, u, v, i), weight.step(), cols.output_size, shift,
+                         weights.data() + (valid * cols.kernel_size + v) * length, length);
+      }
+      ++valid;
+    }
+    for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannelTile) {
+      const int64_t count = std::min(kChannelTile, (g + 1) * per_group - c_first);
+      for (int64_t cc = 0; cc < count; ++cc) {
+        for (int64_t q = 0; q < valid; ++q) {
+          load_shifted_row(grad_output.row(n, c_first + cc, output_rows[q]), grad_output.step,
+                           cols.output_size, shift,
+                           grads.data() + cc * channel_stride + q * length, length);
+        }
+      }
+      for (int64_t w0 = 0; w0 < cols.input_size; w0 += kTile) {
+        const int64_t width = std::min(kTile, cols.input_size - w0);
+        auto store_channel = [&](const Tile& tile, int64_t cc) {
+          store(tile, width, grad_input.row(n, c_first + cc, h) + w0 * grad_input.step,
+                grad_input.step);
+        };
+        if (count == kChannelTile) {
+          Tile acc[kChannelTile];
+          grad_input_tile<kChannelTile>(cols, valid, w0, weights.data(), grads.data(), length,
+                                        channel_stride, acc);
+          for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc);
+        } else {
+          for (int64_t cc = 0; cc < count; ++cc) {
+            Tile acc[1];
+            grad_input_tile<1>(cols, valid, w0, weights.data(), grads.data() + cc * channel_stride,
+                               length, channel_stride, acc);
+            store_channel(acc[0], cc);
+          }
+        }
+      }
+    }
+  }
+}
+
+// grad_input tasks for a column stride > 1: task (n, g, h) scatters, channel by channel, the
+// taps' contributions into a buffer for input row h (a tap reaches every stride-th column only).
+template <typename scalar_t>
+void grad_input_strided_tasks(const Problem& p, Rows4<const scalar_t> grad_output,
+                              WeightRows<const scalar_t> weight, Rows4<scalar_t> grad_input,
+                              int64_t begin, int64_t end) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const Axis& rows = p.height;
+  const Axis& cols = p.width;
+  const int64_t per_group = channels_per_group(p);
+  std::vector<acc_t> acc(cols.input_size);
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t h = task % rows.input_size;
+    const int64_t g = task / rows.input_size % p.groups;
+    const int64_t n = task / (rows.input_size * p.groups);
+    for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
+      std::fill(acc.begin(), acc.end(), acc_t(0));
+      for (int64_t u = 0; u < rows.kernel_size; ++u) {
+        int64_t i;
+        if (!output_index(rows, h, u, &i)) continue;
+        const scalar_t* grad_row = grad_output.row(n, c, i);
+        for (int64_t v = 0; v < cols.kernel_size; ++v) {
+          int64_t j_begin, j_end;
+          valid_output_range(cols, v, &j_begin, &j_end);
+          const scalar_t* weight_row = weight.row(n, g, u, v, i);
+          for (int64_t j = j_begin; j < j_end; ++j) {
+            acc[input_index(cols, j, v)] +=
+                static_cast<acc_t>(weight_row[j * weight.step()]) *
+                static_cast<acc_t>(grad_row[j * grad_output.step]);
+          }
+        }
+      }
+      store(acc.data(), cols.input_size, grad_input.row(n, c, h), grad_input.step);
+    }
+  }
+}
+
+// Channels of a group whose rows a grad_weight task holds in its buffers at once.
+constexpr int64_t kGradWeightChannels = 8;
+
+// grad_weight tasks [begin, end) of the B * G * Ho tasks; task (n, g, i) computes
+// grad_weight[n, g, :, :, i, :], summing over the channels of group g block by block.
+template <typename scalar_t, int64_t kBytes>
+INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p,
+                                                   Rows4<const scalar_t> grad_output,
+                                                   Rows4<const scalar_t> input,
+                                                   WeightRows<scalar_t> grad_weight,
+                                                   int64_t begin, int64_t end) {
+  using acc_t = at::opmath_type<scalar_t>;
+  using Tile = Vector<acc_t, kBytes>;
+  constexpr int64_t kTile = lanes<Tile, acc_t>();
+  const Axis& rows = p.height;
+  const Axis& cols = p.width;
+  const int64_t per_group = channels_per_group(p);
+  const int64_t padded_outputs = round_up(cols.output_size, kTile);
+  const int64_t row_length = padded_input_length(cols, padded_outputs);
+  const int64_t channel_stride = rows.kernel_size * row_length;
+  std::vector<acc_t> grads(kGradWeightChannels * padded_outputs);
+  std::vector<acc_t> inputs(kGradWeightChannels * channel_stride);
+  std::vector<acc_t> sums(rows.kernel_size * cols.kernel_size * padded_outputs);
+  std::vector<int64_t> input_rows(rows.kernel_size);
+  std::vector<int64_t> slot(rows.kernel_size);  // kernel row u -> its valid index q, or -1
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t i = task % rows.output_size;
+    const int64_t g = task / rows.output_size % p.groups;
+    const int64_t n = task / (rows.output_size * p.groups);
+    int64_t valid = 0;
+    for (int64_t u = 0; u < rows.kernel_size; ++u) {
+      const int64_t h = input_index(rows, i, u);
+      slot[u] = inside(h, rows.input_size) ? valid : -1;
+      if (slot[u] >= 0) input_rows[valid++] = h;
+    }
+    std::fill(sums.begin(), sums.end(), acc_t(0));
+    for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group;
+         c_first += kGradWeightChannels) {
+      const int64_t count = std::min(kGradWeightChannels, (g + 1) * per_group - c_first);
+      for (int64_t cc = 0; cc < count; ++cc) {
+        load_row(grad_output.row(n, c_first + cc, i), grad_output.step, cols.output_size,
+                 grads.data() + cc * padded_outputs, padded_outputs);
+        for (int64_t q = 0; q < valid; ++q) {
+          load_padded_input_row(input.row(n, c_first + cc, input_rows[q]), input.step, cols,
+                                inputs.data() + cc * channel_stride + q * row_length, row_length);
+        }
+      }
+      for (int64_t q = 0; q < valid; ++q) {
+        for (int64_t v = 0; v < cols.kernel_size; ++v) {
+          for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
+            acc_t* sum = sums.data() + (q * cols.kernel_size + v) * padded_outputs + t0;
+            const acc_t* row_inputs = inputs.data() + q * row_length;
+            if (cols.stride == 1) {
+              grad_weight_tile<true, Tile>(cols, count, t0, v, grads.data(), padded_outputs,
+                                           row_inputs, channel_stride, sum);
+            } else {
+              grad_weight_tile<false, Tile>(cols, count, t0, v, grads.data(), padded_outputs,
+                                            row_inputs, channel_stride, sum);
+            }
+          }
+        }
+      }
+    }
+    for (int64_t u = 0; u < rows.kernel_size; ++u) {
+      for (int64_t v = 0; v < cols.kernel_size; ++v) {
+        scalar_t* target = grad_weight.row(n, g, u, v, i);
+        if (slot[u] < 0) {
+          for (int64_t j = 0; j < cols.output_size; ++j) target[j * grad_weight.step()] = scalar_t(0);
+        } else {
+          store(sums.data() + (slot[u] * cols.kernel_size + v) * padded_outputs,
+                cols.output_size, target, grad_weight.step());
+        }
+      }
+    }
+  }
+}
+
+}  // namespace cpu
+}  // namespace involution

@@ -1,0 +1,206 @@
+"""The op and the layer inside PyTorch's toolbox: AMP, channels_last, torch.compile, export,
+TorchScript, ONNX, distributed data parallel."""
+import os
+
+import pytest
+import torch
+from torch import nn
+
+import involution_cuda
+from conftest import DEVICES, TOLERANCES, Problem, assert_close
+from involution_cuda import Involution, reference
+
+AUTOCAST_DTYPE = {"cpu": torch.bfloat16, "cuda": torch.float16}
+
+
+def small_net():
+    """Two involution layers (one strided) between convolutions, as in a RedNet stage."""
+    return nn.Sequential(
+        nn.Conv2d(4, 16, 1), Involution(16, 3, group_channels=4), nn.ReLU(),
+        Involution(16, (5, 3), stride=2, group_channels=8), nn.Conv2d(16, 8, 1),
+    )
+
+
+class Bottleneck(nn.Module):
+    """The RedNet bottleneck: 1x1 conv, involution (the 3x3 conv's place), 1x1 conv, residual."""
+
+    def __init__(self, channels=32, stride=1):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(channels, channels // 2, 1, bias=False), nn.BatchNorm2d(channels // 2)
+        self.inv = Involution(channels // 2, 7, stride=stride, group_channels=8)
+        self.bn2 = nn.BatchNorm2d(channels // 2)
+        self.conv3, self.bn3 = nn.Conv2d(channels // 2, channels, 1, bias=False), nn.BatchNorm2d(channels)
+        self.down = nn.AvgPool2d(stride, ceil_mode=True) if stride > 1 else nn.Identity()
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu(self.bn2(self.inv(out)))
+        return torch.relu(self.bn3(self.conv3(out)) + self.down(x))
+
+
+def grads_of(module, x, out):
+    return torch.autograd.grad(out.square().sum(), [x, *module.parameters()])
+
+
+# ---- AMP --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_runs_op_in_autocast_dtype(device):
+    dtype = AUTOCAST_DTYPE[device]
+    problem = Problem(2, 32, 4, (13, 11), (3, 5), stride=(1, 2))
+    x, w = problem.tensors(dtype=torch.float32, device=device)
+    with torch.autocast(device, dtype=dtype):
+        out = involution_cuda.involution(x, w, **problem.options)
+    assert out.dtype == dtype
+    expected = reference.involution(x.to(dtype).double(), w.to(dtype).double(), **problem.options)
+    assert_close(out, expected, dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_training_step(device):
+    torch.manual_seed(0)
+    net = small_net().to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    x = torch.randn(2, 4, 15, 9, device=device)
+    before = [p.detach().clone() for p in net.parameters()]
+    with torch.autocast(device, dtype=AUTOCAST_DTYPE[device]):
+        loss = net(x).float().square().mean()
+    loss.backward()
+    optimizer.step()
+    for parameter, old in zip(net.parameters(), before):
+        assert parameter.dtype == torch.float32 and torch.isfinite(parameter.grad).all()
+    assert any(not torch.equal(p, old) for p, old in zip(net.parameters(), before))
+
+
+def test_autocast_leaves_float64_alone():
+    x, w = Problem(1, 4, 2, (5, 6), (3, 3)).tensors()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert involution_cuda.involution(x, w).dtype == torch.float64
+
+
+# ---- channels_last ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_channels_last_matches_and_keeps_format(device):
+    problem = Problem(2, 16, 4, (11, 9), (3, 5), stride=(2, 1), dilation=(1, 2))
+    x, w = problem.tensors(device=device)
+    out_h, out_w = problem.output_size()
+    # The module's layout: a channels_last span-conv output viewed as the weight.
+    span = w.reshape(2, -1, out_h, out_w).contiguous(memory_format=torch.channels_last)
+    w_cl = span.view(w.shape).requires_grad_()
+    x_cl = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = involution_cuda.involution(x_cl, w_cl, **problem.options)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, reference.involution(x, w, **problem.options))
+    grad_out = torch.randn_like(out)  # channels_last too
+    grad_x, grad_w = torch.autograd.grad(out, (x_cl, w_cl), grad_out)
+    assert grad_x.is_contiguous(memory_format=torch.channels_last)
+    x_ref, w_ref = x.clone().requires_grad_(), w.clone().requires_grad_()
+    expected = torch.autograd.grad(reference.involution(x_ref, w_ref, **problem.options), (x_ref, w_ref), grad_out)
+    torch.testing.assert_close((grad_x, grad_w), expected)
+
+
+def test_channels_last_makes_no_copies_on_cpu():
+    problem = Problem(2, 16, 4, (11, 9), (3, 3))
+    x, w = problem.tensors(dtype=torch.float32)
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = w.reshape(2, -1, 11, 9).contiguous(memory_format=torch.channels_last).view(w.shape).requires_grad_()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        out = involution_cuda.involution(x, w)
+        torch.autograd.grad(out, (x, w), torch.randn_like(out))
+    names = {event.name for event in profile.events()}
+    assert "involution_cuda::involution" in names
+    assert not names & {"aten::copy_", "aten::clone", "aten::contiguous"}, names
+
+
+# ---- torch.compile / export -------------------------------------------------------------------
+
+def test_compile_layer_fullgraph_inductor():
+    torch.manual_seed(0)
+    layer = Involution(16, 3, stride=2, group_channels=4).eval()
+    x = torch.randn(2, 16, 11, 9, requires_grad=True)
+    compiled = torch.compile(layer, fullgraph=True)
+    out, expected = compiled(x), layer(x)
+    torch.testing.assert_close(out, expected)
+    # Inductor reorders float32 reductions (BatchNorm, convolutions): compare at float32 precision.
+    torch.testing.assert_close(grads_of(layer, x, out), grads_of(layer, x, expected), rtol=1e-4, atol=1e-4)
+
+
+def test_compile_rednet_block_fullgraph():
+    torch.manual_seed(0)
+    block = Bottleneck(32, stride=2)
+    x = torch.randn(2, 32, 13, 13, requires_grad=True)
+    compiled = torch.compile(block, fullgraph=True, backend="aot_eager")
+    out, expected = compiled(x), block(x)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(grads_of(block, x, out), grads_of(block, x, expected))
+
+
+def test_export_runs():
+    torch.manual_seed(0)
+    net = small_net().eval()
+    x = torch.randn(2, 4, 15, 9)
+    program = torch.export.export(net, (x,))
+    assert any("involution_cuda" in str(node.target) for node in program.graph.nodes)
+    torch.testing.assert_close(program.module()(x), net(x))
+
+
+# ---- TorchScript / ONNX -----------------------------------------------------------------------
+
+def test_jit_trace_save_load(tmp_path):
+    torch.manual_seed(0)
+    net = small_net().eval()
+    x = torch.randn(2, 4, 15, 9)
+    traced = torch.jit.trace(net, (x,))
+    traced.save(str(tmp_path / "net.pt"))
+    loaded = torch.jit.load(str(tmp_path / "net.pt"))
+    other = torch.randn(2, 4, 15, 9)
+    torch.testing.assert_close(loaded(other), net(other))
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript-exporter", "dynamo-exporter"])
+def test_onnx_export_runs_in_onnxruntime(tmp_path, dynamo):
+    onnx = pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    net = small_net().eval()
+    x = torch.randn(2, 4, 15, 9)
+    path = tmp_path / "net.onnx"
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.onnx.export(net, (x,), str(path), input_names=["x"], dynamo=dynamo)
+    model = onnx.load(str(path))
+    assert {node.domain for node in model.graph.node} <= {"", "ai.onnx"}  # standard operators only
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (result,) = session.run(None, {"x": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(result), net(x), rtol=1e-4, atol=1e-4)
+
+
+# ---- distributed data parallel ----------------------------------------------------------------
+
+def _ddp_worker(rank, init_file, data, result_file):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    model = nn.parallel.DistributedDataParallel(small_net())
+    shard = data.chunk(2)[rank]
+    model(shard).square().mean().backward()
+    if rank == 0:
+        torch.save([p.grad for p in model.module.parameters()], result_file)
+    dist.destroy_process_group()
+
+
+def test_ddp_two_processes_match_single_process(tmp_path):
+    import torch.multiprocessing as mp
+
+    data = torch.randn(4, 4, 15, 9)
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), data, str(tmp_path / "grads.pt")), nprocs=2)
+    ddp_grads = torch.load(tmp_path / "grads.pt")
+    # DDP averages the gradients of the per-process losses (BatchNorm sees each shard alone).
+    torch.manual_seed(0)
+    net = small_net()
+    for shard in data.chunk(2):
+        (net(shard).square().mean() / 2).backward()
+    for ddp_grad, parameter in zip(ddp_grads, net.parameters()):
+        torch.testing.assert_close(ddp_grad, parameter.grad, rtol=1e-5, atol=1e-6)
