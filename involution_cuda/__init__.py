@@ -4,7 +4,7 @@
 """
 import torch  # noqa: F401  (must load before the compiled extension: it provides libc10)
 
-from . import reference
+from . import flops, reference  # flops registers the FLOP formulas
 from .functional import involution
 from .module import Involution
 from .ops import has_cuda_kernels

@@ -15,12 +15,14 @@ BACKENDS = {"native": involution, "reference": reference.involution}
 
 
 class ConvModule(nn.Module):
-    """1×1 convolution with optional BatchNorm and ReLU; attribute names follow mmcv's ConvModule
-    (``conv``, ``bn``) so that official RedNet checkpoints load unchanged."""
+    """Convolution with optional BatchNorm and ReLU; attribute names follow mmcv's ConvModule
+    (``conv``, ``bn``) so that official RedNet checkpoints load unchanged. The convolution has a
+    bias only without BatchNorm (mmcv's ``bias="auto"``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, norm: bool, activation: bool):
+    def __init__(self, in_channels: int, out_channels: int, norm: bool = True,
+                 activation: bool = True, kernel_size: int = 1, stride: int = 1, padding: int = 0):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=not norm)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=not norm)
         self.bn = nn.BatchNorm2d(out_channels) if norm else None
         self.activate = nn.ReLU(inplace=True) if activation else None
 

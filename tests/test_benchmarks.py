@@ -26,3 +26,16 @@ def test_benchmark_writes_results(tmp_path):
     # The unfold buffer alone is KH*KW times the input: the memory gauge must see it.
     stage1 = unfold["stage1"]
     assert stage1["peak_train_mb"] > 49 * 64 * 56 * 56 * 4 / 2**20 * 0.9
+
+
+def test_model_benchmark_writes_results(tmp_path):
+    import bench_model
+
+    output = tmp_path / "model.json"
+    bench_model.main(["--batch", "2", "--size", "64", "--repeats", "1", "--warmup", "0",
+                      "--output", str(output)])
+    results = json.loads(output.read_text())["results"]
+    assert [r["variant"] for r in results] == list(bench_model.VARIANTS)
+    for row in results:
+        assert row["train_step_ms"] > 0 and row["inference_images_per_s"] > 0 and row["peak_train_mb"] > 0
+    assert results[0]["params_m"] == results[1]["params_m"] != results[2]["params_m"]
