@@ -127,3 +127,45 @@ def check_involution_args(
             f"{padding}, dilation {dilation}; got {tuple(weight.shape[4:])}"
         )
     return stride, padding, dilation
+
+
+def to_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    return value
+
+
+def check_involution1d_args(input, weight, stride, padding, dilation, causal: bool):
+    """Validates the 1-D arguments and returns (stride, padding as (left, right), dilation)."""
+    check_tensor(input, "input", 3, "(batch, channels, length)")
+    check_tensor(weight, "weight", 4, "(batch, groups, kernel, out_length)")
+    check_same(input, "input", weight, "weight")
+    check_groups(input.shape[1], weight.shape[1])
+    stride, dilation = to_int(stride, "stride"), to_int(dilation, "dilation")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if dilation < 1:
+        raise ValueError(f"dilation must be >= 1, got {dilation}")
+    if weight.shape[2] < 1:
+        raise ValueError(f"weight's kernel size (shape[2]) must be >= 1, got {weight.shape[2]}")
+    reach = dilation * (weight.shape[2] - 1)
+    if causal:
+        if padding is not None:
+            raise ValueError("padding must be None when causal=True (the causal padding is "
+                             f"dilation * (kernel - 1) = {reach} on the left), got {padding!r}")
+        left, right = reach, 0
+    else:
+        padding = reach // 2 if padding is None else to_int(padding, "padding")
+        if padding < 0:
+            raise ValueError(f"padding must be >= 0, got {padding}")
+        left = right = padding
+    padded = input.shape[2] + left + right
+    if reach + 1 > padded:
+        raise ValueError(f"the dilated kernel extent {reach + 1} exceeds the padded input length "
+                         f"{padded} (input {input.shape[2]}, padding ({left}, {right}))")
+    out_length = (padded - reach - 1) // stride + 1
+    if weight.shape[3] != out_length:
+        raise ValueError(f"weight.shape[3] must equal the output length {out_length} for input "
+                         f"length {input.shape[2]}, kernel {weight.shape[2]}, stride {stride}, "
+                         f"padding ({left}, {right}), dilation {dilation}; got {weight.shape[3]}")
+    return stride, (left, right), dilation

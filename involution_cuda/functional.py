@@ -6,7 +6,9 @@ from typing import Optional, Tuple
 import torch
 
 from . import decomposition, ops
-from ._validation import IntPair, check_involution_args
+import torch.nn.functional as F
+
+from ._validation import IntPair, check_involution1d_args, check_involution_args
 
 
 def autocast_inputs(input, weight) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -63,3 +65,37 @@ def involution(
         return decomposition.involution(input, weight, stride, padding, dilation)
     stride, padding, dilation = check_involution_args(input, weight, stride, padding, dilation)
     return ops.ops.involution(input, weight, list(stride), list(padding), list(dilation))
+
+
+def involution1d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    stride: int = 1,
+    padding: Optional[int] = None,
+    dilation: int = 1,
+    causal: bool = False,
+) -> torch.Tensor:
+    r"""Involution over sequences: :func:`involution` with height 1.
+
+    .. math::
+        out[n, c, t] = \sum_{k} weight[n, g(c), k, t]\, input[n, c, t s - p + k d]
+
+    Args:
+        input: ``(B, C, L)``.
+        weight: ``(B, G, K, Lo)``, ``C % G == 0``, ``Lo`` the output length.
+        stride, padding, dilation: ints; ``padding`` defaults to ``dilation * (K - 1) // 2``.
+        causal: pad ``dilation * (K - 1)`` on the left only (and nothing on the right), so output
+            ``t`` sees inputs up to ``t * stride`` and never later ones; ``padding`` must be None.
+
+    Returns:
+        ``(B, C, Lo)``. Runs the 2-D kernels on height-1 views (same dtypes, gradients, AMP,
+        ``torch.compile`` behaviour and errors).
+    """
+    input, weight = autocast_inputs(input, weight)
+    stride, (left, right), dilation = check_involution1d_args(input, weight, stride, padding,
+                                                              dilation, causal)
+    if left != right:  # causal: the op pads symmetrically, so the left padding is made explicit
+        input = F.pad(input, (left, right))
+        left = 0
+    return involution(input.unsqueeze(2), weight.unsqueeze(2).unsqueeze(4), (1, stride),
+                      (0, left), (1, dilation)).squeeze(2)

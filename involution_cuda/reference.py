@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._validation import IntPair, check_involution_args
+from ._validation import IntPair, check_involution1d_args, check_involution_args
 
 
 def involution(
@@ -28,3 +28,24 @@ def involution(
     patches = patches.view(batch, groups, channels // groups, kernel_h * kernel_w, out_h, out_w)
     kernels = weight.reshape(batch, groups, 1, kernel_h * kernel_w, out_h, out_w)
     return (kernels * patches).sum(dim=3).view(batch, channels, out_h, out_w)
+
+
+def involution1d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    stride: int = 1,
+    padding: Optional[int] = None,
+    dilation: int = 1,
+    causal: bool = False,
+) -> torch.Tensor:
+    """Same arguments and result as :func:`involution_cuda.involution1d`, with ``Tensor.unfold``
+    over the padded sequence (an independent formulation, not the 2-D path)."""
+    stride, (left, right), dilation = check_involution1d_args(input, weight, stride, padding,
+                                                              dilation, causal)
+    batch, channels, _ = input.shape
+    groups, kernel, out_length = weight.shape[1:]
+    extent = dilation * (kernel - 1) + 1
+    windows = F.pad(input, (left, right)).unfold(2, extent, stride)[..., ::dilation]
+    windows = windows.reshape(batch, groups, channels // groups, out_length, kernel)
+    kernels = weight.permute(0, 1, 3, 2).unsqueeze(2)  # (B, G, 1, Lo, K)
+    return (windows * kernels).sum(-1).reshape(batch, channels, out_length)
