@@ -1,6 +1,8 @@
 """Builds involution_cuda._C: CPU kernels always, CUDA kernels when torch has CUDA and nvcc exists.
 
 INVOLUTION_BUILD=cpu|cuda forces one (default: auto). TORCH_CUDA_ARCH_LIST defaults to 8.0;9.0.
+INVOLUTION_SANITIZE=1 builds the host code with AddressSanitizer and UndefinedBehaviorSanitizer
+(for scripts/check_sanitizers.sh).
 """
 import glob
 import os
@@ -41,17 +43,22 @@ def want_cuda() -> bool:
 def extension():
     sources = ["csrc/ops.cpp", "csrc/checks.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     cxx_flags = ["-O3", "-fopenmp"]  # at::parallel_for needs OpenMP at compile time
+    link_flags = ["-fopenmp"]
+    if os.environ.get("INVOLUTION_SANITIZE") == "1":
+        sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+        cxx_flags = ["-O1", "-g", "-fno-omit-frame-pointer", "-fopenmp"] + sanitize
+        link_flags += sanitize
     if not want_cuda():
         return CppExtension(
             "involution_cuda._C", sources,
-            extra_compile_args={"cxx": cxx_flags}, extra_link_args=["-fopenmp"],
+            extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags,
         )
     sources += sorted(glob.glob("csrc/cuda/*.cpp")) + sorted(glob.glob("csrc/cuda/*.cu"))
     return CUDAExtension(
         "involution_cuda._C", sources,
         define_macros=[("INVOLUTION_WITH_CUDA", None)],
         extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
-        extra_link_args=["-fopenmp"],
+        extra_link_args=link_flags,
     )
 
 

@@ -8,6 +8,7 @@ large block to the system at once so freed memory cannot hide a later allocation
 """
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
 import ctypes
@@ -99,4 +100,5 @@ def run_isolated(fn, *args):
         _isolated_pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"),
             initializer=configure_cpu_allocator)
+        atexit.register(_isolated_pool.shutdown)  # before the interpreter tears modules down
     return _isolated_pool.submit(fn, *args).result()

@@ -169,3 +169,14 @@ def check_involution1d_args(input, weight, stride, padding, dilation, causal: bo
                          f"length {input.shape[2]}, kernel {weight.shape[2]}, stride {stride}, "
                          f"padding ({left}, {right}), dilation {dilation}; got {weight.shape[3]}")
     return stride, (left, right), dilation
+
+
+def check_layer_input(x, channels: int, layout: str) -> None:
+    """A layer's input: a floating-point tensor of shape `layout` with `channels` channels."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+    ndim = layout.count(",") + 1
+    if x.dim() != ndim or x.shape[1] != channels:
+        raise ValueError(f"input must have shape {layout}, got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"input must be a floating-point tensor, got {x.dtype}")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import reference
-from ._validation import IntPair, to_pair
+from ._validation import IntPair, check_layer_input, to_pair
 from .functional import involution
 
 BACKENDS = {"native": involution, "reference": reference.involution}
@@ -124,10 +124,7 @@ class Involution(nn.Module):
         self.avgpool: Optional[nn.Module] = CeilAvgPool(self.stride) if max(self.stride) > 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(
-                f"input must have shape (batch, {self.channels}, height, width), got {tuple(x.shape)}"
-            )
+        check_layer_input(x, self.channels, f"(batch, {self.channels}, height, width)")
         pooled = x if self.avgpool is None else self.avgpool(x)
         weight = self.conv2(self.conv1(pooled))
         batch, _, out_h, out_w = weight.shape

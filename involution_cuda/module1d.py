@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from . import reference
+from ._validation import check_layer_input
 from .functional import involution1d
 
 BACKENDS = {"native": involution1d, "reference": reference.involution1d}
@@ -69,8 +70,7 @@ class Involution1d(nn.Module):
         self.pool = None if causal or stride == 1 else nn.AvgPool1d(stride, stride, ceil_mode=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 3 or x.shape[1] != self.channels:
-            raise ValueError(f"input must have shape (batch, {self.channels}, length), got {tuple(x.shape)}")
+        check_layer_input(x, self.channels, f"(batch, {self.channels}, length)")
         if self.causal:
             context = x[..., :: self.stride]
         else:

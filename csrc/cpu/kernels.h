@@ -8,6 +8,10 @@
 // forward, output row i of every channel of group g of image n), so there are no atomics and
 // results are deterministic. Tensors are read and written through their strides (any layout,
 // channels_last included, without copies).
+//
+// Zero padding is multiplied, not skipped, exactly as in the unfold reference: a tap in the
+// padding adds weight * 0 to the forward and grad_output * 0 to grad_weight, so a NaN or Inf
+// there propagates as it does in the reference (and is 0 otherwise).
 #pragma once
 
 #include <ATen/OpMathType.h>
@@ -67,15 +71,23 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, Rows4<const sca
   const int64_t channel_stride = rows.kernel_size * row_length;
   std::vector<acc_t> weights(rows.kernel_size * cols.kernel_size * padded_outputs);
   std::vector<acc_t> inputs(kChannelTile * channel_stride);
+  std::vector<acc_t> padding_terms(padded_outputs);  // sum of weight * 0 over padding rows
   std::vector<int64_t> input_rows(rows.kernel_size);  // input row read by each valid kernel row
   for (int64_t task = begin; task < end; ++task) {
     const int64_t i = task % rows.output_size;
     const int64_t g = task / rows.output_size % p.groups;
     const int64_t n = task / (rows.output_size * p.groups);
+    std::fill(padding_terms.begin(), padding_terms.end(), acc_t(0));
     int64_t valid = 0;  // kernel rows that read inside the input (others read zero padding)
     for (int64_t u = 0; u < rows.kernel_size; ++u) {
       const int64_t h = input_index(rows, i, u);
-      if (!inside(h, rows.input_size)) continue;
+      if (!inside(h, rows.input_size)) {
+        for (int64_t v = 0; v < cols.kernel_size; ++v) {
+          multiply_by_zero_into(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
+                                padding_terms.data());
+        }
+        continue;
+      }
       input_rows[valid] = h;
       for (int64_t v = 0; v < cols.kernel_size; ++v) {
         load_row(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
@@ -93,8 +105,10 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, Rows4<const sca
       }
       for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
         const int64_t width = std::min(kTile, cols.output_size - t0);
+        const Tile padding = load<Tile>(padding_terms.data() + t0);
         auto store_channel = [&](const Tile& tile, int64_t cc) {
-          store(tile, width, output.row(n, c_first + cc, i) + t0 * output.step, output.step);
+          store(tile + padding, width, output.row(n, c_first + cc, i) + t0 * output.step,
+                output.step);
         };
         if (count == kChannelTile) {
           Tile acc[kChannelTile];
@@ -253,6 +267,7 @@ INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p,
   std::vector<acc_t> grads(kGradWeightChannels * padded_outputs);
   std::vector<acc_t> inputs(kGradWeightChannels * channel_stride);
   std::vector<acc_t> sums(rows.kernel_size * cols.kernel_size * padded_outputs);
+  std::vector<acc_t> padding_terms(padded_outputs);  // sum of grad_output * 0 over the group
   std::vector<int64_t> input_rows(rows.kernel_size);
   std::vector<int64_t> slot(rows.kernel_size);  // kernel row u -> its valid index q, or -1
   for (int64_t task = begin; task < end; ++task) {
@@ -266,12 +281,17 @@ INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p,
       if (slot[u] >= 0) input_rows[valid++] = h;
     }
     std::fill(sums.begin(), sums.end(), acc_t(0));
+    std::fill(padding_terms.begin(), padding_terms.end(), acc_t(0));
     for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group;
          c_first += kGradWeightChannels) {
       const int64_t count = std::min(kGradWeightChannels, (g + 1) * per_group - c_first);
       for (int64_t cc = 0; cc < count; ++cc) {
         load_row(grad_output.row(n, c_first + cc, i), grad_output.step, cols.output_size,
                  grads.data() + cc * padded_outputs, padded_outputs);
+        if (valid < rows.kernel_size) {
+          multiply_by_zero_into(grads.data() + cc * padded_outputs, 1, cols.output_size,
+                                padding_terms.data());
+        }
         for (int64_t q = 0; q < valid; ++q) {
           load_padded_input_row(input.row(n, c_first + cc, input_rows[q]), input.step, cols,
                                 inputs.data() + cc * channel_stride + q * row_length, row_length);
@@ -297,7 +317,7 @@ INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p,
       for (int64_t v = 0; v < cols.kernel_size; ++v) {
         scalar_t* target = grad_weight.row(n, g, u, v, i);
         if (slot[u] < 0) {
-          for (int64_t j = 0; j < cols.output_size; ++j) target[j * grad_weight.step()] = scalar_t(0);
+          store(padding_terms.data(), cols.output_size, target, grad_weight.step());
         } else {
           store(sums.data() + (slot[u] * cols.kernel_size + v) * padded_outputs,
                 cols.output_size, target, grad_weight.step());

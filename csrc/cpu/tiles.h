@@ -102,6 +102,13 @@ inline void load_row(const scalar_t* row, int64_t step, int64_t count, acc_t* bu
   load_shifted_row(row, step, count, 0, buffer, length);
 }
 
+// terms[k] += row[k * step] * 0 for k < count: 0, or NaN where the row holds a NaN or an Inf
+// (what a tap in the zero padding contributes).
+template <typename scalar_t, typename acc_t>
+inline void multiply_by_zero_into(const scalar_t* row, int64_t step, int64_t count, acc_t* terms) {
+  for (int64_t k = 0; k < count; ++k) terms[k] += static_cast<acc_t>(row[k * step]) * acc_t(0);
+}
+
 // Stores the first `count` entries of a tile (a Vector) or of a buffer row (a pointer).
 template <typename scalar_t, typename source_t>
 inline void store(const source_t& source, int64_t count, scalar_t* target, int64_t step) {

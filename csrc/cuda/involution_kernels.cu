@@ -7,7 +7,8 @@
 //   grad_weight  thread (n,g,u,v,i,j): gw   = sum_{c in g} go[n,c,i,j] * x[n,c,ih(i,u),iw(j,v)]
 //
 // Each thread writes one element and reads only inputs, so there are no atomics and results are
-// deterministic. Indices are 64-bit; a grid-stride loop covers any size. Half types accumulate
+// deterministic. Zero padding is multiplied, not skipped, so NaN/Inf propagate as in the
+// unfold reference. Indices are 64-bit; a grid-stride loop covers any size. Half types accumulate
 // in float.
 #include "involution_kernels.cuh"
 
@@ -49,12 +50,15 @@ __global__ void forward_kernel(Problem p, const scalar_t* __restrict__ input,
     acc_t sum = 0;
     for (int64_t u = 0; u < p.height.kernel_size; ++u) {
       const int64_t h = input_index(p.height, i, u);
-      if (!inside(h, p.height.input_size)) continue;
       for (int64_t v = 0; v < p.width.kernel_size; ++v) {
         const int64_t w = input_index(p.width, j, v);
-        if (!inside(w, p.width.input_size)) continue;
-        sum += to_acc(weight[weight_offset(p, n, g, u, v, i, j)]) *
-               to_acc(input[plane_offset(p.channels, p.height.input_size, p.width.input_size, n, c, h, w)]);
+        // Padding is multiplied, not skipped (as in the reference): NaN/Inf weights propagate.
+        const acc_t value =
+            inside(h, p.height.input_size) && inside(w, p.width.input_size)
+                ? to_acc(input[plane_offset(p.channels, p.height.input_size, p.width.input_size,
+                                            n, c, h, w)])
+                : acc_t(0);
+        sum += to_acc(weight[weight_offset(p, n, g, u, v, i, j)]) * value;
       }
     }
     store(&output[index], sum);
@@ -109,12 +113,15 @@ __global__ void grad_weight_kernel(Problem p, const scalar_t* __restrict__ grad_
     const int64_t n = index / (out_w * out_h * k_w * k_h * p.groups);
     const int64_t h = input_index(p.height, i, u);
     const int64_t w = input_index(p.width, j, v);
+    const bool in_input = inside(h, p.height.input_size) && inside(w, p.width.input_size);
     acc_t sum = 0;
-    if (inside(h, p.height.input_size) && inside(w, p.width.input_size)) {
-      for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
-        sum += to_acc(grad_output[plane_offset(p.channels, out_h, out_w, n, c, i, j)]) *
-               to_acc(input[plane_offset(p.channels, p.height.input_size, p.width.input_size, n, c, h, w)]);
-      }
+    for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
+      // A tap in the padding reads zero (grad_output * 0, as in the reference).
+      const acc_t value =
+          in_input ? to_acc(input[plane_offset(p.channels, p.height.input_size,
+                                               p.width.input_size, n, c, h, w)])
+                   : acc_t(0);
+      sum += to_acc(grad_output[plane_offset(p.channels, out_h, out_w, n, c, i, j)]) * value;
     }
     store(&grad_weight[index], sum);
   }

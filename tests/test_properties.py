@@ -1,0 +1,76 @@
+"""Property-based tests: random problems (sizes, groups, kernels, options, dtypes), including
+kernels that barely fit, against the float64 reference, forward and both gradients.
+
+Profiles: "dev" (default, 100 examples) and "ci" (500, chosen when CI is set or with
+HYPOTHESIS_PROFILE=ci). A failure prints the falsifying example and a reproduction blob.
+"""
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("hypothesis")  # machines without it (a bare GPU host) skip this module
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import involution_cuda  # noqa: E402
+from conftest import CUDA_READY, assert_close  # noqa: E402
+from involution_cuda import reference  # noqa: E402
+
+settings.register_profile("dev", max_examples=100, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", settings.get_profile("dev"), max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
+
+
+@st.composite
+def problems(draw):
+    """A valid involution problem; `fit` draws input sizes from the smallest that the dilated
+    kernel fits in upward, so kernels that barely fit are frequent."""
+    groups = draw(st.integers(1, 4))
+    channels = groups * draw(st.integers(1, 5))
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    size = tuple(max(1, d * (k - 1) + 1 - 2 * p) + draw(st.integers(0, 6))
+                 for k, d, p in zip(kernel, dilation, padding))
+    out = tuple((s + 2 * p - d * (k - 1) - 1) // st_ + 1
+                for s, p, d, k, st_ in zip(size, padding, dilation, kernel, stride))
+    return dict(batch=draw(st.integers(0, 2)), channels=channels, groups=groups, size=size,
+                kernel=kernel, out=out, options=dict(stride=stride, padding=padding, dilation=dilation))
+
+
+def run_against_reference(problem, dtype, device, seed):
+    generator = torch.Generator().manual_seed(seed)
+    x64 = torch.randn(problem["batch"], problem["channels"], *problem["size"], generator=generator, dtype=torch.float64)
+    w64 = torch.randn(problem["batch"], problem["groups"], *problem["kernel"], *problem["out"], generator=generator,
+                      dtype=torch.float64)
+    g64 = torch.randn(problem["batch"], problem["channels"], *problem["out"], generator=generator, dtype=torch.float64)
+    x = x64.to(device, dtype).requires_grad_()
+    w = w64.to(device, dtype).requires_grad_()
+    out = involution_cuda.involution(x, w, **problem["options"])
+    grads = torch.autograd.grad(out, (x, w), g64.to(device, dtype), allow_unused=True)
+    # the reference sees the same (rounded) values, in float64
+    x_ref, w_ref = x.detach().double().cpu().requires_grad_(), w.detach().double().cpu().requires_grad_()
+    expected = reference.involution(x_ref, w_ref, **problem["options"])
+    expected_grads = torch.autograd.grad(expected, (x_ref, w_ref), g64.to(dtype).double(), allow_unused=True)
+    assert out.shape == expected.shape
+    assert_close(out, expected, dtype)
+    for actual, wanted in zip(grads, expected_grads):
+        if problem["batch"] == 0:
+            continue
+        assert_close(actual, wanted, dtype)
+
+
+@given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1))
+def test_random_problems_cpu(problem, dtype, seed):
+    run_against_reference(problem, dtype, "cpu", seed)
+
+
+@pytest.mark.skipif(not CUDA_READY, reason="needs a GPU and CUDA kernels")
+@given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1))
+def test_random_problems_cuda(problem, dtype, seed):
+    run_against_reference(problem, dtype, "cuda", seed)
