@@ -23,13 +23,15 @@ step() {  # step NAME LOG COMMAND...: runs COMMAND with its output in $out/LOG, 
   tail -n 3 "$out/$log"
 }
 
+sanitizer=$(command -v compute-sanitizer || echo "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer")
 nvidia-smi >"$out/environment.txt" 2>&1
-"$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())" >>"$out/environment.txt" 2>&1
+"$python" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, '|',
+    torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU visible')" >>"$out/environment.txt" 2>&1
 step "build (sm_$TORCH_CUDA_ARCH_LIST)" build.log env INVOLUTION_BUILD=cuda "$python" setup.py build_ext --inplace
 step "tests" pytest.log "$python" -m pytest -q -rs tests
 for tool in memcheck racecheck initcheck; do
   step "compute-sanitizer $tool" sanitizer.log \
-    compute-sanitizer --tool "$tool" --error-exitcode 1 "$python" scripts/sanitizer_target.py
+    "$sanitizer" --tool "$tool" --error-exitcode 1 "$python" scripts/sanitizer_target.py
 done
 step "benchmark" bench.log "$python" benchmarks/bench_op.py --output "$out/op_cuda_quick.json"
 
