@@ -18,9 +18,9 @@ mkdir -p "$scratch/run"
 cp -r involution_cuda "$scratch/run/"
 find "$scratch/run/involution_cuda" -name "*.so" -delete
 cp "$scratch"/lib/involution_cuda/_C*.so "$scratch/run/involution_cuda/"
+symbols=$(nm -D "$scratch"/run/involution_cuda/_C*.so)
 for runtime in __asan_report_load __ubsan_handle; do  # the build really is instrumented
-  nm -D "$scratch"/run/involution_cuda/_C*.so | grep -q "$runtime" \
-    || { echo "the extension has no $runtime* calls: not sanitized"; exit 1; }
+  grep -q "$runtime" <<<"$symbols" || { echo "the extension has no $runtime* calls: not sanitized"; exit 1; }
 done
 
 # The interpreter is not instrumented: preload the runtime. Leak checking is off (the

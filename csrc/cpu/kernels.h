@@ -67,7 +67,8 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, Rows4<const sca
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
   const int64_t padded_outputs = round_up(cols.output_size, kTile);
-  const int64_t row_length = padded_input_length(cols, padded_outputs);
+  const int64_t phase_len = phase_length(cols, padded_outputs);
+  const int64_t row_length = cols.stride * phase_len;
   const int64_t channel_stride = rows.kernel_size * row_length;
   std::vector<acc_t> weights(rows.kernel_size * cols.kernel_size * padded_outputs);
   std::vector<acc_t> inputs(kChannelTile * channel_stride);
@@ -100,7 +101,7 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, Rows4<const sca
       for (int64_t cc = 0; cc < count; ++cc) {
         for (int64_t q = 0; q < valid; ++q) {
           load_padded_input_row(input.row(n, c_first + cc, input_rows[q]), input.step, cols,
-                                inputs.data() + cc * channel_stride + q * row_length, row_length);
+                                phase_len, inputs.data() + cc * channel_stride + q * row_length);
         }
       }
       for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
@@ -112,25 +113,14 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, Rows4<const sca
         };
         if (count == kChannelTile) {
           Tile acc[kChannelTile];
-          if (cols.stride == 1) {
-            forward_tile<kChannelTile, true>(cols, valid, t0, weights.data(), padded_outputs,
-                                             inputs.data(), channel_stride, row_length, acc);
-          } else {
-            forward_tile<kChannelTile, false>(cols, valid, t0, weights.data(), padded_outputs,
-                                              inputs.data(), channel_stride, row_length, acc);
-          }
+          forward_tile<kChannelTile>(cols, phase_len, valid, t0, weights.data(), padded_outputs,
+                                     inputs.data(), channel_stride, row_length, acc);
           for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc);
         } else {
           for (int64_t cc = 0; cc < count; ++cc) {
             Tile acc[1];
-            const acc_t* channel_inputs = inputs.data() + cc * channel_stride;
-            if (cols.stride == 1) {
-              forward_tile<1, true>(cols, valid, t0, weights.data(), padded_outputs,
-                                    channel_inputs, channel_stride, row_length, acc);
-            } else {
-              forward_tile<1, false>(cols, valid, t0, weights.data(), padded_outputs,
-                                     channel_inputs, channel_stride, row_length, acc);
-            }
+            forward_tile<1>(cols, phase_len, valid, t0, weights.data(), padded_outputs,
+                            inputs.data() + cc * channel_stride, channel_stride, row_length, acc);
             store_channel(acc[0], cc);
           }
         }
@@ -262,7 +252,8 @@ INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p,
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
   const int64_t padded_outputs = round_up(cols.output_size, kTile);
-  const int64_t row_length = padded_input_length(cols, padded_outputs);
+  const int64_t phase_len = phase_length(cols, padded_outputs);
+  const int64_t row_length = cols.stride * phase_len;
   const int64_t channel_stride = rows.kernel_size * row_length;
   std::vector<acc_t> grads(kGradWeightChannels * padded_outputs);
   std::vector<acc_t> inputs(kGradWeightChannels * channel_stride);
@@ -294,21 +285,15 @@ INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p,
         }
         for (int64_t q = 0; q < valid; ++q) {
           load_padded_input_row(input.row(n, c_first + cc, input_rows[q]), input.step, cols,
-                                inputs.data() + cc * channel_stride + q * row_length, row_length);
+                                phase_len, inputs.data() + cc * channel_stride + q * row_length);
         }
       }
       for (int64_t q = 0; q < valid; ++q) {
         for (int64_t v = 0; v < cols.kernel_size; ++v) {
           for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
             acc_t* sum = sums.data() + (q * cols.kernel_size + v) * padded_outputs + t0;
-            const acc_t* row_inputs = inputs.data() + q * row_length;
-            if (cols.stride == 1) {
-              grad_weight_tile<true, Tile>(cols, count, t0, v, grads.data(), padded_outputs,
-                                           row_inputs, channel_stride, sum);
-            } else {
-              grad_weight_tile<false, Tile>(cols, count, t0, v, grads.data(), padded_outputs,
-                                            row_inputs, channel_stride, sum);
-            }
+            grad_weight_tile<Tile>(cols, phase_len, count, t0, v, grads.data(), padded_outputs,
+                                   inputs.data() + q * row_length, channel_stride, sum);
           }
         }
       }

@@ -45,23 +45,25 @@ inline vector_t load(const T* source) {
   return *reinterpret_cast<const vector_t*>(source);
 }
 
-// Lanes source[0], source[step], ...; kUnitStride makes the load contiguous.
-template <bool kUnitStride, typename vector_t, typename T>
-inline vector_t load_strided(const T* source, int64_t step) {
-  if (kUnitStride) return load<vector_t>(source);
-  vector_t value;
-  for (int64_t lane = 0; lane < lanes<vector_t, T>(); ++lane) value[lane] = source[lane * step];
-  return value;
-}
-
 inline int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
 
-// Length of a padded input-row buffer: covers the columns read by `padded_outputs` outputs at
-// every tap, in padded coordinates (input_index + padding).
-inline int64_t padded_input_length(const Axis& cols, int64_t padded_outputs) {
-  return input_index(cols, padded_outputs - 1, cols.kernel_size - 1) + cols.padding + 1;
+// Padded input rows are stored by phase: with column stride s, padded column k (input column
+// k - padding) goes to phase k % s, position k / s. Output j reads, at tap v, padded column
+// j * s + v * dilation: phase (v * dilation) % s, position j + (v * dilation) / s. Consecutive
+// outputs read consecutive positions, so every tile load is contiguous whatever the stride
+// (with stride 1 this is the plain padded row).
+
+// Positions per phase: enough for `padded_outputs` outputs at every tap.
+inline int64_t phase_length(const Axis& cols, int64_t padded_outputs) {
+  return padded_outputs + (cols.kernel_size - 1) * cols.dilation / cols.stride;
+}
+
+// Buffer index of the padded column that output `out` reads at tap `tap`.
+inline int64_t tap_position(const Axis& cols, int64_t phase_len, int64_t out, int64_t tap) {
+  const int64_t column = input_index(cols, out, tap) + cols.padding;
+  return column % cols.stride * phase_len + column / cols.stride;
 }
 
 // Rows of a tensor are read and written through a pointer to their first element and the
@@ -88,11 +90,27 @@ inline void load_shifted_row(const scalar_t* row, int64_t step, int64_t count, i
   std::fill(buffer + end, buffer + length, acc_t(0));
 }
 
-// A padded input row: buffer[k] = input column k - cols.padding, 0 in the padding.
+// A padded input row in phases (see phase_length), zero in the padding; the buffer holds
+// cols.stride * phase_len entries.
 template <typename scalar_t, typename acc_t>
 inline void load_padded_input_row(const scalar_t* row, int64_t step, const Axis& cols,
-                                  acc_t* buffer, int64_t length) {
-  load_shifted_row(row, step, cols.input_size, cols.padding, buffer, length);
+                                  int64_t phase_len, acc_t* buffer) {
+  if (cols.stride == 1) {
+    load_shifted_row(row, step, cols.input_size, cols.padding, buffer, phase_len);
+    return;
+  }
+  std::fill(buffer, buffer + cols.stride * phase_len, acc_t(0));
+  for (int64_t phase = 0; phase < cols.stride; ++phase) {
+    // padded columns phase + stride * m that hold input columns (0 <= column - padding < W)
+    const int64_t offset = cols.padding - phase;
+    const int64_t first = offset > 0 ? (offset + cols.stride - 1) / cols.stride : 0;
+    const int64_t last_column = cols.input_size - 1 + offset;  // stride * m <= this
+    const int64_t end = last_column < 0 ? 0 : std::min(phase_len, last_column / cols.stride + 1);
+    acc_t* target = buffer + phase * phase_len;
+    for (int64_t m = first; m < end; ++m) {
+      target[m] = static_cast<acc_t>(row[(cols.stride * m - offset) * step]);
+    }
+  }
 }
 
 // buffer[k] = row element k for k < count, 0 up to length.
@@ -115,41 +133,42 @@ inline void store(const source_t& source, int64_t count, scalar_t* target, int64
   for (int64_t k = 0; k < count; ++k) target[k * step] = static_cast<scalar_t>(source[k]);
 }
 
-// Forward tile: for kChannels channels and the lanes of vector_t (outputs) from t0 of one output row,
+// Forward tile: for kChannels channels and the lanes of vector_t (outputs) from t0 of one
+// output row,
 //     acc[c][t] = sum over the `rows` valid kernel rows q and all kernel columns v of
 //         weights[(q * KW + v) * weight_stride + t0 + t]
-//       * inputs[c * channel_stride + q * row_stride + input_index(t0 + t, v) + padding]
-template <int64_t kChannels, bool kUnitStride, typename vector_t, typename acc_t>
-inline void forward_tile(const Axis& cols, int64_t rows, int64_t t0, const acc_t* weights,
-                         int64_t weight_stride, const acc_t* inputs, int64_t channel_stride,
-                         int64_t row_stride, vector_t (&acc)[kChannels]) {
+//       * inputs[c * channel_stride + q * row_stride + tap_position(t0, v) + t]
+template <int64_t kChannels, typename vector_t, typename acc_t>
+inline void forward_tile(const Axis& cols, int64_t phase_len, int64_t rows, int64_t t0,
+                         const acc_t* weights, int64_t weight_stride, const acc_t* inputs,
+                         int64_t channel_stride, int64_t row_stride, vector_t (&acc)[kChannels]) {
   for (int64_t c = 0; c < kChannels; ++c) acc[c] = vector_t{};
   for (int64_t q = 0; q < rows; ++q) {
     for (int64_t v = 0; v < cols.kernel_size; ++v) {
       const vector_t weight =
           load<vector_t>(weights + (q * cols.kernel_size + v) * weight_stride + t0);
-      const acc_t* input_row = inputs + q * row_stride + input_index(cols, t0, v) + cols.padding;
+      const acc_t* input_row = inputs + q * row_stride + tap_position(cols, phase_len, t0, v);
       for (int64_t c = 0; c < kChannels; ++c) {
-        acc[c] += weight * load_strided<kUnitStride, vector_t>(input_row + c * channel_stride,
-                                                                cols.stride);
+        acc[c] += weight * load<vector_t>(input_row + c * channel_stride);
       }
     }
   }
 }
 
-// grad_weight tile: for the lanes of vector_t (outputs) from t0 of one output row and one tap (q, v),
+// grad_weight tile: for the lanes of vector_t (outputs) from t0 of one output row and one tap
+// (q, v),
 //     sums[t] += sum_{c < channels} grad_outputs[c * grad_stride + t0 + t]
-//                   * inputs[c * channel_stride + input_index(t0 + t, v) + padding]
+//                   * inputs[c * channel_stride + tap_position(t0, v) + t]
 // (inputs already offset to kernel row q).
-template <bool kUnitStride, typename vector_t, typename acc_t>
-inline void grad_weight_tile(const Axis& cols, int64_t channels, int64_t t0, int64_t v,
-                             const acc_t* grad_outputs, int64_t grad_stride, const acc_t* inputs,
-                             int64_t channel_stride, acc_t* sums) {
+template <typename vector_t, typename acc_t>
+inline void grad_weight_tile(const Axis& cols, int64_t phase_len, int64_t channels, int64_t t0,
+                             int64_t v, const acc_t* grad_outputs, int64_t grad_stride,
+                             const acc_t* inputs, int64_t channel_stride, acc_t* sums) {
   vector_t acc = load<vector_t>(sums);
-  const int64_t offset = input_index(cols, t0, v) + cols.padding;
+  const int64_t offset = tap_position(cols, phase_len, t0, v);
   for (int64_t c = 0; c < channels; ++c) {
     acc += load<vector_t>(grad_outputs + c * grad_stride + t0) *
-           load_strided<kUnitStride, vector_t>(inputs + c * channel_stride + offset, cols.stride);
+           load<vector_t>(inputs + c * channel_stride + offset);
   }
   *reinterpret_cast<vector_t*>(sums) = acc;
 }
