@@ -64,11 +64,9 @@ at::Tensor involution_grad_input_cpu(const at::Tensor& grad_output, const at::Te
         const auto go = rows_of(grad_output.const_data_ptr<scalar_t>(), grad_output);
         const auto w = weight_rows_of(weight.const_data_ptr<scalar_t>(), weight);
         const auto gx = rows_of(grad_input.mutable_data_ptr<scalar_t>(), grad_input);
-        const bool narrow = cpu::narrow<acc_t>(p.width.input_size);
+        const bool narrow = cpu::narrow<acc_t>((p.width.input_size + p.width.stride - 1) / p.width.stride);
         run_tasks(p.batch * p.groups * p.height.input_size, [&](int64_t begin, int64_t end) {
-          if (p.width.stride != 1) {
-            cpu::grad_input_strided_tasks<scalar_t>(p, go, w, gx, begin, end);
-          } else if (narrow) {
+          if (narrow) {
             cpu::grad_input_tasks<scalar_t, 32>(p, go, w, gx, begin, end);
           } else {
             cpu::grad_input_tasks<scalar_t, 64>(p, go, w, gx, begin, end);

@@ -129,8 +129,8 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, Rows4<const sca
   }
 }
 
-// grad_input tasks [begin, end) of the B * G * H tasks for a unit column stride; task (n, g, h)
-// computes input row h of every channel of group g.
+// grad_input tasks [begin, end) of the B * G * H tasks; task (n, g, h) computes input row h of
+// every channel of group g, phase by phase along the columns (see GradInputLayout).
 template <typename scalar_t, int64_t kBytes>
 INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p,
                                                   Rows4<const scalar_t> grad_output,
@@ -143,12 +143,17 @@ INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p,
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
-  const int64_t length = shifted_output_length(cols, round_up(cols.input_size, kTile));
-  const int64_t shift = output_column_shift(cols);
+  const GradInputLayout layout = grad_input_layout(cols, kTile);
+  const int64_t length = layout.length;
   const int64_t channel_stride = rows.kernel_size * length;
   std::vector<acc_t> weights(rows.kernel_size * cols.kernel_size * length);
   std::vector<acc_t> grads(kChannelTile * channel_stride);
   std::vector<int64_t> output_rows(rows.kernel_size);  // output row of each contributing kernel row
+  std::vector<int64_t> taps(cols.stride * cols.kernel_size), offsets(taps.size()), counts(cols.stride);
+  for (int64_t phase = 0; phase < cols.stride; ++phase) {
+    counts[phase] = phase_taps(cols, layout, phase, taps.data() + phase * cols.kernel_size,
+                               offsets.data() + phase * cols.kernel_size);
+  }
   for (int64_t task = begin; task < end; ++task) {
     const int64_t h = task % rows.input_size;
     const int64_t g = task / rows.input_size % p.groups;
@@ -159,7 +164,7 @@ INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p,
       if (!output_index(rows, h, u, &i)) continue;
       output_rows[valid] = i;
       for (int64_t v = 0; v < cols.kernel_size; ++v) {
-        load_shifted_row(weight.row(n, g, u, v, i), weight.step(), cols.output_size, shift,
+        load_shifted_row(weight.row(n, g, u, v, i), weight.step(), cols.output_size, layout.shift,
                          weights.data() + (valid * cols.kernel_size + v) * length, length);
       }
       ++valid;
@@ -169,67 +174,38 @@ INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p,
       for (int64_t cc = 0; cc < count; ++cc) {
         for (int64_t q = 0; q < valid; ++q) {
           load_shifted_row(grad_output.row(n, c_first + cc, output_rows[q]), grad_output.step,
-                           cols.output_size, shift,
+                           cols.output_size, layout.shift,
                            grads.data() + cc * channel_stride + q * length, length);
         }
       }
-      for (int64_t w0 = 0; w0 < cols.input_size; w0 += kTile) {
-        const int64_t width = std::min(kTile, cols.input_size - w0);
-        auto store_channel = [&](const Tile& tile, int64_t cc) {
-          store(tile, width, grad_input.row(n, c_first + cc, h) + w0 * grad_input.step,
-                grad_input.step);
-        };
-        if (count == kChannelTile) {
-          Tile acc[kChannelTile];
-          grad_input_tile<kChannelTile>(cols, valid, w0, weights.data(), grads.data(), length,
-                                        channel_stride, acc);
-          for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc);
-        } else {
-          for (int64_t cc = 0; cc < count; ++cc) {
-            Tile acc[1];
-            grad_input_tile<1>(cols, valid, w0, weights.data(), grads.data() + cc * channel_stride,
-                               length, channel_stride, acc);
-            store_channel(acc[0], cc);
+      for (int64_t phase = 0; phase < std::min(cols.stride, cols.input_size); ++phase) {
+        const int64_t columns = (cols.input_size - phase + cols.stride - 1) / cols.stride;
+        const int64_t* phase_tap = taps.data() + phase * cols.kernel_size;
+        const int64_t* phase_offset = offsets.data() + phase * cols.kernel_size;
+        for (int64_t m0 = 0; m0 < columns; m0 += kTile) {
+          const int64_t width = std::min(kTile, columns - m0);
+          const int64_t step = cols.stride * grad_input.step;
+          auto store_channel = [&](const Tile& tile, int64_t cc) {
+            store(tile, width,
+                  grad_input.row(n, c_first + cc, h) + (phase + cols.stride * m0) * grad_input.step,
+                  step);
+          };
+          if (count == kChannelTile) {
+            Tile acc[kChannelTile];
+            grad_input_tile<kChannelTile>(cols, valid, m0, phase_tap, phase_offset, counts[phase],
+                                          weights.data(), grads.data(), length, channel_stride, acc);
+            for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc);
+          } else {
+            for (int64_t cc = 0; cc < count; ++cc) {
+              Tile acc[1];
+              grad_input_tile<1>(cols, valid, m0, phase_tap, phase_offset, counts[phase],
+                                 weights.data(), grads.data() + cc * channel_stride, length,
+                                 channel_stride, acc);
+              store_channel(acc[0], cc);
+            }
           }
         }
       }
-    }
-  }
-}
-
-// grad_input tasks for a column stride > 1: task (n, g, h) scatters, channel by channel, the
-// taps' contributions into a buffer for input row h (a tap reaches every stride-th column only).
-template <typename scalar_t>
-void grad_input_strided_tasks(const Problem& p, Rows4<const scalar_t> grad_output,
-                              WeightRows<const scalar_t> weight, Rows4<scalar_t> grad_input,
-                              int64_t begin, int64_t end) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const Axis& rows = p.height;
-  const Axis& cols = p.width;
-  const int64_t per_group = channels_per_group(p);
-  std::vector<acc_t> acc(cols.input_size);
-  for (int64_t task = begin; task < end; ++task) {
-    const int64_t h = task % rows.input_size;
-    const int64_t g = task / rows.input_size % p.groups;
-    const int64_t n = task / (rows.input_size * p.groups);
-    for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
-      std::fill(acc.begin(), acc.end(), acc_t(0));
-      for (int64_t u = 0; u < rows.kernel_size; ++u) {
-        int64_t i;
-        if (!output_index(rows, h, u, &i)) continue;
-        const scalar_t* grad_row = grad_output.row(n, c, i);
-        for (int64_t v = 0; v < cols.kernel_size; ++v) {
-          int64_t j_begin, j_end;
-          valid_output_range(cols, v, &j_begin, &j_end);
-          const scalar_t* weight_row = weight.row(n, g, u, v, i);
-          for (int64_t j = j_begin; j < j_end; ++j) {
-            acc[input_index(cols, j, v)] +=
-                static_cast<acc_t>(weight_row[j * weight.step()]) *
-                static_cast<acc_t>(grad_row[j * grad_output.step]);
-          }
-        }
-      }
-      store(acc.data(), cols.input_size, grad_input.row(n, c, h), grad_input.step);
     }
   }
 }

@@ -173,31 +173,61 @@ inline void grad_weight_tile(const Axis& cols, int64_t phase_len, int64_t channe
   *reinterpret_cast<vector_t*>(sums) = acc;
 }
 
-// The unit-stride grad_input tiles keep output column j at buffer index j + output_column_shift,
-// which puts the output read by input column w at tap v (input_index(j, v) = w) at index
-// w + (KW - 1 - v) * dilation; buffers cover input columns below `padded_inputs`.
-inline int64_t output_column_shift(const Axis& cols) {
-  return (cols.kernel_size - 1) * cols.dilation - cols.padding;
-}
-inline int64_t shifted_output_length(const Axis& cols, int64_t padded_inputs) {
-  return padded_inputs + (cols.kernel_size - 1) * cols.dilation;
+// grad_input works on input columns by phase as well: input column w = r + stride * m (phase r)
+// receives, at tap v, the output j = (w + padding - v * dilation) / stride when that division is
+// exact, i.e. j = m + (r + padding - v * dilation) / stride: consecutive m, consecutive j. The
+// weight and grad_output rows are kept with output column j at buffer index j + shift (zero
+// outside the row), so that every offset below is non-negative.
+struct GradInputLayout {
+  int64_t phase_inputs;  // input columns per phase, padded to whole tiles
+  int64_t shift;         // buffer index of output column 0
+  int64_t length;        // buffer length
+};
+
+inline GradInputLayout grad_input_layout(const Axis& cols, int64_t tile) {
+  const int64_t s = cols.stride;
+  const int64_t reach = (cols.kernel_size - 1) * cols.dilation - cols.padding;
+  GradInputLayout layout;
+  layout.phase_inputs = round_up((cols.input_size + s - 1) / s, tile);
+  layout.shift = reach > 0 ? (reach + s - 1) / s : 0;
+  layout.length = layout.phase_inputs + (s - 1 + cols.padding) / s + layout.shift;
+  return layout;
 }
 
-// grad_input tile (unit column stride): for kChannels channels and the lanes of vector_t
-// (input columns) from w0 of one input row,
-//     acc[c][t] = sum_{q < rows, v} weights[(q * KW + v) * length + w0 + t + (KW-1-v) * dilation]
-//                                 * grads[c * channel_stride + q * length + (same index)]
-// i.e. the sum over taps (u, v) of weight[u, v, i_u, j] * grad_output[c, i_u, j] with
-// input_index(j, v) = w0 + t, where i_u is the output row whose tap u reads this input row.
+// The taps that reach input columns of phase `phase`, and the buffer offset of each
+// (offset + m is the buffer index of the output read by column phase + stride * m). Returns
+// how many; `taps` and `offsets` need room for kernel_size entries.
+inline int64_t phase_taps(const Axis& cols, const GradInputLayout& layout, int64_t phase,
+                          int64_t* taps, int64_t* offsets) {
+  int64_t count = 0;
+  for (int64_t v = 0; v < cols.kernel_size; ++v) {
+    const int64_t distance = phase + cols.padding - v * cols.dilation;  // = stride * (j - m)
+    if (distance % cols.stride != 0) continue;
+    taps[count] = v;
+    offsets[count] = distance / cols.stride + layout.shift;
+    ++count;
+  }
+  return count;
+}
+
+// grad_input tile: for kChannels channels and the lanes of vector_t (input columns of one
+// phase, from m0) of one input row,
+//     acc[c][t] = sum_{q < rows, k < tap_count}
+//         weights[(q * KW + taps[k]) * length + m0 + t + offsets[k]]
+//       * grads[c * channel_stride + q * length + (same index)]
+// i.e. the sum over taps (u, v) of weight[u, v, i_u, j] * grad_output[c, i_u, j] over the j
+// whose tap v reads this column, where i_u is the output row whose tap u reads this input row.
 template <int64_t kChannels, typename vector_t, typename acc_t>
-inline void grad_input_tile(const Axis& cols, int64_t rows, int64_t w0, const acc_t* weights,
+inline void grad_input_tile(const Axis& cols, int64_t rows, int64_t m0, const int64_t* taps,
+                            const int64_t* offsets, int64_t tap_count, const acc_t* weights,
                             const acc_t* grads, int64_t length, int64_t channel_stride,
                             vector_t (&acc)[kChannels]) {
   for (int64_t c = 0; c < kChannels; ++c) acc[c] = vector_t{};
   for (int64_t q = 0; q < rows; ++q) {
-    for (int64_t v = 0; v < cols.kernel_size; ++v) {
-      const int64_t offset = w0 + (cols.kernel_size - 1 - v) * cols.dilation;
-      const vector_t weight = load<vector_t>(weights + (q * cols.kernel_size + v) * length + offset);
+    for (int64_t k = 0; k < tap_count; ++k) {
+      const int64_t offset = m0 + offsets[k];
+      const vector_t weight =
+          load<vector_t>(weights + (q * cols.kernel_size + taps[k]) * length + offset);
       const acc_t* grad_row = grads + q * length + offset;
       for (int64_t c = 0; c < kChannels; ++c) {
         acc[c] += weight * load<vector_t>(grad_row + c * channel_stride);
