@@ -70,25 +70,6 @@ INVOLUTION_HOST_DEVICE bool output_index(const Axis& axis, int64_t in, int64_t t
   return true;
 }
 
-// The half-open range [*begin, *end) of output indices whose tap `tap` reads inside the input,
-// i.e. 0 <= input_index(axis, out, tap) < input_size. Empty ranges have *begin == *end.
-INVOLUTION_HOST_DEVICE void valid_output_range(const Axis& axis, int64_t tap, int64_t* begin,
-                                               int64_t* end) {
-  // out * stride >= shift  and  out * stride <= input_size - 1 + shift
-  const int64_t shift = axis.padding - tap * axis.dilation;
-  int64_t first = shift <= 0 ? 0 : (shift + axis.stride - 1) / axis.stride;
-  const int64_t last_offset = axis.input_size - 1 + shift;
-  int64_t stop = last_offset < 0 ? 0 : last_offset / axis.stride + 1;
-  if (stop > axis.output_size) {
-    stop = axis.output_size;
-  }
-  if (first > stop) {
-    first = stop;
-  }
-  *begin = first;
-  *end = stop;
-}
-
 INVOLUTION_HOST_DEVICE int64_t channels_per_group(const Problem& problem) {
   return problem.channels / problem.groups;
 }
