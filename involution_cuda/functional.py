@@ -1,13 +1,12 @@
-"""The public functional API: ``involution(input, weight, stride, padding, dilation)``."""
+"""The public functional API: ``involution`` (images) and ``involution1d`` (sequences)."""
 from __future__ import annotations
 
 from typing import Optional, Tuple
 
 import torch
-
-from . import decomposition, ops
 import torch.nn.functional as F
 
+from . import decomposition, ops
 from ._validation import IntPair, check_involution1d_args, check_involution_args
 
 

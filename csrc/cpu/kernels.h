@@ -47,6 +47,31 @@ struct WeightRows {
   int64_t step() const { return strides[5]; }
 };
 
+// Task t of the B * G * R tasks of a kernel: image n, group g, row r (row fastest, so that the
+// consecutive tasks a thread runs share their group's weights).
+struct Task {
+  int64_t n, g, r;
+};
+
+inline Task decode_task(int64_t task, int64_t rows, int64_t groups) {
+  return {task / (rows * groups), task / rows % groups, task % rows};
+}
+
+// Loads, for `count` channels from c_first, the padded input rows input_rows[0..valid) into
+// the task's buffer (layout: padded_input_layout).
+template <typename scalar_t, typename acc_t>
+void load_padded_inputs(Rows4<const scalar_t> input, const Axis& cols,
+                        const PaddedInputLayout& layout, int64_t n, int64_t c_first, int64_t count,
+                        const int64_t* input_rows, int64_t valid, acc_t* buffer) {
+  for (int64_t cc = 0; cc < count; ++cc) {
+    for (int64_t q = 0; q < valid; ++q) {
+      load_padded_input_row(input.row(n, c_first + cc, input_rows[q]), input.step, cols,
+                            layout.phase_len,
+                            buffer + cc * layout.channel_stride + q * layout.row_length);
+    }
+  }
+}
+
 // Rows of at most 32 bytes of accumulators use half-width (32-byte) tiles: less padding waste.
 template <typename acc_t>
 bool narrow(int64_t length) {
@@ -66,18 +91,15 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, Rows4<const sca
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
-  const int64_t padded_outputs = round_up(cols.output_size, kTile);
-  const int64_t phase_len = phase_length(cols, padded_outputs);
-  const int64_t row_length = cols.stride * phase_len;
-  const int64_t channel_stride = rows.kernel_size * row_length;
+  const PaddedInputLayout layout = padded_input_layout(rows, cols, kTile);
+  const int64_t padded_outputs = layout.padded_outputs;
   std::vector<acc_t> weights(rows.kernel_size * cols.kernel_size * padded_outputs);
-  std::vector<acc_t> inputs(kChannelTile * channel_stride);
+  std::vector<acc_t> inputs(kChannelTile * layout.channel_stride);
   std::vector<acc_t> padding_terms(padded_outputs);  // sum of weight * 0 over padding rows
   std::vector<int64_t> input_rows(rows.kernel_size);  // input row read by each valid kernel row
   for (int64_t task = begin; task < end; ++task) {
-    const int64_t i = task % rows.output_size;
-    const int64_t g = task / rows.output_size % p.groups;
-    const int64_t n = task / (rows.output_size * p.groups);
+    const Task t = decode_task(task, rows.output_size, p.groups);
+    const int64_t n = t.n, g = t.g, i = t.r;
     std::fill(padding_terms.begin(), padding_terms.end(), acc_t(0));
     int64_t valid = 0;  // kernel rows that read inside the input (others read zero padding)
     for (int64_t u = 0; u < rows.kernel_size; ++u) {
@@ -98,12 +120,8 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, Rows4<const sca
     }
     for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannelTile) {
       const int64_t count = std::min(kChannelTile, (g + 1) * per_group - c_first);
-      for (int64_t cc = 0; cc < count; ++cc) {
-        for (int64_t q = 0; q < valid; ++q) {
-          load_padded_input_row(input.row(n, c_first + cc, input_rows[q]), input.step, cols,
-                                phase_len, inputs.data() + cc * channel_stride + q * row_length);
-        }
-      }
+      load_padded_inputs(input, cols, layout, n, c_first, count, input_rows.data(), valid,
+                         inputs.data());
       for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
         const int64_t width = std::min(kTile, cols.output_size - t0);
         const Tile padding = load<Tile>(padding_terms.data() + t0);
@@ -113,14 +131,16 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, Rows4<const sca
         };
         if (count == kChannelTile) {
           Tile acc[kChannelTile];
-          forward_tile<kChannelTile>(cols, phase_len, valid, t0, weights.data(), padded_outputs,
-                                     inputs.data(), channel_stride, row_length, acc);
+          forward_tile<kChannelTile>(cols, layout.phase_len, valid, t0, weights.data(),
+                                     padded_outputs, inputs.data(), layout.channel_stride,
+                                     layout.row_length, acc);
           for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc);
         } else {
           for (int64_t cc = 0; cc < count; ++cc) {
             Tile acc[1];
-            forward_tile<1>(cols, phase_len, valid, t0, weights.data(), padded_outputs,
-                            inputs.data() + cc * channel_stride, channel_stride, row_length, acc);
+            forward_tile<1>(cols, layout.phase_len, valid, t0, weights.data(), padded_outputs,
+                            inputs.data() + cc * layout.channel_stride, layout.channel_stride,
+                            layout.row_length, acc);
             store_channel(acc[0], cc);
           }
         }
@@ -155,9 +175,8 @@ INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p,
                                offsets.data() + phase * cols.kernel_size);
   }
   for (int64_t task = begin; task < end; ++task) {
-    const int64_t h = task % rows.input_size;
-    const int64_t g = task / rows.input_size % p.groups;
-    const int64_t n = task / (rows.input_size * p.groups);
+    const Task t = decode_task(task, rows.input_size, p.groups);
+    const int64_t n = t.n, g = t.g, h = t.r;
     int64_t valid = 0;
     for (int64_t u = 0; u < rows.kernel_size; ++u) {
       int64_t i;
@@ -227,20 +246,17 @@ INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p,
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
-  const int64_t padded_outputs = round_up(cols.output_size, kTile);
-  const int64_t phase_len = phase_length(cols, padded_outputs);
-  const int64_t row_length = cols.stride * phase_len;
-  const int64_t channel_stride = rows.kernel_size * row_length;
+  const PaddedInputLayout layout = padded_input_layout(rows, cols, kTile);
+  const int64_t padded_outputs = layout.padded_outputs;
   std::vector<acc_t> grads(kGradWeightChannels * padded_outputs);
-  std::vector<acc_t> inputs(kGradWeightChannels * channel_stride);
+  std::vector<acc_t> inputs(kGradWeightChannels * layout.channel_stride);
   std::vector<acc_t> sums(rows.kernel_size * cols.kernel_size * padded_outputs);
   std::vector<acc_t> padding_terms(padded_outputs);  // sum of grad_output * 0 over the group
   std::vector<int64_t> input_rows(rows.kernel_size);
   std::vector<int64_t> slot(rows.kernel_size);  // kernel row u -> its valid index q, or -1
   for (int64_t task = begin; task < end; ++task) {
-    const int64_t i = task % rows.output_size;
-    const int64_t g = task / rows.output_size % p.groups;
-    const int64_t n = task / (rows.output_size * p.groups);
+    const Task t = decode_task(task, rows.output_size, p.groups);
+    const int64_t n = t.n, g = t.g, i = t.r;
     int64_t valid = 0;
     for (int64_t u = 0; u < rows.kernel_size; ++u) {
       const int64_t h = input_index(rows, i, u);
@@ -259,17 +275,16 @@ INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p,
           multiply_by_zero_into(grads.data() + cc * padded_outputs, 1, cols.output_size,
                                 padding_terms.data());
         }
-        for (int64_t q = 0; q < valid; ++q) {
-          load_padded_input_row(input.row(n, c_first + cc, input_rows[q]), input.step, cols,
-                                phase_len, inputs.data() + cc * channel_stride + q * row_length);
-        }
       }
+      load_padded_inputs(input, cols, layout, n, c_first, count, input_rows.data(), valid,
+                         inputs.data());
       for (int64_t q = 0; q < valid; ++q) {
         for (int64_t v = 0; v < cols.kernel_size; ++v) {
           for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
             acc_t* sum = sums.data() + (q * cols.kernel_size + v) * padded_outputs + t0;
-            grad_weight_tile<Tile>(cols, phase_len, count, t0, v, grads.data(), padded_outputs,
-                                   inputs.data() + q * row_length, channel_stride, sum);
+            grad_weight_tile<Tile>(cols, layout.phase_len, count, t0, v, grads.data(),
+                                   padded_outputs, inputs.data() + q * layout.row_length,
+                                   layout.channel_stride, sum);
           }
         }
       }

@@ -60,6 +60,24 @@ inline int64_t phase_length(const Axis& cols, int64_t padded_outputs) {
   return padded_outputs + (cols.kernel_size - 1) * cols.dilation / cols.stride;
 }
 
+// Buffers of the padded input rows of a task: per channel, one phase-split row for each kernel
+// row, for `padded_outputs` outputs (used by the forward and grad_weight kernels alike).
+struct PaddedInputLayout {
+  int64_t padded_outputs;  // outputs per row, padded to whole tiles
+  int64_t phase_len;       // positions per phase
+  int64_t row_length;      // one row: stride * phase_len
+  int64_t channel_stride;  // one channel: kernel_size rows
+};
+
+inline PaddedInputLayout padded_input_layout(const Axis& rows, const Axis& cols, int64_t tile) {
+  PaddedInputLayout layout;
+  layout.padded_outputs = round_up(cols.output_size, tile);
+  layout.phase_len = phase_length(cols, layout.padded_outputs);
+  layout.row_length = cols.stride * layout.phase_len;
+  layout.channel_stride = rows.kernel_size * layout.row_length;
+  return layout;
+}
+
 // Buffer index of the padded column that output `out` reads at tap `tap`.
 inline int64_t tap_position(const Axis& cols, int64_t phase_len, int64_t out, int64_t tap) {
   const int64_t column = input_index(cols, out, tap) + cols.padding;
