@@ -41,7 +41,8 @@ def want_cuda() -> bool:
 
 
 def extension():
-    sources = ["csrc/ops.cpp", "csrc/checks.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    sources = (["csrc/ops.cpp", "csrc/checks.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+               + sorted(glob.glob("csrc/emulation/*.cpp")))
     cxx_flags = ["-O3", "-fopenmp"]  # at::parallel_for needs OpenMP at compile time
     link_flags = ["-fopenmp"]
     if os.environ.get("INVOLUTION_SANITIZE") == "1":

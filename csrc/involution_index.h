@@ -85,6 +85,11 @@ INVOLUTION_HOST_DEVICE int64_t weight_offset(const Problem& p, int64_t n, int64_
               p.height.output_size + i) * p.width.output_size + j;
 }
 
+// Distance between the weights of neighbouring taps v and v + 1 of one pixel.
+INVOLUTION_HOST_DEVICE int64_t weight_tap_stride(const Problem& p) {
+  return p.height.output_size * p.width.output_size;
+}
+
 // Flat offset of a (batch, channels, rows, cols) contiguous tensor element.
 INVOLUTION_HOST_DEVICE int64_t plane_offset(int64_t channels, int64_t rows, int64_t cols,
                                             int64_t n, int64_t c, int64_t r, int64_t s) {

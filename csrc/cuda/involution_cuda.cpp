@@ -1,5 +1,9 @@
 // Torch-facing glue of the CUDA kernels (built only in CUDA builds): argument checks, device
-// guard, current stream, dtype dispatch, launch-error reporting, and the CUDA registration.
+// guard, current stream, dtype dispatch, the choice between the baseline and the fast kernels
+// (involution_cuda.set_cuda_kernels), launch-error reporting, and the CUDA registration.
+//
+// The baseline kernels work in NCHW; the fast ones natively in NCHW or channels_last (NHWC).
+// Either way each result takes the memory format of result_memory_format (checks.h).
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -7,6 +11,8 @@
 #include <torch/types.h>
 
 #include "../checks.h"
+#include "../cuda_kernels_choice.h"
+#include "fast_kernels.cuh"
 #include "involution_kernels.cuh"
 
 namespace involution {
@@ -31,6 +37,14 @@ void check_cuda(const at::Tensor& tensor, const char* name) {
   TORCH_CHECK_VALUE(tensor.is_cuda(), name, " must be a CUDA tensor, got device ", tensor.device());
 }
 
+bool use_fast_kernels() { return cuda_kernels() == CudaKernels::kFast; }
+
+// The layout the fast kernels run in for tensors of `format`.
+fast::Layout layout_of(at::MemoryFormat format) {
+  return format == at::MemoryFormat::ChannelsLast ? fast::Layout::kChannelsLast
+                                                  : fast::Layout::kChannelsFirst;
+}
+
 void check_launch(cudaError_t error, const char* what) {
   TORCH_CHECK(error == cudaSuccess, "involution CUDA ", what, " kernel failed to launch: ",
               cudaGetErrorString(error));
@@ -42,18 +56,23 @@ at::Tensor involution_cuda(const at::Tensor& input, const at::Tensor& weight,
   const Problem p = check_forward(input, weight, stride, padding, dilation);
   check_cuda(input, "input");
   const c10::cuda::CUDAGuard guard(input.device());
-  const at::Tensor input_c = input.contiguous();
+  const bool fast = use_fast_kernels();
+  const at::MemoryFormat format = result_memory_format(input);
+  const at::MemoryFormat kernel_format = fast ? format : at::MemoryFormat::Contiguous;
+  const at::Tensor input_c = input.contiguous(kernel_format);
   const at::Tensor weight_c = weight.contiguous();
   at::Tensor output = at::empty({p.batch, p.channels, p.height.output_size, p.width.output_size},
-                                input.options());
+                                input.options().memory_format(kernel_format));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "involution_cuda", [&] {
-    check_launch(cuda::launch_forward(p, cuda_ptr<scalar_t>(input_c), cuda_ptr<scalar_t>(weight_c),
-                                      cuda_mutable_ptr<scalar_t>(output), stream),
+    const auto* x = cuda_ptr<scalar_t>(input_c);
+    const auto* w = cuda_ptr<scalar_t>(weight_c);
+    auto* out = cuda_mutable_ptr<scalar_t>(output);
+    check_launch(fast ? cuda::launch_fast_forward(p, layout_of(format), x, w, out, stream)
+                      : cuda::launch_forward(p, x, w, out, stream),
                  "forward");
   });
-  // The baseline kernels work in NCHW; the result takes the input's memory format.
-  return output.contiguous(result_memory_format(input));
+  return output.contiguous(format);
 }
 
 at::Tensor involution_grad_input_cuda(const at::Tensor& grad_output, const at::Tensor& weight,
@@ -62,19 +81,24 @@ at::Tensor involution_grad_input_cuda(const at::Tensor& grad_output, const at::T
   const Problem p = check_grad_input(grad_output, weight, input_size, stride, padding, dilation);
   check_cuda(grad_output, "grad_output");
   const c10::cuda::CUDAGuard guard(grad_output.device());
-  const at::Tensor grad_output_c = grad_output.contiguous();
+  const bool fast = use_fast_kernels();
+  const at::MemoryFormat format = result_memory_format(grad_output);
+  const at::MemoryFormat kernel_format = fast ? format : at::MemoryFormat::Contiguous;
+  const at::Tensor grad_output_c = grad_output.contiguous(kernel_format);
   const at::Tensor weight_c = weight.contiguous();
   at::Tensor grad_input = at::empty({p.batch, p.channels, p.height.input_size, p.width.input_size},
-                                    grad_output.options());
+                                    grad_output.options().memory_format(kernel_format));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, grad_output.scalar_type(), "involution_grad_input_cuda", [&] {
-        check_launch(cuda::launch_grad_input(p, cuda_ptr<scalar_t>(grad_output_c),
-                                             cuda_ptr<scalar_t>(weight_c),
-                                             cuda_mutable_ptr<scalar_t>(grad_input), stream),
+        const auto* go = cuda_ptr<scalar_t>(grad_output_c);
+        const auto* w = cuda_ptr<scalar_t>(weight_c);
+        auto* gx = cuda_mutable_ptr<scalar_t>(grad_input);
+        check_launch(fast ? cuda::launch_fast_grad_input(p, layout_of(format), go, w, gx, stream)
+                          : cuda::launch_grad_input(p, go, w, gx, stream),
                      "grad_input");
       });
-  return grad_input.contiguous(result_memory_format(grad_output));
+  return grad_input.contiguous(format);
 }
 
 at::Tensor involution_grad_weight_cuda(const at::Tensor& grad_output, const at::Tensor& input,
@@ -85,8 +109,11 @@ at::Tensor involution_grad_weight_cuda(const at::Tensor& grad_output, const at::
       check_grad_weight(grad_output, input, groups, kernel_size, stride, padding, dilation);
   check_cuda(input, "input");
   const c10::cuda::CUDAGuard guard(input.device());
-  const at::Tensor grad_output_c = grad_output.contiguous();
-  const at::Tensor input_c = input.contiguous();
+  const bool fast = use_fast_kernels();
+  // The fast kernels read both tensors in the input's layout; grad_weight is always contiguous.
+  const at::MemoryFormat format = fast ? result_memory_format(input) : at::MemoryFormat::Contiguous;
+  const at::Tensor grad_output_c = grad_output.contiguous(format);
+  const at::Tensor input_c = input.contiguous(format);
   at::Tensor grad_weight =
       at::empty({p.batch, p.groups, p.height.kernel_size, p.width.kernel_size,
                  p.height.output_size, p.width.output_size},
@@ -94,9 +121,11 @@ at::Tensor involution_grad_weight_cuda(const at::Tensor& grad_output, const at::
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, input.scalar_type(), "involution_grad_weight_cuda", [&] {
-        check_launch(cuda::launch_grad_weight(p, cuda_ptr<scalar_t>(grad_output_c),
-                                              cuda_ptr<scalar_t>(input_c),
-                                              cuda_mutable_ptr<scalar_t>(grad_weight), stream),
+        const auto* go = cuda_ptr<scalar_t>(grad_output_c);
+        const auto* x = cuda_ptr<scalar_t>(input_c);
+        auto* gw = cuda_mutable_ptr<scalar_t>(grad_weight);
+        check_launch(fast ? cuda::launch_fast_grad_weight(p, layout_of(format), go, x, gw, stream)
+                          : cuda::launch_grad_weight(p, go, x, gw, stream),
                      "grad_weight");
       });
   return grad_weight;

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Proves properties of the CUDA kernels that need no GPU, from the compiler's own reports:
+#  1. every .cu compiles with nvcc for sm_80 and sm_90 with warnings as errors (torch's
+#     half-conversion flags, no torch headers needed);
+#  2. no kernel spills registers (ptxas -v);
+#  3. in the sm_90 machine code (cuobjdump --dump-sass), every fast channels_last kernel with
+#     16-byte packs loads with 128-bit global loads (LDG.E.128) and stores with STG.E.128.
+# Prints a resource table per kernel and arch: registers, spill bytes, 128-bit loads and stores.
+# cuobjdump and nvdisasm come from the nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm wheels
+# (PYTHON names the interpreter whose site-packages hold them; default .venv-cuda's).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
+nvcc="$CUDA_HOME/bin/nvcc"
+python="${PYTHON:-.venv-cuda/bin/python}"
+tools=$("$python" -c "import nvidia, pathlib; print(next(p for p in (pathlib.Path(d) / 'cu13' / 'bin' for d in nvidia.__path__) if (p / 'cuobjdump').exists()))")
+export PATH="$tools:$PATH"
+chmod +x "$tools/cuobjdump" "$tools/nvdisasm" 2>/dev/null || true
+
+flags=(-std=c++17 -O3 -c
+       -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__
+       -D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__
+       -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+       -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror -Xptxas -v)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for source in csrc/cuda/*.cu; do
+  name=$(basename "$source" .cu)
+  echo "nvcc (sm_80, sm_90, -Werror): $source"
+  if ! "$nvcc" "${flags[@]}" "$source" -o "$work/$name.o" >"$work/$name.ptxas" 2>&1; then
+    cat "$work/$name.ptxas"
+    exit 1
+  fi
+  cuobjdump --dump-sass "$work/$name.o" >"$work/$name.sass"
+done
+
+# One row per (arch, kernel): ptxas's registers and spills, the SASS's 128-bit accesses.
+"$python" - "$work" <<'PY'
+import pathlib, re, subprocess, sys
+
+work = pathlib.Path(sys.argv[1])
+
+
+def readable(mangled):
+    name = subprocess.run(["c++filt", mangled], capture_output=True, text=True).stdout.strip()
+    name = name.replace("(anonymous namespace)::", "").replace("involution::", "")
+    name = re.sub(r"^void ", "", name)
+    name = re.sub(r"\([^()]*\)$", "", name)  # the parameter list
+    name = re.sub(r"^cuda::run_items<fast::(.*)>$", r"\1", name)
+    return name.replace("fast::", "").replace("cuda::", "")
+
+
+rows, failures, wide_pack_kernels = [], [], 0
+for report in sorted(work.glob("*.ptxas")):
+    text = report.read_text()
+    kernels = re.findall(r"Compiling entry function '(\S+)' for '(sm_\d+)'(.*?)(?=ptxas info    : Compiling entry|\Z)",
+                         text, re.S)
+    sass = report.with_suffix(".sass").read_text()
+    sass_by_kernel, arch = {}, None
+    for line in sass.splitlines():
+        if "code for sm_" in line:
+            arch = line.split()[-1]
+        elif "Function :" in line:
+            current = (arch, line.split(":", 1)[1].strip())
+            sass_by_kernel[current] = []
+        elif "LDG" in line or "STG" in line:
+            sass_by_kernel[current].append(line)
+    for mangled, arch, body in kernels:
+        registers = int(re.search(r"Used (\d+) registers", body).group(1))
+        spills = sum(int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", body))
+        lines = sass_by_kernel.get((arch, mangled), [])
+        wide_loads = sum("LDG.E.128" in line for line in lines)
+        wide_stores = sum("STG.E.128" in line for line in lines)
+        name = readable(mangled)
+        rows.append((report.stem, arch, name, registers, spills, wide_loads, wide_stores))
+        if spills:
+            failures.append(f"{arch} {name}: {spills} bytes of register spills")
+        wide_pack = re.search(r"ChannelsLast<[^,]+, (\d+)>", name)
+        if arch == "sm_90" and wide_pack and int(wide_pack.group(1)) > 1:
+            wide_pack_kernels += 1
+            if not wide_loads:
+                failures.append(f"{arch} {name}: no 128-bit global loads")
+            if "GradWeight" not in name and not wide_stores:
+                failures.append(f"{arch} {name}: no 128-bit global stores")
+
+print(f"{'file':<19} {'arch':<6} {'kernel':<48} {'regs':>4} {'spill B':>7} {'LDG.128':>7} {'STG.128':>7}")
+for file, arch, name, registers, spills, loads, stores in rows:
+    print(f"{file:<19} {arch:<6} {name:<48} {registers:>4} {spills:>7} {loads:>7} {stores:>7}")
+if wide_pack_kernels != 12:  # 3 ops x 4 dtypes: the check must see every one
+    failures.append(f"expected 12 sm_90 kernels with 16-byte packs, found {wide_pack_kernels}")
+if failures:
+    print("\n".join(["FAILED:"] + failures))
+    sys.exit(1)
+print(f"{len(rows)} kernels: no register spills; every 16-byte-pack kernel uses 128-bit accesses")
+PY
