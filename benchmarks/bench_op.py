@@ -3,7 +3,8 @@
 For each shape and method: forward time (inference, no autograd), backward time (alone),
 forward+backward time (one training step of the op), and the peak extra memory of that step.
 On CUDA also the forward's achieved bandwidth against a device-to-device copy measured in the
-same run. Prints a table, writes JSON (and PNG plots) under benchmarks/results/.
+same run, the opt-in fast kernels (NCHW and channels_last inputs) against the baseline kernels
+("f+b vs base"), and torch.compile of the shift-and-add formulation. Prints a table, writes JSON (and PNG plots) under benchmarks/results/.
 
     python benchmarks/bench_op.py              # quick preset: the four RedNet-50 shapes
     python benchmarks/bench_op.py --full       # plus sweeps over kernel, group size, resolution
@@ -76,6 +77,15 @@ def sweep_shapes(batch: int) -> List[Shape]:
     return shapes
 
 
+# How each variant of this extension runs on CUDA: which kernels, and the inputs' memory format.
+# "involution_cuda" is the default (the baseline kernels); the others are the opt-in fast kernels.
+VARIANTS = {
+    "involution_cuda": ("baseline", torch.contiguous_format),
+    "involution_cuda_fast": ("fast", torch.contiguous_format),
+    "involution_cuda_fast_nhwc": ("fast", torch.channels_last),
+}
+
+
 def methods(device: torch.device, cupy_op=None) -> Dict[str, Callable]:
     found = {
         "involution_cuda": involution_cuda.involution,
@@ -83,6 +93,9 @@ def methods(device: torch.device, cupy_op=None) -> Dict[str, Callable]:
         "shift_add": shift_add_involution,
     }
     if device.type == "cuda":
+        found["involution_cuda_fast"] = involution_cuda.involution
+        found["involution_cuda_fast_nhwc"] = involution_cuda.involution
+        found["shift_add_compiled"] = torch.compile(shift_add_involution, dynamic=False)
         found["depthwise_conv"] = None  # built per shape: it takes a static (C, 1, K, K) weight
     if cupy_op is not None:
         found["official_cupy"] = cupy_op
@@ -117,9 +130,10 @@ def load_official_cupy(checkout: str):
     return official
 
 
-def make_inputs(shape: Shape, dtype, device, copies: int):
+def make_inputs(shape: Shape, dtype, device, copies: int, memory_format=torch.contiguous_format):
     def one():
         x = torch.randn(shape.batch, shape.channels, shape.size, shape.size, dtype=dtype, device=device)
+        x = x.contiguous(memory_format=memory_format)
         w = torch.randn(shape.batch, shape.groups, shape.kernel, shape.kernel, shape.out_size,
                         shape.out_size, dtype=dtype, device=device)
         return x.requires_grad_(), w.requires_grad_()
@@ -131,7 +145,8 @@ class Case:
 
     def __init__(self, shape: Shape, name: str, fn, dtype, device, copies: int = 1):
         self.copies = copies
-        self.inputs = make_inputs(shape, dtype, device, copies)
+        memory_format = VARIANTS.get(name, (None, torch.contiguous_format))[1]
+        self.inputs = make_inputs(shape, dtype, device, copies, memory_format)
         if name == "depthwise_conv":  # a static (C, 1, K, K) weight instead of a generated one
             self.inputs = [(x, torch.randn(shape.channels, 1, shape.kernel, shape.kernel, dtype=dtype,
                                            device=device, requires_grad=True)) for x, _ in self.inputs]
@@ -139,7 +154,7 @@ class Case:
         self.fn = fn
         self.options = dict(stride=shape.stride)
         self.grad_out = torch.randn(shape.batch, shape.channels, shape.out_size, shape.out_size,
-                                    dtype=dtype, device=device)
+                                    dtype=dtype, device=device).contiguous(memory_format=memory_format)
 
     def forward(self, k=0):
         with torch.no_grad():
@@ -169,6 +184,12 @@ def peak_memory_mb(shape: Shape, name: str, dtype_name: str, device_name: str, f
 
 
 def bench_one(shape: Shape, name: str, fn, dtype, device, args) -> dict:
+    kernels = VARIANTS.get(name, ("baseline", None))[0]
+    with involution_cuda.cuda_kernels(kernels):  # forward and backward both run these kernels
+        return measure_one(shape, name, fn, dtype, device, args)
+
+
+def measure_one(shape: Shape, name: str, fn, dtype, device, args) -> dict:
     element_size = torch.empty((), dtype=dtype).element_size()
     # Rotate through enough copies of the inputs that they do not stay in cache between calls.
     copies = max(1, min(8, math.ceil(args.rotate_mb * 2**20 / shape.minimal_bytes(element_size))))
@@ -201,21 +222,30 @@ def add_ratios(results: List[dict]) -> None:
         for key in ("forward_ms", "backward_ms", "train_ms"):
             r[f"speedup_{key[:-3]}"] = base[key] / r[key]
         r["memory_ratio"] = r["peak_train_mb"] / base["peak_train_mb"] if base["peak_train_mb"] else None
+    # The fast kernels against the baseline kernels (same shape and dtype).
+    kernels = {(r["shape"], r["dtype"]): r for r in results if r["method"] == "involution_cuda"}
+    for r in results:
+        base = kernels.get((r["shape"], r["dtype"]))
+        if base is not None and r["method"].startswith("involution_cuda_fast"):
+            for key in ("forward_ms", "backward_ms", "train_ms"):
+                r[f"speedup_{key[:-3]}_vs_baseline_kernels"] = base[key] / r[key]
 
 
 def print_table(results: List[dict], copy_gbs) -> None:
-    header = (f"{'shape':<8}{'dtype':<10}{'method':<17}{'fwd ms':>9}{'bwd ms':>9}{'f+b ms':>9}"
-              f"{'peak MB':>9}{'x fwd':>8}{'x f+b':>8}{'mem/unf':>9}")
+    header = (f"{'shape':<8}{'dtype':<10}{'method':<27}{'fwd ms':>9}{'bwd ms':>9}{'f+b ms':>9}"
+              f"{'peak MB':>9}{'x fwd':>8}{'x f+b':>8}{'mem/unf':>9}{'f+b vs base':>12}")
     if copy_gbs:
         header += f"{'GB/s':>8}{'%copy':>7}"
     print(header)
     print("-" * len(header))
     for r in results:
         memory = f"{r['memory_ratio']:.3f}" if r.get("memory_ratio") is not None else "-"
-        line = (f"{r['shape']:<8}{r['dtype']:<10}{r['method']:<17}{r['forward_ms']:>9.2f}"
+        line = (f"{r['shape']:<8}{r['dtype']:<10}{r['method']:<27}{r['forward_ms']:>9.2f}"
                 f"{r['backward_ms']:>9.2f}{r['train_ms']:>9.2f}{r['peak_train_mb']:>9.1f}"
                 f"{r.get('speedup_forward', float('nan')):>8.1f}{r.get('speedup_train', float('nan')):>8.1f}"
                 f"{memory:>9}")
+        versus = r.get("speedup_train_vs_baseline_kernels")
+        line += f"{versus:>12.2f}" if versus is not None else f"{'-':>12}"
         if copy_gbs and "forward_gbs" in r:
             line += f"{r['forward_gbs']:>8.0f}{100 * r['forward_gbs'] / copy_gbs:>7.1f}"
         print(line)

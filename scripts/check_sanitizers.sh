@@ -37,5 +37,5 @@ print("testing", so)
 PY
 "$python" -m pytest -q -p no:cacheprovider \
   "$root/tests/test_ops.py" "$root/tests/test_sequence.py" "$root/tests/test_reliability.py" \
-  "$root/tests/test_properties.py" "$root/tests/test_errors.py" \
+  "$root/tests/test_properties.py" "$root/tests/test_errors.py" "$root/tests/test_fast_kernels.py" \
   -k "not compile and not memory_stays_flat and not index_math"

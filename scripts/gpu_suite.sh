@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU check in one call, for a machine with an NVIDIA GPU and torch already installed
-# (no package registry needed): build in place for sm_90, run every test (CUDA included),
-# compute-sanitizer memcheck / racecheck / initcheck on a small forward + backward per dtype,
-# and the quick op benchmark. Logs and JSON go to $OUT (default gpu_results/); a summary table is
+# (no package registry needed): build in place for sm_90, run every test (CUDA included) with
+# the baseline and then the fast kernels, compute-sanitizer memcheck / racecheck / initcheck on
+# a small forward + backward per dtype, kernel choice and layout, and the quick op benchmark. Logs and JSON go to $OUT (default gpu_results/); a summary table is
 # printed last. Exits non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,16 +29,24 @@ nvidia-smi >"$out/environment.txt" 2>&1
     torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU visible')" >>"$out/environment.txt" 2>&1
 step "build (sm_$TORCH_CUDA_ARCH_LIST)" build.log env INVOLUTION_BUILD=cuda "$python" setup.py build_ext --inplace
 step "tests" pytest.log "$python" -m pytest -q -rs tests
+# The whole suite again with the fast kernels as the process-wide choice.
+step "tests (fast kernels)" pytest.log env INVOLUTION_CUDA_KERNELS=fast "$python" -m pytest -q tests
 for tool in memcheck racecheck initcheck; do
   step "compute-sanitizer $tool" sanitizer.log \
     "$sanitizer" --tool "$tool" --error-exitcode 1 "$python" scripts/sanitizer_target.py
 done
-step "benchmark" bench.log "$python" benchmarks/bench_op.py --output "$out/op_cuda_quick.json"
+# The paper's CuPy op joins the benchmark when a checkout of d-li14/involution travels along
+# (OFFICIAL_CHECKOUT, default .official/involution; never part of the project).
+official="${OFFICIAL_CHECKOUT:-.official/involution}"
+official_args=()
+[ -d "$official" ] && official_args=(--official-checkout "$official")
+step "benchmark" bench.log "$python" benchmarks/bench_op.py "${official_args[@]}" \
+  --output "$out/op_cuda_quick.json"
 
 {
   echo
   echo "GPU suite summary ($(head -c 200 <(grep -h '^torch' "$out/environment.txt")))"
-  grep -E "passed|failed" "$out/pytest.log" | tail -n 1
+  grep -E "passed|failed" "$out/pytest.log" | tail -n 2
   printf '%-32s %s\n' "step" "result"
   for k in "${!names[@]}"; do printf '%-32s %s\n' "${names[$k]}" "${results[$k]}"; done
 } | tee "$out/summary.txt"
