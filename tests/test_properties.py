@@ -74,3 +74,44 @@ def test_random_problems_cpu(problem, dtype, seed):
 @given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1))
 def test_random_problems_cuda(problem, dtype, seed):
     run_against_reference(problem, dtype, "cuda", seed)
+
+
+@pytest.mark.skipif(not CUDA_READY, reason="needs a GPU and CUDA kernels")
+@given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1))
+def test_random_problems_cuda_fast_kernels(problem, dtype, seed):
+    with involution_cuda.cuda_kernels("fast"):
+        run_against_reference(problem, dtype, "cuda", seed)
+
+
+@given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1),
+       channels_last=st.booleans(), per_group=st.sampled_from([None, 8, 16]),
+       max_blocks=st.sampled_from([1, 3, 1 << 20]))
+def test_random_problems_emulated_fast_kernels(problem, dtype, seed, channels_last, per_group,
+                                               max_blocks):
+    """The fast CUDA kernels' per-thread code, run on the CPU for every thread of the CUDA grid
+    (shrunk to max_blocks so threads loop); per_group 8 / 16 makes 16-byte packs possible."""
+    if per_group is not None:
+        problem = dict(problem, channels=problem["groups"] * per_group)
+    generator = torch.Generator().manual_seed(seed)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(problem["batch"], problem["channels"], *problem["size"], generator=generator,
+                    dtype=torch.float64).to(dtype).contiguous(memory_format=layout)
+    w = torch.randn(problem["batch"], problem["groups"], *problem["kernel"], *problem["out"],
+                    generator=generator, dtype=torch.float64).to(dtype)
+    g = torch.randn(problem["batch"], problem["channels"], *problem["out"], generator=generator,
+                    dtype=torch.float64).to(dtype).contiguous(memory_format=layout)
+    options = problem["options"]
+    stride, padding, dilation = (list(options[k]) for k in ("stride", "padding", "dilation"))
+    emulated = torch.ops.involution_cuda_emulated
+    out, _ = emulated.forward(x, w, stride, padding, dilation, max_blocks)
+    grad_x, _ = emulated.grad_input(g, w, list(problem["size"]), stride, padding, dilation, max_blocks)
+    grad_w, _ = emulated.grad_weight(g, x, problem["groups"], list(problem["kernel"]), stride,
+                                     padding, dilation, max_blocks)
+    x_ref, w_ref = x.double().requires_grad_(), w.double().requires_grad_()
+    expected = reference.involution(x_ref, w_ref, **options)
+    if problem["batch"] == 0:
+        assert out.shape == expected.shape
+        return
+    expected_grads = torch.autograd.grad(expected, (x_ref, w_ref), g.double())
+    for actual, wanted in zip((out, grad_x, grad_w), (expected, *expected_grads)):
+        assert_close(actual, wanted, dtype)
