@@ -17,54 +17,46 @@ template <> struct Arith<__nv_bfloat16> {
   static INVOLUTION_HOST_DEVICE __nv_bfloat16 from_acc(float value) { return __float2bfloat16_rn(value); }
 };
 
-// Half packs convert two elements per instruction (accumulation stays in float).
-template <int N>
-struct PackMath<__half, N> {
-  static INVOLUTION_HOST_DEVICE void unpack(const Pack<__half, N>& pack, float (&values)[N]) {
-    INVOLUTION_UNROLL
-    for (int k = 0; k + 1 < N; k += 2) {
-      const float2 pair = __half22float2(__halves2half2(pack.lane[k], pack.lane[k + 1]));
-      values[k] = pair.x;
-      values[k + 1] = pair.y;
-    }
-    if (N % 2 == 1) values[N - 1] = __half2float(pack.lane[N - 1]);
-  }
-  static INVOLUTION_HOST_DEVICE Pack<__half, N> repack(const float (&values)[N]) {
-    Pack<__half, N> pack;
-    INVOLUTION_UNROLL
-    for (int k = 0; k + 1 < N; k += 2) {
-      const __half2 pair = __floats2half2_rn(values[k], values[k + 1]);
-      pack.lane[k] = __low2half(pair);
-      pack.lane[k + 1] = __high2half(pair);
-    }
-    if (N % 2 == 1) pack.lane[N - 1] = __float2half_rn(values[N - 1]);
-    return pack;
-  }
-};
+// Pair conversions of the half types: two elements per instruction.
+INVOLUTION_HOST_DEVICE float2 widen_pair(__half first, __half second) {
+  return __half22float2(__halves2half2(first, second));
+}
+INVOLUTION_HOST_DEVICE float2 widen_pair(__nv_bfloat16 first, __nv_bfloat16 second) {
+  return __bfloat1622float2(__halves2bfloat162(first, second));
+}
+INVOLUTION_HOST_DEVICE void narrow_pair(float first, float second, __half* pair) {
+  const __half2 both = __floats2half2_rn(first, second);
+  pair[0] = __low2half(both);
+  pair[1] = __high2half(both);
+}
+INVOLUTION_HOST_DEVICE void narrow_pair(float first, float second, __nv_bfloat16* pair) {
+  const __nv_bfloat162 both = __floats2bfloat162_rn(first, second);
+  pair[0] = __low2bfloat16(both);
+  pair[1] = __high2bfloat16(both);
+}
 
-template <int N>
-struct PackMath<__nv_bfloat16, N> {
-  static INVOLUTION_HOST_DEVICE void unpack(const Pack<__nv_bfloat16, N>& pack, float (&values)[N]) {
+// Half packs convert in pairs (accumulation stays in float).
+template <typename T, int N>
+struct PairedPackMath {
+  static INVOLUTION_HOST_DEVICE void unpack(const Pack<T, N>& pack, float (&values)[N]) {
     INVOLUTION_UNROLL
     for (int k = 0; k + 1 < N; k += 2) {
-      const float2 pair = __bfloat1622float2(__halves2bfloat162(pack.lane[k], pack.lane[k + 1]));
+      const float2 pair = widen_pair(pack.lane[k], pack.lane[k + 1]);
       values[k] = pair.x;
       values[k + 1] = pair.y;
     }
-    if (N % 2 == 1) values[N - 1] = __bfloat162float(pack.lane[N - 1]);
+    if (N % 2 == 1) values[N - 1] = Arith<T>::to_acc(pack.lane[N - 1]);
   }
-  static INVOLUTION_HOST_DEVICE Pack<__nv_bfloat16, N> repack(const float (&values)[N]) {
-    Pack<__nv_bfloat16, N> pack;
+  static INVOLUTION_HOST_DEVICE Pack<T, N> repack(const float (&values)[N]) {
+    Pack<T, N> pack;
     INVOLUTION_UNROLL
-    for (int k = 0; k + 1 < N; k += 2) {
-      const __nv_bfloat162 pair = __floats2bfloat162_rn(values[k], values[k + 1]);
-      pack.lane[k] = __low2bfloat16(pair);
-      pack.lane[k + 1] = __high2bfloat16(pair);
-    }
-    if (N % 2 == 1) pack.lane[N - 1] = __float2bfloat16_rn(values[N - 1]);
+    for (int k = 0; k + 1 < N; k += 2) narrow_pair(values[k], values[k + 1], &pack.lane[k]);
+    if (N % 2 == 1) pack.lane[N - 1] = Arith<T>::from_acc(values[N - 1]);
     return pack;
   }
 };
+template <int N> struct PackMath<__half, N> : PairedPackMath<__half, N> {};
+template <int N> struct PackMath<__nv_bfloat16, N> : PairedPackMath<__nv_bfloat16, N> {};
 
 }  // namespace fast
 

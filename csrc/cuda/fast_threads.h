@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #if !defined(__CUDA_ARCH__)
 #include <stdexcept>
 #endif
@@ -164,11 +165,11 @@ INVOLUTION_HOST_DEVICE void store_pack(T* address, const Pack<T, N>& pack) {
 // one group and every pack address is 16-byte aligned (tensor bases aligned, channels a multiple
 // of the pack), else one channel.
 template <typename T>
-inline int channels_last_pack(const Problem& p, const void* const* bases, int count) {
+inline int channels_last_pack(const Problem& p, std::initializer_list<const void*> bases) {
   const int64_t wide = kWidePack<T>;
   if (channels_per_group(p) % wide != 0) return 1;
-  for (int k = 0; k < count; ++k) {
-    if (reinterpret_cast<std::uintptr_t>(bases[k]) % 16 != 0) return 1;
+  for (const void* base : bases) {
+    if (reinterpret_cast<std::uintptr_t>(base) % 16 != 0) return 1;
   }
   return static_cast<int>(wide);
 }
@@ -330,8 +331,35 @@ INVOLUTION_HOST_DEVICE int64_t channel_chunks(const Problem& p) {
   return (channels_per_group(p) + kChannelsPerThread - 1) / kChannelsPerThread;
 }
 
-// out[n, c, i, j] for the channels c0 .. c0+15 of one group (fewer at a group's end); lanes
-// cover neighbouring j, so every load and store is coalesced across a warp.
+// Where a channels-first item stands: image n, group g, channels c0 .. c0+count-1 (count may
+// exceed 16: only the first 16 are the item's), pixel (row, col) of a rows × cols plane.
+struct ChannelChunk {
+  int64_t n, g, c0, count, row, col;
+};
+
+// Items are ordered (n, g, chunk, row, col) with col fastest, so neighbouring lanes take
+// neighbouring pixels of the same channels and every access is coalesced across a warp.
+INVOLUTION_HOST_DEVICE ChannelChunk channel_chunk(const Problem& p, int64_t item, int64_t rows,
+                                                  int64_t cols) {
+  const int64_t chunks = channel_chunks(p), per_group = channels_per_group(p);
+  const int64_t chunk = item / (rows * cols) % chunks;
+  const int64_t g = item / (rows * cols * chunks) % p.groups;
+  const int64_t first = chunk * kChannelsPerThread;
+  return {item / (rows * cols * chunks * p.groups), g, g * per_group + first, per_group - first,
+          item / cols % rows, item % cols};
+}
+
+// Stores the item's sums to first[k * plane] for its channels k.
+template <typename T, typename acc_t>
+INVOLUTION_HOST_DEVICE void store_channels(T* first, int64_t plane, int64_t count,
+                                           const acc_t (&sum)[kChannelsPerThread]) {
+  INVOLUTION_UNROLL
+  for (int k = 0; k < kChannelsPerThread; ++k) {
+    if (k < count) first[k * plane] = Arith<T>::from_acc(sum[k]);
+  }
+}
+
+// out[n, c, i, j] for the channels c0 .. c0+15 of one group (fewer at a group's end).
 template <typename T>
 struct ForwardChannelsFirst {
   using acc_t = typename Arith<T>::acc_t;
@@ -345,18 +373,12 @@ struct ForwardChannelsFirst {
   }
 
   INVOLUTION_HOST_DEVICE void operator()(const Thread& t) const {
-    const int64_t chunks = channel_chunks(p), per_group = channels_per_group(p), total = items();
+    const int64_t total = items();
     const int64_t in_plane = p.height.input_size * p.width.input_size;
     const int64_t out_plane = p.height.output_size * p.width.output_size;
     for (int64_t item = first_item(t); item < total; item += item_stride(t)) {
-      const int64_t j = item % p.width.output_size;
-      const int64_t i = item / p.width.output_size % p.height.output_size;
-      const int64_t chunk = item / out_plane % chunks;
-      const int64_t g = item / (out_plane * chunks) % p.groups;
-      const int64_t n = item / (out_plane * chunks * p.groups);
-      const int64_t first = chunk * kChannelsPerThread;
-      const int64_t count = per_group - first;  // channels of this chunk: min(count, 16)
-      const int64_t c0 = g * per_group + first;
+      const ChannelChunk at = channel_chunk(p, item, p.height.output_size, p.width.output_size);
+      const int64_t n = at.n, g = at.g, c0 = at.c0, count = at.count, i = at.row, j = at.col;
       acc_t sum[kChannelsPerThread] = {};
       for (int64_t u = 0; u < p.height.kernel_size; ++u) {
         const int64_t h = input_index(p.height, i, u);
@@ -378,12 +400,9 @@ struct ForwardChannelsFirst {
           }
         }
       }
-      T* out = output + plane_offset(p.channels, p.height.output_size, p.width.output_size, n, c0,
-                                     i, j);
-      INVOLUTION_UNROLL
-      for (int k = 0; k < kChannelsPerThread; ++k) {
-        if (k < count) out[k * out_plane] = Arith<T>::from_acc(sum[k]);
-      }
+      store_channels(output + plane_offset(p.channels, p.height.output_size, p.width.output_size,
+                                           n, c0, i, j),
+                     out_plane, count, sum);
     }
   }
 };
@@ -402,18 +421,12 @@ struct GradInputChannelsFirst {
   }
 
   INVOLUTION_HOST_DEVICE void operator()(const Thread& t) const {
-    const int64_t chunks = channel_chunks(p), per_group = channels_per_group(p), total = items();
+    const int64_t total = items();
     const int64_t in_plane = p.height.input_size * p.width.input_size;
     const int64_t out_plane = p.height.output_size * p.width.output_size;
     for (int64_t item = first_item(t); item < total; item += item_stride(t)) {
-      const int64_t w = item % p.width.input_size;
-      const int64_t h = item / p.width.input_size % p.height.input_size;
-      const int64_t chunk = item / in_plane % chunks;
-      const int64_t g = item / (in_plane * chunks) % p.groups;
-      const int64_t n = item / (in_plane * chunks * p.groups);
-      const int64_t first = chunk * kChannelsPerThread;
-      const int64_t count = per_group - first;
-      const int64_t c0 = g * per_group + first;
+      const ChannelChunk at = channel_chunk(p, item, p.height.input_size, p.width.input_size);
+      const int64_t n = at.n, g = at.g, c0 = at.c0, count = at.count, h = at.row, w = at.col;
       acc_t sum[kChannelsPerThread] = {};
       for (int64_t u = 0; u < p.height.kernel_size; ++u) {
         int64_t i;
@@ -432,12 +445,9 @@ struct GradInputChannelsFirst {
           }
         }
       }
-      T* gx = grad_input + plane_offset(p.channels, p.height.input_size, p.width.input_size, n,
-                                        c0, h, w);
-      INVOLUTION_UNROLL
-      for (int k = 0; k < kChannelsPerThread; ++k) {
-        if (k < count) gx[k * in_plane] = Arith<T>::from_acc(sum[k]);
-      }
+      store_channels(grad_input + plane_offset(p.channels, p.height.input_size,
+                                               p.width.input_size, n, c0, h, w),
+                     in_plane, count, sum);
     }
   }
 };
@@ -509,51 +519,41 @@ struct GradWeightChannelsFirst {
 
 // ---- choosing the kernel ------------------------------------------------------------------------
 
-// Runs the fast forward for `layout` through `launch(functor)`; tensors are contiguous in
-// `layout` (the weight always in its (B, G, KH, KW, Ho, Wo) layout).
+// Launches First<T> on channels-first tensors; on channels_last ones Last<T, N> with 16-byte
+// packs when `packed` (the channels_last tensors' bases) and the groups allow, else N = 1.
+// Tensors are contiguous in `layout`; the weight is always (B, G, KH, KW, Ho, Wo).
+template <template <typename> class First, template <typename, int> class Last, typename T,
+          typename Launch>
+void launch_for_layout(const Problem& p, Layout layout, const T* a, const T* b, T* result,
+                       std::initializer_list<const void*> packed, Launch&& launch) {
+  if (layout == Layout::kChannelsFirst) {
+    launch(First<T>{p, a, b, result});
+  } else if (channels_last_pack<T>(p, packed) > 1) {
+    launch(Last<T, kWidePack<T>>{p, a, b, result});
+  } else {
+    launch(Last<T, 1>{p, a, b, result});
+  }
+}
+
 template <typename T, typename Launch>
 void forward(const Problem& p, Layout layout, const T* input, const T* weight, T* output,
              Launch&& launch) {
-  if (layout == Layout::kChannelsFirst) {
-    launch(ForwardChannelsFirst<T>{p, input, weight, output});
-    return;
-  }
-  const void* bases[] = {input, output};
-  if (channels_last_pack<T>(p, bases, 2) > 1) {
-    launch(ForwardChannelsLast<T, kWidePack<T>>{p, input, weight, output});
-  } else {
-    launch(ForwardChannelsLast<T, 1>{p, input, weight, output});
-  }
+  launch_for_layout<ForwardChannelsFirst, ForwardChannelsLast>(p, layout, input, weight, output,
+                                                               {input, output}, launch);
 }
 
 template <typename T, typename Launch>
 void grad_input(const Problem& p, Layout layout, const T* grad_output, const T* weight,
                 T* grad_input, Launch&& launch) {
-  if (layout == Layout::kChannelsFirst) {
-    launch(GradInputChannelsFirst<T>{p, grad_output, weight, grad_input});
-    return;
-  }
-  const void* bases[] = {grad_output, grad_input};
-  if (channels_last_pack<T>(p, bases, 2) > 1) {
-    launch(GradInputChannelsLast<T, kWidePack<T>>{p, grad_output, weight, grad_input});
-  } else {
-    launch(GradInputChannelsLast<T, 1>{p, grad_output, weight, grad_input});
-  }
+  launch_for_layout<GradInputChannelsFirst, GradInputChannelsLast>(
+      p, layout, grad_output, weight, grad_input, {grad_output, grad_input}, launch);
 }
 
 template <typename T, typename Launch>
 void grad_weight(const Problem& p, Layout layout, const T* grad_output, const T* input,
                  T* grad_weight, Launch&& launch) {
-  if (layout == Layout::kChannelsFirst) {
-    launch(GradWeightChannelsFirst<T>{p, grad_output, input, grad_weight});
-    return;
-  }
-  const void* bases[] = {grad_output, input};
-  if (channels_last_pack<T>(p, bases, 2) > 1) {
-    launch(GradWeightChannelsLast<T, kWidePack<T>>{p, grad_output, input, grad_weight});
-  } else {
-    launch(GradWeightChannelsLast<T, 1>{p, grad_output, input, grad_weight});
-  }
+  launch_for_layout<GradWeightChannelsFirst, GradWeightChannelsLast>(
+      p, layout, grad_output, input, grad_weight, {grad_output, input}, launch);
 }
 
 }  // namespace fast
