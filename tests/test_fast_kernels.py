@@ -8,8 +8,10 @@ kernel choices with the reference.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -155,6 +157,25 @@ def test_emulated_ops_validate_their_arguments():
         emulated.forward(x, w, stride, padding, dilation, 0)
     with pytest.raises(ValueError, match="weight"):
         emulated.forward(x, w[..., :-1], stride, padding, dilation, 1)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+NVCC = shutil.which("nvcc", path=os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin")) \
+    or shutil.which("nvcc")
+
+
+@pytest.mark.skipif(NVCC is None, reason="needs nvcc (the CUDA toolkit), no GPU")
+def test_cuda_half_types_on_the_host(tmp_path):
+    """The GPU's own half types (__half, __nv_bfloat16) through the fast kernels' pair
+    conversions and channels_last functors, compiled by nvcc and run on the host."""
+    binary = tmp_path / "half_pack_check"
+    subprocess.run([NVCC, "-std=c++17", "-O2", "-D__CUDA_NO_HALF_OPERATORS__",
+                    "-D__CUDA_NO_HALF_CONVERSIONS__", "-D__CUDA_NO_BFLOAT16_CONVERSIONS__",
+                    "-D__CUDA_NO_HALF2_OPERATORS__", "-Werror", "all-warnings", f"-I{ROOT / 'csrc'}",
+                    str(ROOT / "tests" / "half_pack_check.cu"), "-o", str(binary)], check=True)
+    result = subprocess.run([str(binary)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all half checks passed" in result.stdout
 
 
 # ---- the switch -------------------------------------------------------------------------------

@@ -144,7 +144,7 @@ INVOLUTION_HOST_DEVICE Pack<T, N> load_pack(const T* address) {
     throw std::logic_error("fast kernel: misaligned pack load");
   }
   Pack<T, N> pack;
-  std::memcpy(&pack, address, sizeof(pack));
+  std::memcpy(static_cast<void*>(&pack), address, sizeof(pack));
   return pack;
 #endif
 }
@@ -152,12 +152,17 @@ INVOLUTION_HOST_DEVICE Pack<T, N> load_pack(const T* address) {
 template <int N, typename T>
 INVOLUTION_HOST_DEVICE void store_pack(T* address, const Pack<T, N>& pack) {
 #if defined(__CUDA_ARCH__)
-  *reinterpret_cast<Pack<T, N>*>(address) = pack;
+  // One vector store instruction (__stwb: the default write-back policy); a plain assignment
+  // may be split by the compiler into element stores.
+  using word_t = typename Word<sizeof(Pack<T, N>)>::type;
+  word_t word;
+  memcpy(&word, &pack, sizeof(word));
+  __stwb(reinterpret_cast<word_t*>(address), word);
 #else
   if (reinterpret_cast<std::uintptr_t>(address) % sizeof(Pack<T, N>) != 0) {
     throw std::logic_error("fast kernel: misaligned pack store");
   }
-  std::memcpy(address, &pack, sizeof(pack));
+  std::memcpy(static_cast<void*>(address), &pack, sizeof(pack));
 #endif
 }
 
@@ -182,6 +187,24 @@ INVOLUTION_HOST_DEVICE int64_t pixel_offset(int64_t rows, int64_t cols, int64_t 
 
 // ---- channels_last kernels: one thread per (pixel, pack of N channels of one group) ----------
 
+// Where a channels_last item stands: image n, group g, channels c0 .. c0+N-1, pixel (row, col).
+struct PackItem {
+  int64_t n, g, c0, row, col;
+};
+
+// Items are ordered (n, g, row, col, pack) with the packs of one group fastest: the lanes of a
+// warp cover neighbouring pixels of one group, so its weight loads are one contiguous segment
+// and each 16-byte pack load serves N channels.
+template <int N>
+INVOLUTION_HOST_DEVICE PackItem pack_item(const Problem& p, int64_t item, int64_t rows,
+                                          int64_t cols) {
+  const int64_t per_group = channels_per_group(p), packs = per_group / N;
+  const int64_t pixel = item / packs;
+  const int64_t g = pixel / (rows * cols) % p.groups;
+  return {pixel / (rows * cols * p.groups), g, g * per_group + item % packs * N,
+          pixel / cols % rows, pixel % cols};
+}
+
 // out[n, i, j, c0:c0+N] = sum_taps weight[n, g, u, v, i, j] * x[n, h, w, c0:c0+N]
 template <typename T, int N>
 struct ForwardChannelsLast {
@@ -196,14 +219,10 @@ struct ForwardChannelsLast {
   }
 
   INVOLUTION_HOST_DEVICE void operator()(const Thread& t) const {
-    const int64_t packs = p.channels / N, total = items();
+    const int64_t total = items();
     for (int64_t item = first_item(t); item < total; item += item_stride(t)) {
-      const int64_t c0 = item % packs * N;
-      const int64_t pixel = item / packs;
-      const int64_t j = pixel % p.width.output_size;
-      const int64_t i = pixel / p.width.output_size % p.height.output_size;
-      const int64_t n = pixel / (p.width.output_size * p.height.output_size);
-      const int64_t g = group_of_channel(p, c0);
+      const PackItem at = pack_item<N>(p, item, p.height.output_size, p.width.output_size);
+      const int64_t n = at.n, g = at.g, c0 = at.c0, i = at.row, j = at.col;
       acc_t sum[N] = {};
       for (int64_t u = 0; u < p.height.kernel_size; ++u) {
         const int64_t h = input_index(p.height, i, u);
@@ -243,14 +262,10 @@ struct GradInputChannelsLast {
   }
 
   INVOLUTION_HOST_DEVICE void operator()(const Thread& t) const {
-    const int64_t packs = p.channels / N, total = items();
+    const int64_t total = items();
     for (int64_t item = first_item(t); item < total; item += item_stride(t)) {
-      const int64_t c0 = item % packs * N;
-      const int64_t pixel = item / packs;
-      const int64_t w = pixel % p.width.input_size;
-      const int64_t h = pixel / p.width.input_size % p.height.input_size;
-      const int64_t n = pixel / (p.width.input_size * p.height.input_size);
-      const int64_t g = group_of_channel(p, c0);
+      const PackItem at = pack_item<N>(p, item, p.height.input_size, p.width.input_size);
+      const int64_t n = at.n, g = at.g, c0 = at.c0, h = at.row, w = at.col;
       acc_t sum[N] = {};
       for (int64_t u = 0; u < p.height.kernel_size; ++u) {
         int64_t i;

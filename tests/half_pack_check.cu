@@ -1,0 +1,132 @@
+// Runs the fast kernels' CUDA half-type code on the host (built by nvcc, run without a GPU):
+//  1. the paired pack conversions of csrc/cuda/half_types.cuh keep every lane in its place and
+//     round as the scalar conversion does;
+//  2. the channels_last functors of csrc/cuda/fast_threads.h, instantiated with __half and
+//     __nv_bfloat16 (the GPU's types, not torch's), match a double-precision loop over the
+//     definition on a small problem with 16-byte packs, every thread of their grid emulated.
+// Prints "all half checks passed" and exits 0 on success.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "cuda/half_types.cuh"
+
+using namespace involution;
+using namespace involution::fast;
+
+namespace {
+
+int failures = 0;
+
+void expect(bool ok, const char* what, int index, double actual, double wanted) {
+  if (!ok) {
+    std::printf("FAILED %s [%d]: %.8g, expected %.8g\n", what, index, actual, wanted);
+    ++failures;
+  }
+}
+
+template <typename T>
+void check_pack_conversions(const char* name) {
+  constexpr int N = kWidePack<T>;
+  float values[N];
+  Pack<T, N> pack;
+  for (int k = 0; k < N; ++k) {
+    values[k] = 0.5f * static_cast<float>(k + 1);  // exact in both half types, all distinct
+    pack.lane[k] = Arith<T>::from_acc(values[k]);
+  }
+  float unpacked[N];
+  PackMath<T, N>::unpack(pack, unpacked);
+  for (int k = 0; k < N; ++k) expect(unpacked[k] == values[k], name, k, unpacked[k], values[k]);
+
+  // Values between representable ones: the paired narrowing rounds as the scalar one does.
+  float between[N];
+  for (int k = 0; k < N; ++k) between[k] = 1.0f + 0.3f * static_cast<float>(k) + 1e-3f;
+  const Pack<T, N> rounded = PackMath<T, N>::repack(between);
+  for (int k = 0; k < N; ++k) {
+    const float actual = Arith<T>::to_acc(rounded.lane[k]);
+    const float wanted = Arith<T>::to_acc(Arith<T>::from_acc(between[k]));
+    expect(actual == wanted, name, k, actual, wanted);
+  }
+}
+
+// Runs a functor for every thread of its CUDA grid, as the GPU launch would.
+struct HostLaunch {
+  template <typename Functor>
+  void operator()(const Functor& functor) const {
+    const int64_t blocks = blocks_for(functor.items(), 3);  // few blocks: threads loop
+    for (int64_t block = 0; block < blocks; ++block) {
+      for (int64_t lane = 0; lane < kThreadsPerBlock; ++lane) {
+        functor(Thread{block, lane, blocks, kThreadsPerBlock});
+      }
+    }
+  }
+};
+
+double uniform() { return std::rand() / (RAND_MAX + 1.0) * 2.0 - 1.0; }
+
+template <typename T>
+void check_channels_last_kernels(const char* name) {
+  // (B, C, H, W) = (2, 32, 5, 6), G = 2 (16 channels per group), 3x3 kernel, stride (1, 2),
+  // padding 1, dilation (2, 1): output 3 x 3.
+  const Axis height{5, 3, 3, 1, 1, 2}, width{6, 3, 3, 2, 1, 1};
+  const Problem p{2, 32, 2, height, width};
+  const int64_t in_size = 2 * 5 * 6 * 32, out_size = 2 * 3 * 3 * 32, w_size = 2 * 2 * 9 * 9;
+  std::vector<T> x(in_size), go(out_size), w(w_size), out(out_size), gx(in_size), gw(w_size);
+  for (auto& v : x) v = Arith<T>::from_acc(static_cast<float>(uniform()));
+  for (auto& v : go) v = Arith<T>::from_acc(static_cast<float>(uniform()));
+  for (auto& v : w) v = Arith<T>::from_acc(static_cast<float>(uniform()));
+  // std::vector's storage is 16-byte aligned, so the wide packs are chosen.
+  if (channels_last_pack<T>(p, {x.data(), out.data(), go.data(), gx.data()}) != kWidePack<T>) {
+    std::printf("FAILED %s: the 16-byte packs were not chosen\n", name);
+    ++failures;
+  }
+  forward(p, Layout::kChannelsLast, x.data(), w.data(), out.data(), HostLaunch{});
+  grad_input(p, Layout::kChannelsLast, go.data(), w.data(), gx.data(), HostLaunch{});
+  grad_weight(p, Layout::kChannelsLast, go.data(), x.data(), gw.data(), HostLaunch{});
+
+  auto value = [](T v) { return static_cast<double>(Arith<T>::to_acc(v)); };
+  std::vector<double> want_out(out_size, 0.0), want_gx(in_size, 0.0), want_gw(w_size, 0.0);
+  for (int n = 0; n < 2; ++n)
+    for (int c = 0; c < 32; ++c)
+      for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j)
+          for (int u = 0; u < 3; ++u)
+            for (int v = 0; v < 3; ++v) {
+              const int64_t h = input_index(height, i, u), col = input_index(width, j, v);
+              if (!inside(h, 5) || !inside(col, 6)) continue;
+              const int64_t xi = pixel_offset(5, 6, 32, n, h, col, c);
+              const int64_t oi = pixel_offset(3, 3, 32, n, i, j, c);
+              const int64_t wi = weight_offset(p, n, c / 16, u, v, i, j);
+              want_out[oi] += value(w[wi]) * value(x[xi]);
+              want_gx[xi] += value(w[wi]) * value(go[oi]);
+              want_gw[wi] += value(go[oi]) * value(x[xi]);
+            }
+  const double tolerance = sizeof(T) == 2 ? 0.05 : 1e-6;  // rounding of the half-type result
+  auto compare = [&](const std::vector<T>& actual, const std::vector<double>& wanted, const char* what) {
+    for (size_t k = 0; k < wanted.size(); ++k) {
+      const double a = value(actual[k]);
+      expect(std::fabs(a - wanted[k]) <= tolerance * (1.0 + std::fabs(wanted[k])), what,
+             static_cast<int>(k), a, wanted[k]);
+    }
+  };
+  std::printf("%s: output, grad_input, grad_weight against a double loop\n", name);
+  compare(out, want_out, "forward");
+  compare(gx, want_gx, "grad_input");
+  compare(gw, want_gw, "grad_weight");
+}
+
+}  // namespace
+
+int main() {
+  check_pack_conversions<__half>("__half pack conversions");
+  check_pack_conversions<__nv_bfloat16>("__nv_bfloat16 pack conversions");
+  check_channels_last_kernels<__half>("__half kernels");
+  check_channels_last_kernels<__nv_bfloat16>("__nv_bfloat16 kernels");
+  if (failures != 0) {
+    std::printf("%d half checks failed\n", failures);
+    return 1;
+  }
+  std::printf("all half checks passed\n");
+  return 0;
+}
