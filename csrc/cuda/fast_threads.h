@@ -290,6 +290,31 @@ struct GradInputChannelsLast {
   }
 };
 
+// Channels of grad_output that the channels_last grad_weight keeps in registers (the default
+// group size); a multiple of every pack width.
+constexpr int kHeldChannels = 16;
+
+// Converts a pack into values[0 .. N).
+template <int N, typename T, typename acc_t>
+INVOLUTION_HOST_DEVICE void unpack_into(const Pack<T, N>& pack, acc_t* values) {
+  acc_t unpacked[N];
+  PackMath<T, N>::unpack(pack, unpacked);
+  INVOLUTION_UNROLL
+  for (int k = 0; k < N; ++k) values[k] = unpacked[k];
+}
+
+// sum_k grads[k] * x[k] over one pack; a tap in the padding reads zero (grad * 0, as in the
+// reference), so NaN/Inf grads propagate.
+template <int N, typename T, typename acc_t>
+INVOLUTION_HOST_DEVICE acc_t dot_with_input(const acc_t* grads, const T* x, bool in_input) {
+  acc_t values[N] = {};
+  if (in_input) PackMath<T, N>::unpack(load_pack<N>(x), values);
+  acc_t sum = 0;
+  INVOLUTION_UNROLL
+  for (int k = 0; k < N; ++k) sum += grads[k] * values[k];
+  return sum;
+}
+
 // grad_w[n, g, u, v, i, j] = sum_{c in g} grad_out[n, i, j, c] * x[n, h, w, c]: one thread per
 // (n, g, i, j) covers every tap and reduces its group's channels itself, N at a time.
 template <typename T, int N>
@@ -314,6 +339,16 @@ struct GradWeightChannelsLast {
       const int64_t n = item / (p.width.output_size * p.height.output_size * p.groups);
       const T* go = grad_output + pixel_offset(p.height.output_size, p.width.output_size,
                                                p.channels, n, i, j, g * per_group);
+      // A group of up to kHeldChannels keeps its grads in registers for all K² taps; a wider
+      // one reloads them for each tap (from L1). Both sum in the same order.
+      const bool hold = per_group <= kHeldChannels;
+      acc_t held[kHeldChannels] = {};
+      if (hold) {
+        INVOLUTION_UNROLL
+        for (int c = 0; c < kHeldChannels; c += N) {
+          if (c < per_group) unpack_into<N>(load_pack<N>(go + c), held + c);
+        }
+      }
       for (int64_t u = 0; u < p.height.kernel_size; ++u) {
         const int64_t h = input_index(p.height, i, u);
         for (int64_t v = 0; v < p.width.kernel_size; ++v) {
@@ -322,12 +357,17 @@ struct GradWeightChannelsLast {
           const T* x = input + pixel_offset(p.height.input_size, p.width.input_size, p.channels,
                                             n, in_input ? h : 0, in_input ? w : 0, g * per_group);
           acc_t sum = 0;
-          for (int64_t c = 0; c < per_group; c += N) {
-            acc_t grads[N], values[N] = {};  // a tap in the padding reads zero (grad * 0)
-            PackMath<T, N>::unpack(load_pack<N>(go + c), grads);
-            if (in_input) PackMath<T, N>::unpack(load_pack<N>(x + c), values);
+          if (hold) {
             INVOLUTION_UNROLL
-            for (int k = 0; k < N; ++k) sum += grads[k] * values[k];
+            for (int c = 0; c < kHeldChannels; c += N) {
+              if (c < per_group) sum += dot_with_input<N>(held + c, x + c, in_input);
+            }
+          } else {
+            for (int64_t c = 0; c < per_group; c += N) {
+              acc_t grads[N];
+              unpack_into<N>(load_pack<N>(go + c), grads);
+              sum += dot_with_input<N>(grads, x + c, in_input);
+            }
           }
           grad_weight[weight_offset(p, n, g, u, v, i, j)] = Arith<T>::from_acc(sum);
         }
