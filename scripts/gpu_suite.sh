@@ -2,7 +2,8 @@
 # The whole GPU check in one call, for a machine with an NVIDIA GPU and torch already installed
 # (no package registry needed): build in place for sm_90, run every test (CUDA included) with
 # the baseline and then the fast kernels, compute-sanitizer memcheck / racecheck / initcheck on
-# a small forward + backward per dtype, kernel choice and layout, and the quick op benchmark. Logs and JSON go to $OUT (default gpu_results/); a summary table is
+# a small forward + backward per dtype, kernel choice and layout, the quick op benchmark, and
+# Nsight Compute metrics of every kernel at the stage-1 shape. At most 8 files go to $OUT. Logs and JSON go to $OUT (default gpu_results/); a summary table is
 # printed last. Exits non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,12 +28,12 @@ sanitizer=$(command -v compute-sanitizer || echo "${CUDA_HOME:-/usr/local/cuda}/
 nvidia-smi >"$out/environment.txt" 2>&1
 "$python" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, '|',
     torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU visible')" >>"$out/environment.txt" 2>&1
-step "build (sm_$TORCH_CUDA_ARCH_LIST)" build.log env INVOLUTION_BUILD=cuda "$python" setup.py build_ext --inplace
+step "build (sm_$TORCH_CUDA_ARCH_LIST)" checks.log env INVOLUTION_BUILD=cuda "$python" setup.py build_ext --inplace
 step "tests" pytest.log "$python" -m pytest -q -rs tests
 # The whole suite again with the fast kernels as the process-wide choice.
 step "tests (fast kernels)" pytest.log env INVOLUTION_CUDA_KERNELS=fast "$python" -m pytest -q tests
 for tool in memcheck racecheck initcheck; do
-  step "compute-sanitizer $tool" sanitizer.log \
+  step "compute-sanitizer $tool" checks.log \
     "$sanitizer" --tool "$tool" --error-exitcode 1 "$python" scripts/sanitizer_target.py
 done
 # The paper's CuPy op joins the benchmark when a checkout of d-li14/involution travels along
@@ -42,6 +43,21 @@ official_args=()
 [ -d "$official" ] && official_args=(--official-checkout "$official")
 step "benchmark" bench.log "$python" benchmarks/bench_op.py "${official_args[@]}" \
   --output "$out/op_cuda_quick.json"
+
+# Nsight Compute on the stage-1 shape: every involution kernel of one forward + backward per
+# variant and dtype (scripts/profile_target.py prints the order), key metrics as CSV.
+ncu=$(command -v ncu || echo "${CUDA_HOME:-/usr/local/cuda}/bin/ncu")
+metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum
+metrics+=,gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed
+metrics+=,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread
+metrics+=,l1tex__t_sector_hit_rate.pct,lts__t_sector_hit_rate.pct
+metrics+=,l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum
+profile() {
+  "$ncu" --clock-control none --csv --page raw --metrics "$metrics" \
+    --kernel-name regex:"run_items|forward_kernel|grad_input_kernel|grad_weight_kernel" \
+    "$python" scripts/profile_target.py >"$out/ncu.csv"
+}
+step "nsight compute (stage 1)" checks.log profile
 
 {
   echo
