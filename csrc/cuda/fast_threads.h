@@ -12,13 +12,13 @@
 //   - a thread covers several channels of one group at one pixel, so each generated weight is
 //     loaded once for them instead of once per channel;
 //   - channels_last (NHWC) tensors are read and written in 16-byte packs of channels (one
-//     LDG.128 / STG.128 per pack, coalesced across the lanes that cover a pixel);
+//     LDG.128 / STG.128 per pack; the lanes of a warp cover neighbouring pixels of one group);
 //   - grad_weight covers a row of kernel taps per thread (channels-first) or one pixel of one
 //     group (channels_last), so grad_output is loaded once per channel for several taps;
 //   - half types are converted in pairs and accumulated in float.
 //
 // The header needs no torch and no CUDA headers. The element-type traits `Arith` (conversions)
-// and `PackMath` (pack conversions) are defined here for float and double; fast_kernels.cu
+// and `PackMath` (pack conversions) are defined here for float and double; half_types.cuh
 // specialises them for CUDA's __half and __nv_bfloat16, the emulation for torch's host types.
 #pragma once
 
