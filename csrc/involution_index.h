@@ -96,4 +96,11 @@ INVOLUTION_HOST_DEVICE int64_t plane_offset(int64_t channels, int64_t rows, int6
   return ((n * channels + c) * rows + r) * cols + s;
 }
 
+// Flat offset of element (n, r, s, c) of a channels_last tensor, stored (batch, rows, cols,
+// channels).
+INVOLUTION_HOST_DEVICE int64_t pixel_offset(int64_t rows, int64_t cols, int64_t channels,
+                                            int64_t n, int64_t r, int64_t s, int64_t c) {
+  return ((n * rows + r) * cols + s) * channels + c;
+}
+
 }  // namespace involution

@@ -40,6 +40,8 @@ int main() {
   const Problem p{2, 4096, 64, Axis{512, 512, 7, 1, 3, 1}, Axis{1024, 1024, 7, 1, 3, 1}};
   const long long plane = involution::plane_offset(4096, 512, 1024, 1, 4095, 511, 1023);
   expect(plane == 2LL * 4096 * 512 * 1024 - 1, "plane_offset", plane, 2LL * 4096 * 512 * 1024 - 1);
+  const long long pixel = involution::pixel_offset(512, 1024, 4096, 1, 511, 1023, 4095);
+  expect(pixel == 2LL * 4096 * 512 * 1024 - 1, "pixel_offset", pixel, 2LL * 4096 * 512 * 1024 - 1);
   const long long weight = involution::weight_offset(p, 1, 63, 6, 6, 511, 1023);
   expect(weight == 2LL * 64 * 49 * 512 * 1024 - 1, "weight_offset", weight, 2LL * 64 * 49 * 512 * 1024 - 1);
   expect(involution::group_of_channel(p, 4095) == 63, "group_of_channel",

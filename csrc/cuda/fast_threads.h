@@ -179,12 +179,6 @@ inline int channels_last_pack(const Problem& p, std::initializer_list<const void
   return static_cast<int>(wide);
 }
 
-// Offset of element (n, r, s, c) of a channels_last (batch, rows, cols, channels) tensor.
-INVOLUTION_HOST_DEVICE int64_t pixel_offset(int64_t rows, int64_t cols, int64_t channels,
-                                            int64_t n, int64_t r, int64_t s, int64_t c) {
-  return ((n * rows + r) * cols + s) * channels + c;
-}
-
 // ---- channels_last kernels: one thread per (pixel, pack of N channels of one group) ----------
 
 // Where a channels_last item stands: image n, group g, channels c0 .. c0+N-1, pixel (row, col).
