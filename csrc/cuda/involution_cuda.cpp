@@ -13,6 +13,7 @@
 #include "../checks.h"
 #include "../cuda_kernels_choice.h"
 #include "fast_kernels.cuh"
+#include "fast_layout.h"
 #include "involution_kernels.cuh"
 
 namespace involution {
@@ -39,12 +40,6 @@ void check_cuda(const at::Tensor& tensor, const char* name) {
 
 bool use_fast_kernels() { return cuda_kernels() == CudaKernels::kFast; }
 
-// The layout the fast kernels run in for tensors of `format`.
-fast::Layout layout_of(at::MemoryFormat format) {
-  return format == at::MemoryFormat::ChannelsLast ? fast::Layout::kChannelsLast
-                                                  : fast::Layout::kChannelsFirst;
-}
-
 void check_launch(cudaError_t error, const char* what) {
   TORCH_CHECK(error == cudaSuccess, "involution CUDA ", what, " kernel failed to launch: ",
               cudaGetErrorString(error));
@@ -64,11 +59,12 @@ at::Tensor involution_cuda(const at::Tensor& input, const at::Tensor& weight,
   at::Tensor output = at::empty({p.batch, p.channels, p.height.output_size, p.width.output_size},
                                 input.options().memory_format(kernel_format));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const fast::Layout layout = fast::layout_of(format);  // used by the fast kernels only
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "involution_cuda", [&] {
     const auto* x = cuda_ptr<scalar_t>(input_c);
     const auto* w = cuda_ptr<scalar_t>(weight_c);
     auto* out = cuda_mutable_ptr<scalar_t>(output);
-    check_launch(fast ? cuda::launch_fast_forward(p, layout_of(format), x, w, out, stream)
+    check_launch(fast ? cuda::launch_fast_forward(p, layout, x, w, out, stream)
                       : cuda::launch_forward(p, x, w, out, stream),
                  "forward");
   });
@@ -89,12 +85,13 @@ at::Tensor involution_grad_input_cuda(const at::Tensor& grad_output, const at::T
   at::Tensor grad_input = at::empty({p.batch, p.channels, p.height.input_size, p.width.input_size},
                                     grad_output.options().memory_format(kernel_format));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const fast::Layout layout = fast::layout_of(format);  // used by the fast kernels only
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, grad_output.scalar_type(), "involution_grad_input_cuda", [&] {
         const auto* go = cuda_ptr<scalar_t>(grad_output_c);
         const auto* w = cuda_ptr<scalar_t>(weight_c);
         auto* gx = cuda_mutable_ptr<scalar_t>(grad_input);
-        check_launch(fast ? cuda::launch_fast_grad_input(p, layout_of(format), go, w, gx, stream)
+        check_launch(fast ? cuda::launch_fast_grad_input(p, layout, go, w, gx, stream)
                           : cuda::launch_grad_input(p, go, w, gx, stream),
                      "grad_input");
       });
@@ -119,12 +116,13 @@ at::Tensor involution_grad_weight_cuda(const at::Tensor& grad_output, const at::
                  p.height.output_size, p.width.output_size},
                 input.options());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const fast::Layout layout = fast::layout_of(format);  // used by the fast kernels only
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, input.scalar_type(), "involution_grad_weight_cuda", [&] {
         const auto* go = cuda_ptr<scalar_t>(grad_output_c);
         const auto* x = cuda_ptr<scalar_t>(input_c);
         auto* gw = cuda_mutable_ptr<scalar_t>(grad_weight);
-        check_launch(fast ? cuda::launch_fast_grad_weight(p, layout_of(format), go, x, gw, stream)
+        check_launch(fast ? cuda::launch_fast_grad_weight(p, layout, go, x, gw, stream)
                           : cuda::launch_grad_weight(p, go, x, gw, stream),
                      "grad_weight");
       });

@@ -13,7 +13,7 @@
 #include <torch/types.h>
 
 #include "../checks.h"
-#include "../cuda/fast_threads.h"
+#include "../cuda/fast_layout.h"
 
 namespace involution {
 namespace fast {
@@ -56,11 +56,6 @@ struct EmulatedLaunch {
   static int pack_of(const Functor&) { return 1; }
 };
 
-fast::Layout layout_of(at::MemoryFormat format) {
-  return format == at::MemoryFormat::ChannelsLast ? fast::Layout::kChannelsLast
-                                                  : fast::Layout::kChannelsFirst;
-}
-
 void check_max_blocks(int64_t max_blocks) {
   TORCH_CHECK_VALUE(max_blocks >= 1, "max_blocks must be at least 1, got ", max_blocks);
 }
@@ -77,7 +72,7 @@ std::tuple<at::Tensor, int64_t> forward(const at::Tensor& input, const at::Tenso
                                 input.options().memory_format(format));
   EmulatedLaunch launch{max_blocks};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "emulated_forward", [&] {
-    fast::forward(p, layout_of(format), input_c.const_data_ptr<scalar_t>(),
+    fast::forward(p, fast::layout_of(format), input_c.const_data_ptr<scalar_t>(),
                   weight_c.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(), launch);
   });
   return {output, launch.pack};
@@ -96,7 +91,7 @@ std::tuple<at::Tensor, int64_t> grad_input(const at::Tensor& grad_output, const 
                                     grad_output.options().memory_format(format));
   EmulatedLaunch launch{max_blocks};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "emulated_grad_input", [&] {
-    fast::grad_input(p, layout_of(format), grad_output_c.const_data_ptr<scalar_t>(),
+    fast::grad_input(p, fast::layout_of(format), grad_output_c.const_data_ptr<scalar_t>(),
                      weight_c.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(),
                      launch);
   });
@@ -118,7 +113,7 @@ std::tuple<at::Tensor, int64_t> grad_weight(const at::Tensor& grad_output, const
                                      input.options().memory_format(at::MemoryFormat::Contiguous));
   EmulatedLaunch launch{max_blocks};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "emulated_grad_weight", [&] {
-    fast::grad_weight(p, layout_of(format), grad_output_c.const_data_ptr<scalar_t>(),
+    fast::grad_weight(p, fast::layout_of(format), grad_output_c.const_data_ptr<scalar_t>(),
                       input_c.const_data_ptr<scalar_t>(), grad_weight.mutable_data_ptr<scalar_t>(),
                       launch);
   });
