@@ -359,7 +359,7 @@ struct GradWeightChannelsLast {
           } else {
             for (int64_t c = 0; c < per_group; c += N) {
               acc_t grads[N];
-              unpack_into<N>(load_pack<N>(go + c), grads);
+              PackMath<T, N>::unpack(load_pack<N>(go + c), grads);
               sum += dot_with_input<N>(grads, x + c, in_input);
             }
           }
