@@ -41,8 +41,8 @@ def want_cuda() -> bool:
 
 
 def extension():
-    sources = (["csrc/ops.cpp", "csrc/checks.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
-               + sorted(glob.glob("csrc/emulation/*.cpp")))
+    sources = (["csrc/ops.cpp", "csrc/checks.cpp", "csrc/python_module.cpp"]
+               + sorted(glob.glob("csrc/cpu/*.cpp")) + sorted(glob.glob("csrc/autocast/*.cpp")))
     cxx_flags = ["-O3", "-fopenmp"]  # at::parallel_for needs OpenMP at compile time
     link_flags = ["-fopenmp"]
     if os.environ.get("INVOLUTION_SANITIZE") == "1":
@@ -54,10 +54,9 @@ def extension():
             "involution_cuda._C", sources,
             extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags,
         )
-    sources += sorted(glob.glob("csrc/cuda/*.cpp")) + sorted(glob.glob("csrc/cuda/*.cu"))
+    sources += sorted(glob.glob("csrc/cuda/*.cpp")) + sorted(glob.glob("csrc/cuda/**/*.cu", recursive=True))
     return CUDAExtension(
         "involution_cuda._C", sources,
-        define_macros=[("INVOLUTION_WITH_CUDA", None)],
         extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
         extra_link_args=link_flags,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import datetime
 import json
 import math
@@ -55,7 +56,7 @@ class Shape:
 
     @property
     def out_size(self) -> int:
-        return (self.size + 2 * ((self.kernel - 1) // 2) - self.kernel) // self.stride + 1
+        return involution_cuda.output_size(self.size, self.kernel, self.stride, (self.kernel - 1) // 2, 1)
 
     def minimal_bytes(self, element_size: int) -> int:
         """Fewest bytes a forward moves: read input and weight once, write output once."""
@@ -77,15 +78,8 @@ def sweep_shapes(batch: int) -> List[Shape]:
     return shapes
 
 
-# How each variant of this extension runs on CUDA: which kernels, and the inputs' memory format.
-# "involution_cuda" is the default (the baseline kernels); the others are the opt-in fast kernels.
-# Methods not listed here (unfold, shift-and-add, ...) run with the default entry's settings.
-VARIANTS = {
-    "involution_cuda": ("baseline", torch.contiguous_format),
-    "involution_cuda_fast": ("fast", torch.contiguous_format),
-    "involution_cuda_fast_nhwc": ("fast", torch.channels_last),
-}
-DEFAULT_VARIANT = VARIANTS["involution_cuda"]
+# The inputs' memory format of each method; methods not listed take contiguous inputs.
+MEMORY_FORMATS = {"involution_cuda_fast_nhwc": torch.channels_last}
 
 
 def methods(device: torch.device, cupy_op=None) -> Dict[str, Callable]:
@@ -95,8 +89,10 @@ def methods(device: torch.device, cupy_op=None) -> Dict[str, Callable]:
         "shift_add": shift_add_involution,
     }
     if device.type == "cuda":
-        found["involution_cuda_fast"] = involution_cuda.involution
-        found["involution_cuda_fast_nhwc"] = involution_cuda.involution
+        # The opt-in fast kernels, on NCHW and on channels_last inputs ("involution_cuda" runs
+        # the default choice, the baseline kernels).
+        found["involution_cuda_fast"] = functools.partial(involution_cuda.involution, kernels="fast")
+        found["involution_cuda_fast_nhwc"] = found["involution_cuda_fast"]
         found["shift_add_compiled"] = torch.compile(shift_add_involution, dynamic=False)
         found["depthwise_conv"] = None  # built per shape: it takes a static (C, 1, K, K) weight
     if cupy_op is not None:
@@ -147,7 +143,7 @@ class Case:
 
     def __init__(self, shape: Shape, name: str, fn, dtype, device, copies: int = 1):
         self.copies = copies
-        memory_format = VARIANTS.get(name, DEFAULT_VARIANT)[1]
+        memory_format = MEMORY_FORMATS.get(name, torch.contiguous_format)
         self.inputs = make_inputs(shape, dtype, device, copies, memory_format)
         if name == "depthwise_conv":  # a static (C, 1, K, K) weight instead of a generated one
             self.inputs = [(x, torch.randn(shape.channels, 1, shape.kernel, shape.kernel, dtype=dtype,
@@ -186,12 +182,6 @@ def peak_memory_mb(shape: Shape, name: str, dtype_name: str, device_name: str, f
 
 
 def bench_one(shape: Shape, name: str, fn, dtype, device, args) -> dict:
-    kernels = VARIANTS.get(name, DEFAULT_VARIANT)[0]
-    with involution_cuda.cuda_kernels(kernels):  # forward and backward both run these kernels
-        return measure_one(shape, name, fn, dtype, device, args)
-
-
-def measure_one(shape: Shape, name: str, fn, dtype, device, args) -> dict:
     element_size = torch.empty((), dtype=dtype).element_size()
     # Rotate through enough copies of the inputs that they do not stay in cache between calls.
     copies = max(1, min(8, math.ceil(args.rotate_mb * 2**20 / shape.minimal_bytes(element_size))))

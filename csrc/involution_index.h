@@ -41,8 +41,11 @@ struct Problem {
 };
 
 // Number of output positions along an axis; the caller guarantees the dilated kernel fits.
-INVOLUTION_HOST_DEVICE int64_t output_size(int64_t input_size, int64_t kernel_size, int64_t stride,
-                                           int64_t padding, int64_t dilation) {
+// `Int` is int64_t in the kernels and c10::SymInt in the argument checks (csrc/checks.cpp), so
+// compiled graphs with symbolic sizes use this same formula.
+template <typename Int>
+INVOLUTION_HOST_DEVICE Int output_size(const Int& input_size, const Int& kernel_size,
+                                       int64_t stride, int64_t padding, int64_t dilation) {
   return (input_size + 2 * padding - (dilation * (kernel_size - 1) + 1)) / stride + 1;
 }
 

@@ -6,14 +6,14 @@
 import torch  # noqa: F401  (must load before the compiled extension: it provides libc10)
 
 from . import flops, reference  # flops registers the FLOP formulas
+from ._validation import output_size
 from .functional import involution, involution1d
-from .kernels import cuda_kernels, get_cuda_kernels, set_cuda_kernels
 from .module import Involution
 from .module1d import Involution1d
 from .ops import has_cuda_kernels
 
 __all__ = [
     "involution", "involution1d", "Involution", "Involution1d", "reference", "has_cuda_kernels",
-    "cuda_kernels", "get_cuda_kernels", "set_cuda_kernels",
+    "output_size",
 ]
 __version__ = "0.1.0"

@@ -1,31 +1,15 @@
 """The public functional API: ``involution`` (images) and ``involution1d`` (sequences)."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-from . import decomposition, ops
-from ._validation import IntPair, check_involution1d_args, check_involution_args
+from . import decomposition
+from ._validation import IntPair, check_involution1d_args, normalize_options
 
-
-def autocast_inputs(input, weight) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Under ``torch.autocast`` for the input's device, both tensors go to the autocast dtype (the
-    policy autocast applies to convolutions: floating tensors other than float64 are cast).
-    The kernels accumulate in float32 whatever the storage dtype."""
-    if not (isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor)):
-        return input, weight
-    device_type = input.device.type
-    if device_type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device_type):
-        return input, weight
-    dtype = torch.get_autocast_dtype(device_type)
-
-    def cast(tensor):
-        eligible = tensor.is_floating_point() and tensor.dtype != torch.float64
-        return tensor.to(dtype) if eligible else tensor
-
-    return cast(input), cast(weight)
+KERNEL_CHOICES = ("auto", "baseline", "fast")
 
 
 def involution(
@@ -34,6 +18,7 @@ def involution(
     stride: IntPair = 1,
     padding: Optional[IntPair] = None,
     dilation: IntPair = 1,
+    kernels: str = "auto",
 ) -> torch.Tensor:
     r"""Involution of ``input`` with per-pixel, per-group kernels ``weight`` (compiled kernels).
 
@@ -51,19 +36,22 @@ def involution(
             ``(B, G*KH*KW, Ho, Wo)`` ``.view``\ s into it.
         stride, padding, dilation: an int or an (height, width) pair. ``padding`` defaults to
             ``dilation * (kernel - 1) // 2`` per axis ("same" at stride 1 for odd kernels).
+        kernels: the CUDA kernels to run, ``"auto"``, ``"baseline"`` or ``"fast"`` (CPU tensors
+            always run the CPU kernels). ``"auto"`` follows a fixed rule of device and dtype (see
+            the README); the backward of this call runs the same choice.
 
     Returns:
         ``(B, C, Ho, Wo)``, differentiable in ``input`` and ``weight`` (to any order).
 
-    Under ``torch.autocast`` both tensors are cast to the autocast dtype first (see
-    :func:`autocast_inputs`). During ONNX export the operator is written with standard ops
-    (:mod:`involution_cuda.decomposition`), so the exported graph needs no custom operator.
+    Under ``torch.autocast`` the op runs in the autocast dtype (its Autocast kernel casts every
+    floating-point tensor but float64; kernels accumulate in float32). During ONNX export the
+    operator is written with standard ops (:mod:`involution_cuda.decomposition`), so the
+    exported graph needs no custom operator.
     """
-    input, weight = autocast_inputs(input, weight)
+    stride, padding, dilation = normalize_options(input, weight, stride, padding, dilation)
     if torch.onnx.is_in_onnx_export():
         return decomposition.involution(input, weight, stride, padding, dilation)
-    stride, padding, dilation = check_involution_args(input, weight, stride, padding, dilation)
-    return ops.ops.involution(input, weight, list(stride), list(padding), list(dilation))
+    return torch.ops.involution_cuda.involution(input, weight, stride, padding, dilation, kernels)
 
 
 def involution1d(
@@ -73,6 +61,7 @@ def involution1d(
     padding: Optional[int] = None,
     dilation: int = 1,
     causal: bool = False,
+    kernels: str = "auto",
 ) -> torch.Tensor:
     r"""Involution over sequences: :func:`involution` with height 1.
 
@@ -85,16 +74,16 @@ def involution1d(
         stride, padding, dilation: ints; ``padding`` defaults to ``dilation * (K - 1) // 2``.
         causal: pad ``dilation * (K - 1)`` on the left only (and nothing on the right), so output
             ``t`` sees inputs up to ``t * stride`` and never later ones; ``padding`` must be None.
+        kernels: the CUDA kernels, as in :func:`involution`.
 
     Returns:
         ``(B, C, Lo)``. Runs the 2-D kernels on height-1 views (same dtypes, gradients, AMP,
         ``torch.compile`` behaviour and errors).
     """
-    input, weight = autocast_inputs(input, weight)
     stride, (left, right), dilation = check_involution1d_args(input, weight, stride, padding,
                                                               dilation, causal)
     if left != right:  # causal: the op pads symmetrically, so the left padding is made explicit
         input = F.pad(input, (left, right))
         left = 0
     return involution(input.unsqueeze(2), weight.unsqueeze(2).unsqueeze(4), (1, stride),
-                      (0, left), (1, dilation)).squeeze(2)
+                      (0, left), (1, dilation), kernels).squeeze(2)

@@ -7,14 +7,15 @@ the others, so gradients of any order need no further kernels:
     gx  = grad_input(g, w)            dg = involution(t, w)       dw = grad_weight(g, t)
     gw  = grad_weight(g, x)           dg = involution(x, t)       dx = grad_input(g, t)
 
-(t is the incoming gradient of the op's result.)
+(t is the incoming gradient of the op's result.) Every op carries its CUDA kernel choice
+(``kernels``) and the backward of each passes it on unchanged, so a forward and its backward always
+run the same kernel set, whatever any other call or thread chooses in between.
 """
 from __future__ import annotations
 
 import torch
 
-from . import _C  # noqa: F401  (loads the shared library, which registers the ops)
-from ._validation import check_involution_args, check_same, check_tensor, output_shape
+from . import _C  # loads the shared library, which registers the ops
 
 ops = torch.ops.involution_cuda
 
@@ -24,38 +25,32 @@ def has_cuda_kernels() -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key("involution_cuda::involution", "CUDA")
 
 
-# ---- fake (meta) kernels: shapes, dtypes and devices only, for torch.compile / export ----------
+# ---- fake kernels: the ops' own checks (csrc/checks.cpp) and the result's size and layout ----
+# The checks run on symbolic sizes too, so compiled graphs with dynamic shapes guard on them
+# instead of specialising.
 
-def _result_like(tensor, shape):
-    """An empty result in the memory format the kernels give it (csrc/checks.cpp, same rule)."""
-    channels_last = tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous()
+def _empty_result(tensor, checked):
+    size, channels_last = checked
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.empty(shape, dtype=tensor.dtype, device=tensor.device, memory_format=memory_format)
+    return torch.empty(size, dtype=tensor.dtype, device=tensor.device, memory_format=memory_format)
 
 
 @torch.library.register_fake("involution_cuda::involution")
-def _involution_fake(input, weight, stride, padding, dilation):
-    check_involution_args(input, weight, stride, padding, dilation)
-    batch, channels = input.shape[:2]
-    return _result_like(input, (batch, channels, weight.shape[4], weight.shape[5]))
+def _involution_fake(input, weight, stride, padding, dilation, kernels="auto"):
+    return _empty_result(input, _C.check_forward(input, weight, stride, padding, dilation, kernels))
 
 
 @torch.library.register_fake("involution_cuda::involution_grad_input")
-def _grad_input_fake(grad_output, weight, input_size, stride, padding, dilation):
-    check_tensor(grad_output, "grad_output", 4, "(batch, channels, out_h, out_w)")
-    check_tensor(weight, "weight", 6, "(batch, groups, kernel_h, kernel_w, out_h, out_w)")
-    check_same(grad_output, "grad_output", weight, "weight")
-    batch, channels = grad_output.shape[:2]
-    return _result_like(grad_output, (batch, channels, input_size[0], input_size[1]))
+def _grad_input_fake(grad_output, weight, input_size, stride, padding, dilation, kernels="auto"):
+    return _empty_result(grad_output, _C.check_grad_input(
+        grad_output, weight, input_size, stride, padding, dilation, kernels))
 
 
 @torch.library.register_fake("involution_cuda::involution_grad_weight")
-def _grad_weight_fake(grad_output, input, groups, kernel_size, stride, padding, dilation):
-    check_tensor(grad_output, "grad_output", 4, "(batch, channels, out_h, out_w)")
-    check_tensor(input, "input", 4, "(batch, channels, height, width)")
-    check_same(grad_output, "grad_output", input, "input")
-    out_h, out_w = output_shape(tuple(input.shape[2:]), tuple(kernel_size), stride, padding, dilation)
-    return input.new_empty((input.shape[0], groups, kernel_size[0], kernel_size[1], out_h, out_w))
+def _grad_weight_fake(grad_output, input, groups, kernel_size, stride, padding, dilation,
+                      kernels="auto"):
+    return _empty_result(input, _C.check_grad_weight(
+        grad_output, input, groups, kernel_size, stride, padding, dilation, kernels))
 
 
 # ---- autograd -------------------------------------------------------------------------------
@@ -69,8 +64,8 @@ def _save(ctx, first, second):
 
 
 def _involution_setup(ctx, inputs, output):
-    input, weight, stride, padding, dilation = inputs
-    ctx.options = (stride, padding, dilation)
+    input, weight, stride, padding, dilation, kernels = inputs
+    ctx.options = (stride, padding, dilation, kernels)
     ctx.input_size = list(input.shape[2:])
     ctx.groups = weight.shape[1]
     ctx.kernel_size = list(weight.shape[2:4])
@@ -84,12 +79,12 @@ def _involution_backward(ctx, grad):
         grad_input = ops.involution_grad_input(grad, weight, ctx.input_size, *ctx.options)
     if ctx.needs_input_grad[1]:
         grad_weight = ops.involution_grad_weight(grad, input, ctx.groups, ctx.kernel_size, *ctx.options)
-    return grad_input, grad_weight, None, None, None
+    return grad_input, grad_weight, None, None, None, None
 
 
 def _grad_input_setup(ctx, inputs, output):
-    grad_output, weight, input_size, stride, padding, dilation = inputs
-    ctx.options = (stride, padding, dilation)
+    grad_output, weight, input_size, stride, padding, dilation, kernels = inputs
+    ctx.options = (stride, padding, dilation, kernels)
     ctx.groups = weight.shape[1]
     ctx.kernel_size = list(weight.shape[2:4])
     _save(ctx, grad_output, weight)
@@ -102,12 +97,12 @@ def _grad_input_backward(ctx, grad):
         d_grad_output = ops.involution(grad, weight, *ctx.options)
     if ctx.needs_input_grad[1]:
         d_weight = ops.involution_grad_weight(grad_output, grad, ctx.groups, ctx.kernel_size, *ctx.options)
-    return d_grad_output, d_weight, None, None, None, None
+    return d_grad_output, d_weight, None, None, None, None, None
 
 
 def _grad_weight_setup(ctx, inputs, output):
-    grad_output, input, groups, kernel_size, stride, padding, dilation = inputs
-    ctx.options = (stride, padding, dilation)
+    grad_output, input, groups, kernel_size, stride, padding, dilation, kernels = inputs
+    ctx.options = (stride, padding, dilation, kernels)
     ctx.input_size = list(input.shape[2:])
     _save(ctx, grad_output, input)
 
@@ -119,7 +114,7 @@ def _grad_weight_backward(ctx, grad):
         d_grad_output = ops.involution(input, grad, *ctx.options)
     if ctx.needs_input_grad[1]:
         d_input = ops.involution_grad_input(grad_output, grad, ctx.input_size, *ctx.options)
-    return d_grad_output, d_input, None, None, None, None, None
+    return d_grad_output, d_input, None, None, None, None, None, None
 
 
 torch.library.register_autograd(

@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._validation import IntPair, check_involution1d_args, check_involution_args
+from ._validation import IntPair, check_involution, check_involution1d_args, normalize_options
 
 
 def involution(
@@ -21,7 +21,8 @@ def involution(
     dilation: IntPair = 1,
 ) -> torch.Tensor:
     """Same arguments and result as :func:`involution_cuda.involution`, computed with unfold."""
-    stride, padding, dilation = check_involution_args(input, weight, stride, padding, dilation)
+    stride, padding, dilation = normalize_options(input, weight, stride, padding, dilation)
+    check_involution(input, weight, stride, padding, dilation)
     batch, channels = input.shape[:2]
     groups, kernel_h, kernel_w, out_h, out_w = weight.shape[1:]
     patches = F.unfold(input, (kernel_h, kernel_w), dilation=dilation, padding=padding, stride=stride)
@@ -42,10 +43,14 @@ def involution1d(
     over the padded sequence (an independent formulation, not the 2-D path)."""
     stride, (left, right), dilation = check_involution1d_args(input, weight, stride, padding,
                                                               dilation, causal)
+    padded = F.pad(input, (left, right))
+    # The checks shared with the 2-D op (dtypes, devices, batch, groups), on height-1 views.
+    check_involution(padded.unsqueeze(2), weight.unsqueeze(2).unsqueeze(4), [1, stride], [0, 0],
+                     [1, dilation])
     batch, channels, _ = input.shape
     groups, kernel, out_length = weight.shape[1:]
     extent = dilation * (kernel - 1) + 1
-    windows = F.pad(input, (left, right)).unfold(2, extent, stride)[..., ::dilation]
+    windows = padded.unfold(2, extent, stride)[..., ::dilation]
     windows = windows.reshape(batch, groups, channels // groups, out_length, kernel)
     kernels = weight.permute(0, 1, 3, 2).unsqueeze(2)  # (B, G, 1, Lo, K)
     return (windows * kernels).sum(-1).reshape(batch, channels, out_length)

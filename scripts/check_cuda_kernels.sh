@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Proves properties of the CUDA kernels that need no GPU, from the compiler's own reports:
-#  1. every .cu compiles with nvcc for sm_80 and sm_90 with warnings as errors (torch's
-#     half-conversion flags, no torch headers needed);
+#  1. every .cu under csrc/cuda compiles with nvcc for sm_80 and sm_90 with warnings as errors
+#     (torch's half-conversion flags, no torch headers needed);
 #  2. no kernel spills registers (ptxas -v);
 #  3. in the sm_90 machine code (cuobjdump --dump-sass), every fast channels_last kernel with
-#     16-byte packs loads with 128-bit global loads (LDG.E.128) and stores with STG.E.128.
-# Prints a resource table per kernel and arch: registers, spill bytes, 128-bit loads and stores.
+#     16-byte packs (run_items<fast::*ChannelsLast<T, N>>, N > 1; all 12 of them must be seen)
+#     loads with 128-bit global loads (LDG.E.128), and the two that store packs (forward,
+#     grad_input) store with STG.E.128.
+# Prints a resource table per kernel and arch: registers, spill bytes, 128-bit loads and stores;
+# a kernel is named by the functor that run_items runs (baseline::Forward<float>, ...).
 # cuobjdump and nvdisasm come from the nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm wheels
 # (PYTHON names the interpreter whose site-packages hold them; default .venv-cuda's).
 set -euo pipefail
@@ -24,8 +27,11 @@ flags=(-std=c++17 -O3 -c
        -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror -Xptxas -v)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for source in csrc/cuda/*.cu; do
-  name=$(basename "$source" .cu)
+mapfile -t sources < <(find csrc/cuda -name '*.cu' | sort)
+for source in "${sources[@]}"; do
+  name=${source#csrc/cuda/}
+  name=${name%.cu}
+  name=${name//\//_}
   echo "nvcc (sm_80, sm_90, -Werror): $source"
   if ! "$nvcc" "${flags[@]}" "$source" -o "$work/$name.o" >"$work/$name.ptxas" 2>&1; then
     cat "$work/$name.ptxas"
@@ -46,8 +52,8 @@ def readable(mangled):
     name = name.replace("(anonymous namespace)::", "").replace("involution::", "")
     name = re.sub(r"^void ", "", name)
     name = re.sub(r"\([^()]*\)$", "", name)  # the parameter list
-    name = re.sub(r"^cuda::run_items<fast::(.*)>$", r"\1", name)
-    return name.replace("fast::", "").replace("cuda::", "")
+    name = re.sub(r"^cuda::run_items<(.*?) ?>$", r"\1", name)  # the functor it runs
+    return name.replace("cuda::", "")
 
 
 rows, failures, wide_pack_kernels = [], [], 0
@@ -75,7 +81,7 @@ for report in sorted(work.glob("*.ptxas")):
         rows.append((report.stem, arch, name, registers, spills, wide_loads, wide_stores))
         if spills:
             failures.append(f"{arch} {name}: {spills} bytes of register spills")
-        wide_pack = re.search(r"ChannelsLast<[^,]+, (\d+)>", name)
+        wide_pack = re.search(r"^fast::\w+ChannelsLast<[^,]+, (\d+)>$", name)
         if arch == "sm_90" and wide_pack and int(wide_pack.group(1)) > 1:
             wide_pack_kernels += 1
             if not wide_loads:
@@ -83,9 +89,10 @@ for report in sorted(work.glob("*.ptxas")):
             if "GradWeight" not in name and not wide_stores:
                 failures.append(f"{arch} {name}: no 128-bit global stores")
 
-print(f"{'file':<19} {'arch':<6} {'kernel':<48} {'regs':>4} {'spill B':>7} {'LDG.128':>7} {'STG.128':>7}")
+width = max([len("file")] + [len(row[0]) for row in rows])
+print(f"{'file':<{width}} {'arch':<6} {'kernel':<48} {'regs':>4} {'spill B':>7} {'LDG.128':>7} {'STG.128':>7}")
 for file, arch, name, registers, spills, loads, stores in rows:
-    print(f"{file:<19} {arch:<6} {name:<48} {registers:>4} {spills:>7} {loads:>7} {stores:>7}")
+    print(f"{file:<{width}} {arch:<6} {name:<48} {registers:>4} {spills:>7} {loads:>7} {stores:>7}")
 if wide_pack_kernels != 12:  # 3 ops x 4 dtypes: the check must see every one
     failures.append(f"expected 12 sm_90 kernels with 16-byte packs, found {wide_pack_kernels}")
 if failures:

@@ -54,7 +54,7 @@ metrics+=,l1tex__t_sector_hit_rate.pct,lts__t_sector_hit_rate.pct
 metrics+=,l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum
 profile() {
   "$ncu" --clock-control none --csv --page raw --metrics "$metrics" \
-    --kernel-name regex:"run_items|forward_kernel|grad_input_kernel|grad_weight_kernel" \
+    --kernel-name regex:"run_items" \
     "$python" scripts/profile_target.py >"$out/ncu.csv"
 }
 step "nsight compute (stage 1)" checks.log profile

@@ -8,15 +8,15 @@ import pytest
 import torch
 
 import involution_cuda
-from involution_cuda._validation import normalize_options, output_shape, to_pair
+from involution_cuda import output_size
+from involution_cuda._validation import default_padding, to_pair
 
-CUDA_READY = torch.cuda.is_available() and involution_cuda.has_cuda_kernels()
+# CUDA tests run exactly when this build has CUDA kernels and a GPU is there; else they skip.
+CUDA_READY = involution_cuda.has_cuda_kernels() and torch.cuda.is_available()
+needs_gpu = pytest.mark.skipif(not CUDA_READY, reason="needs a GPU and a build with CUDA kernels")
 
-# Every device-parametrised test runs on these; CUDA is skipped cleanly without a GPU.
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not CUDA_READY, reason="needs a GPU and CUDA kernels")),
-]
+# Every device-parametrised test runs on these.
+DEVICES = ["cpu", pytest.param("cuda", marks=needs_gpu)]
 
 # Tolerances (rtol, atol) of each dtype against the float64 reference, in one place. Half types
 # accumulate in float32, so their error is the rounding of inputs and of the final result.
@@ -45,10 +45,15 @@ class Problem:
     def options(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation)
 
+    def pairs(self):
+        """Kernel, stride, padding and dilation as (height, width) pairs, padding defaulted."""
+        kernel, stride = to_pair(self.kernel, "kernel"), to_pair(self.stride, "stride")
+        dilation = to_pair(self.dilation, "dilation")
+        padding = default_padding(kernel, dilation) if self.padding is None else to_pair(self.padding, "padding")
+        return kernel, stride, padding, dilation
+
     def output_size(self):
-        kernel = to_pair(self.kernel, "kernel")
-        stride, padding, dilation = normalize_options(kernel, self.stride, self.padding, self.dilation)
-        return output_shape(self.size, kernel, stride, padding, dilation)
+        return tuple(output_size(*axis) for axis in zip(self.size, *self.pairs()))
 
     def tensors(self, dtype=torch.float64, device="cpu", requires_grad=False, seed=0):
         """Random input (B, C, H, W) and weight (B, G, KH, KW, Ho, Wo)."""

@@ -1,19 +1,23 @@
 // Runs the fast kernels' CUDA half-type code on the host (built by nvcc, run without a GPU):
 //  1. the paired pack conversions of csrc/cuda/half_types.cuh keep every lane in its place and
 //     round as the scalar conversion does;
-//  2. the channels_last functors of csrc/cuda/fast_threads.h, instantiated with __half and
-//     __nv_bfloat16 (the GPU's types, not torch's), match a double-precision loop over the
-//     definition on a small problem with 16-byte packs, every thread of their grid emulated.
+//  2. the channels_last functors of csrc/cuda/fast/channels_last.h (launched through
+//     fast/select.h), instantiated with __half and __nv_bfloat16 (the GPU's types, not torch's),
+//     match a double-precision loop over the definition on a small problem with 16-byte packs,
+//     every thread of their grid emulated.
 // Prints "all half checks passed" and exits 0 on success.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
 
+#include "cuda/fast/select.h"
 #include "cuda/half_types.cuh"
+#include "cuda/plumbing.h"
 
 using namespace involution;
-using namespace involution::fast;
+using namespace involution::cuda;
+using namespace involution::cuda::fast;
 
 namespace {
 

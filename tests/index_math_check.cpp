@@ -33,8 +33,8 @@ int main() {
       expect(found && back == out, "output_index inverts input_index", back, out);
     }
   }
-  expect(involution::output_size(3'000'000'000LL, 7, 2, 3, 5) == 1'499'999'988LL, "output_size",
-         involution::output_size(3'000'000'000LL, 7, 2, 3, 5), 1'499'999'988LL);
+  expect(involution::output_size(int64_t{3'000'000'000}, int64_t{7}, 2, 3, 5) == 1'499'999'988LL, "output_size",
+         involution::output_size(int64_t{3'000'000'000}, int64_t{7}, 2, 3, 5), 1'499'999'988LL);
 
   // Flat offsets of elements far past 2^31 in a (2, 4096, 512, 1024) tensor and its weight.
   const Problem p{2, 4096, 64, Axis{512, 512, 7, 1, 3, 1}, Axis{1024, 1024, 7, 1, 3, 1}};

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import involution_cuda
-from conftest import DEVICES, TOLERANCES, Problem, assert_close
+from conftest import DEVICES, Problem, assert_close
 from involution_cuda import Involution, reference
 
 AUTOCAST_DTYPE = {"cpu": torch.bfloat16, "cuda": torch.float16}

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import involution_cuda
-from conftest import DEVICES, GRADCHECK_PROBLEMS, REALISTIC_PROBLEMS, Problem, assert_close
+from conftest import DEVICES, GRADCHECK_PROBLEMS, REALISTIC_PROBLEMS, Problem, assert_close, needs_gpu
 from involution_cuda import reference
 from involution_cuda.ops import ops
 
@@ -60,10 +60,8 @@ def test_gradgradcheck(problem, device):
 
 def raw_op_samples(problem, device):
     """Arguments of the three raw ops for one problem (int lists, as the schemas take)."""
-    from involution_cuda._validation import normalize_options
-
     x, w = problem.tensors(device=device, requires_grad=True)
-    stride, padding, dilation = (list(o) for o in normalize_options(problem.kernel, **problem.options))
+    _, stride, padding, dilation = problem.pairs()
     grad_out = torch.randn(problem.batch, problem.channels, *problem.output_size(),
                            dtype=torch.float64, device=device, requires_grad=True)
     return [
@@ -137,14 +135,31 @@ def test_torch_compile_fullgraph():
                                torch.autograd.grad(f(x, w), (x, w)))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_cuda_runs_on_current_stream():
-    """Kernels are queued on the caller's stream: results are complete once that stream syncs."""
+@needs_gpu
+@pytest.mark.parametrize("kernels", ["baseline", "fast"])
+def test_cuda_kernels_run_on_the_current_stream(kernels):
+    """The inputs are written on a side stream behind a long GPU sleep and the ops are called on
+    that stream with no synchronisation: a kernel queued on any other stream would run at once
+    and read the inputs' NaN poison instead of their values."""
     problem = REALISTIC_PROBLEMS[0]
-    x, w = problem.tensors(dtype=torch.float32, device="cuda")
+    x_values, w_values = problem.tensors(dtype=torch.float32, device="cuda")
+    grad_values = torch.randn(problem.batch, problem.channels, *problem.output_size(), device="cuda")
+    x, w, grad = (torch.full_like(t, float("nan")) for t in (x_values, w_values, grad_values))
+    _, stride, padding, dilation = problem.pairs()
     stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
+    stream.wait_stream(torch.cuda.current_stream())  # the poison is written before the sleep
     with torch.cuda.stream(stream):
-        out = involution_cuda.involution(x, w, **problem.options)
+        torch.cuda._sleep(200_000_000)  # about 0.1 s of this stream's time
+        for target, values in ((x, x_values), (w, w_values), (grad, grad_values)):
+            target.copy_(values)
+        results = (ops.involution(x, w, stride, padding, dilation, kernels),
+                   ops.involution_grad_input(grad, w, list(problem.size), stride, padding, dilation,
+                                             kernels),
+                   ops.involution_grad_weight(grad, x, problem.groups, list(problem.kernel), stride,
+                                              padding, dilation, kernels))
     stream.synchronize()
-    assert_close(out, reference.involution(x.double(), w.double(), **problem.options), torch.float32)
+    x_ref, w_ref = x_values.double().requires_grad_(), w_values.double().requires_grad_()
+    expected = reference.involution(x_ref, w_ref, **problem.options)
+    expected = (expected, *torch.autograd.grad(expected, (x_ref, w_ref), grad_values.double()))
+    for actual, wanted in zip(results, expected):
+        assert_close(actual, wanted, torch.float32)

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import involution_cuda  # noqa: E402
-from conftest import CUDA_READY, assert_close  # noqa: E402
+import emulation  # noqa: E402
+from conftest import assert_close, needs_gpu  # noqa: E402
 from involution_cuda import reference  # noqa: E402
 
 settings.register_profile("dev", max_examples=100, deadline=None, print_blob=True,
@@ -37,13 +38,12 @@ def problems(draw):
     padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
     size = tuple(max(1, d * (k - 1) + 1 - 2 * p) + draw(st.integers(0, 6))
                  for k, d, p in zip(kernel, dilation, padding))
-    out = tuple((s + 2 * p - d * (k - 1) - 1) // st_ + 1
-                for s, p, d, k, st_ in zip(size, padding, dilation, kernel, stride))
+    out = tuple(involution_cuda.output_size(*axis) for axis in zip(size, kernel, stride, padding, dilation))
     return dict(batch=draw(st.integers(0, 2)), channels=channels, groups=groups, size=size,
                 kernel=kernel, out=out, options=dict(stride=stride, padding=padding, dilation=dilation))
 
 
-def run_against_reference(problem, dtype, device, seed):
+def run_against_reference(problem, dtype, device, seed, kernels="auto"):
     generator = torch.Generator().manual_seed(seed)
     x64 = torch.randn(problem["batch"], problem["channels"], *problem["size"], generator=generator, dtype=torch.float64)
     w64 = torch.randn(problem["batch"], problem["groups"], *problem["kernel"], *problem["out"], generator=generator,
@@ -51,7 +51,7 @@ def run_against_reference(problem, dtype, device, seed):
     g64 = torch.randn(problem["batch"], problem["channels"], *problem["out"], generator=generator, dtype=torch.float64)
     x = x64.to(device, dtype).requires_grad_()
     w = w64.to(device, dtype).requires_grad_()
-    out = involution_cuda.involution(x, w, **problem["options"])
+    out = involution_cuda.involution(x, w, **problem["options"], kernels=kernels)
     grads = torch.autograd.grad(out, (x, w), g64.to(device, dtype), allow_unused=True)
     # the reference sees the same (rounded) values, in float64
     x_ref, w_ref = x.detach().double().cpu().requires_grad_(), w.detach().double().cpu().requires_grad_()
@@ -70,25 +70,19 @@ def test_random_problems_cpu(problem, dtype, seed):
     run_against_reference(problem, dtype, "cpu", seed)
 
 
-@pytest.mark.skipif(not CUDA_READY, reason="needs a GPU and CUDA kernels")
-@given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1))
-def test_random_problems_cuda(problem, dtype, seed):
-    run_against_reference(problem, dtype, "cuda", seed)
-
-
-@pytest.mark.skipif(not CUDA_READY, reason="needs a GPU and CUDA kernels")
-@given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1))
-def test_random_problems_cuda_fast_kernels(problem, dtype, seed):
-    with involution_cuda.cuda_kernels("fast"):
-        run_against_reference(problem, dtype, "cuda", seed)
+@needs_gpu
+@given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1),
+       kernels=st.sampled_from(["baseline", "fast"]))
+def test_random_problems_cuda(problem, dtype, seed, kernels):
+    run_against_reference(problem, dtype, "cuda", seed, kernels)
 
 
 @given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1),
        channels_last=st.booleans(), per_group=st.sampled_from([None, 8, 16]),
-       max_blocks=st.sampled_from([1, 3, 1 << 20]))
-def test_random_problems_emulated_fast_kernels(problem, dtype, seed, channels_last, per_group,
-                                               max_blocks):
-    """The fast CUDA kernels' per-thread code, run on the CPU for every thread of the CUDA grid
+       max_blocks=st.sampled_from([1, 3, 1 << 20]), kernels=st.sampled_from(["baseline", "fast"]))
+def test_random_problems_emulated_cuda_kernels(problem, dtype, seed, channels_last, per_group,
+                                               max_blocks, kernels):
+    """The CUDA kernels' per-thread code, run on the CPU for every thread of the CUDA grid
     (shrunk to max_blocks so threads loop); per_group 8 / 16 makes 16-byte packs possible."""
     if per_group is not None:
         problem = dict(problem, channels=problem["groups"] * per_group)
@@ -102,11 +96,12 @@ def test_random_problems_emulated_fast_kernels(problem, dtype, seed, channels_la
                     dtype=torch.float64).to(dtype).contiguous(memory_format=layout)
     options = problem["options"]
     stride, padding, dilation = (list(options[k]) for k in ("stride", "padding", "dilation"))
-    emulated = torch.ops.involution_cuda_emulated
-    out, _ = emulated.forward(x, w, stride, padding, dilation, max_blocks)
-    grad_x, _ = emulated.grad_input(g, w, list(problem["size"]), stride, padding, dilation, max_blocks)
-    grad_w, _ = emulated.grad_weight(g, x, problem["groups"], list(problem["kernel"]), stride,
-                                     padding, dilation, max_blocks)
+    emulated = emulation.ops()
+    out = emulated.forward(x, w, stride, padding, dilation, kernels, max_blocks)[0]
+    grad_x = emulated.grad_input(g, w, list(problem["size"]), stride, padding, dilation, kernels,
+                                 max_blocks)[0]
+    grad_w = emulated.grad_weight(g, x, problem["groups"], list(problem["kernel"]), stride,
+                                  padding, dilation, kernels, max_blocks)[0]
     x_ref, w_ref = x.double().requires_grad_(), w.double().requires_grad_()
     expected = reference.involution(x_ref, w_ref, **options)
     if problem["batch"] == 0:

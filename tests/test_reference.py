@@ -1,4 +1,4 @@
-"""The reference itself against a literal loop over the definition (DESIGN §1)."""
+"""The reference itself against a literal loop over the operator's definition (README, Usage)."""
 import itertools
 
 import pytest
@@ -6,13 +6,12 @@ import torch
 
 from conftest import GRADCHECK_PROBLEMS
 from involution_cuda import reference
-from involution_cuda._validation import normalize_options
 
 
-def involution_by_definition(x, w, stride, padding, dilation):
+def involution_by_definition(x, w, problem):
     batch, channels, height, width = x.shape
     groups, kernel_h, kernel_w, out_h, out_w = w.shape[1:]
-    (sh, sw), (ph, pw), (dh, dw) = normalize_options((kernel_h, kernel_w), stride, padding, dilation)
+    _, (sh, sw), (ph, pw), (dh, dw) = problem.pairs()
     out = torch.zeros(batch, channels, out_h, out_w, dtype=x.dtype)
     for n, c, i, j, u, v in itertools.product(range(batch), range(channels), range(out_h), range(out_w),
                                               range(kernel_h), range(kernel_w)):
@@ -25,7 +24,7 @@ def involution_by_definition(x, w, stride, padding, dilation):
 @pytest.mark.parametrize("problem", GRADCHECK_PROBLEMS[:6], ids=str)
 def test_reference_matches_definition(problem):
     x, w = problem.tensors()
-    expected = involution_by_definition(x, w, **problem.options)
+    expected = involution_by_definition(x, w, problem)
     torch.testing.assert_close(reference.involution(x, w, **problem.options), expected)
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import involution_cuda
-from conftest import DEVICES, TOLERANCES, assert_close
+from conftest import DEVICES, assert_close
 from involution_cuda import Involution1d, involution1d, reference
 
 # (batch, channels, groups, length, kernel, stride, padding, dilation, causal)

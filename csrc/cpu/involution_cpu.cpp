@@ -1,9 +1,12 @@
-// CPU implementation of the three involution ops: checks, allocation in the input's memory
-// format, dtype dispatch, parallel launch of the kernels in kernels.h, and registration.
+// CPU implementation of the three involution ops: checks (checks.h), allocation in the result's
+// memory format, dtype dispatch, parallel launch of the kernels in kernels.h, registration. The
+// kernels read and write through strides, so channels_last tensors need no copies.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 #include <torch/types.h>
+
+#include <type_traits>
 
 #include "../checks.h"
 #include "kernels.h"
@@ -22,85 +25,81 @@ cpu::WeightRows<T> weight_rows_of(T* data, const at::Tensor& tensor) {
                  tensor.stride(4), tensor.stride(5)}};
 }
 
-// Runs tasks(begin, end) over [0, count) on the intra-op thread pool.
-template <typename Tasks>
-void run_tasks(int64_t count, const Tasks& tasks) {
-  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) { tasks(begin, end); });
+// Runs body(tile, begin, end) over the tasks [0, count) on the intra-op thread pool, where
+// `tile` is the register tile width in bytes (an std::integral_constant): 32-byte tiles when a
+// row of `row_length` accumulators fits in one (kernels.h: narrow), else 64-byte tiles.
+template <typename scalar_t, typename Body>
+void run_tasks(int64_t count, int64_t row_length, const Body& body) {
+  const bool narrow = cpu::narrow<at::opmath_type<scalar_t>>(row_length);
+  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
+    if (narrow) {
+      body(std::integral_constant<int, 32>{}, begin, end);
+    } else {
+      body(std::integral_constant<int, 64>{}, begin, end);
+    }
+  });
 }
+
+#define INVOLUTION_DISPATCH_TYPES(dtype, name, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
 
 at::Tensor involution_cpu(const at::Tensor& input, const at::Tensor& weight,
                           at::IntArrayRef stride, at::IntArrayRef padding,
-                          at::IntArrayRef dilation) {
-  const Problem p = check_forward(input, weight, stride, padding, dilation);
-  at::Tensor output = at::empty({p.batch, p.channels, p.height.output_size, p.width.output_size},
-                                input.options().memory_format(result_memory_format(input)));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "involution_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
+                          at::IntArrayRef dilation, c10::string_view kernels) {
+  const Checked checked = check_forward(input, weight, stride, padding, dilation, kernels);
+  const Problem p = checked.problem();
+  at::Tensor output = allocate_result(checked, input.options());
+  INVOLUTION_DISPATCH_TYPES(input.scalar_type(), "involution_cpu", [&] {
     const auto x = rows_of(input.const_data_ptr<scalar_t>(), input);
     const auto w = weight_rows_of(weight.const_data_ptr<scalar_t>(), weight);
     const auto out = rows_of(output.mutable_data_ptr<scalar_t>(), output);
-    const bool narrow = cpu::narrow<acc_t>(p.width.output_size);
-    run_tasks(p.batch * p.groups * p.height.output_size, [&](int64_t begin, int64_t end) {
-      if (narrow) {
-        cpu::forward_tasks<scalar_t, 32>(p, x, w, out, begin, end);
-      } else {
-        cpu::forward_tasks<scalar_t, 64>(p, x, w, out, begin, end);
-      }
-    });
+    run_tasks<scalar_t>(p.batch * p.groups * p.height.output_size, p.width.output_size,
+                        [&](auto tile, int64_t begin, int64_t end) {
+                          cpu::forward_tasks<scalar_t, decltype(tile)::value>(p, x, w, out, begin, end);
+                        });
   });
   return output;
 }
 
 at::Tensor involution_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight,
-                                     at::IntArrayRef input_size, at::IntArrayRef stride,
-                                     at::IntArrayRef padding, at::IntArrayRef dilation) {
-  const Problem p = check_grad_input(grad_output, weight, input_size, stride, padding, dilation);
-  at::Tensor grad_input = at::empty(
-      {p.batch, p.channels, p.height.input_size, p.width.input_size},
-      grad_output.options().memory_format(result_memory_format(grad_output)));
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, grad_output.scalar_type(), "involution_grad_input_cpu", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        const auto go = rows_of(grad_output.const_data_ptr<scalar_t>(), grad_output);
-        const auto w = weight_rows_of(weight.const_data_ptr<scalar_t>(), weight);
-        const auto gx = rows_of(grad_input.mutable_data_ptr<scalar_t>(), grad_input);
-        const bool narrow = cpu::narrow<acc_t>((p.width.input_size + p.width.stride - 1) / p.width.stride);
-        run_tasks(p.batch * p.groups * p.height.input_size, [&](int64_t begin, int64_t end) {
-          if (narrow) {
-            cpu::grad_input_tasks<scalar_t, 32>(p, go, w, gx, begin, end);
-          } else {
-            cpu::grad_input_tasks<scalar_t, 64>(p, go, w, gx, begin, end);
-          }
-        });
-      });
+                                     c10::SymIntArrayRef input_size, at::IntArrayRef stride,
+                                     at::IntArrayRef padding, at::IntArrayRef dilation,
+                                     c10::string_view kernels) {
+  const Checked checked =
+      check_grad_input(grad_output, weight, input_size, stride, padding, dilation, kernels);
+  const Problem p = checked.problem();
+  at::Tensor grad_input = allocate_result(checked, grad_output.options());
+  INVOLUTION_DISPATCH_TYPES(grad_output.scalar_type(), "involution_grad_input_cpu", [&] {
+    const auto go = rows_of(grad_output.const_data_ptr<scalar_t>(), grad_output);
+    const auto w = weight_rows_of(weight.const_data_ptr<scalar_t>(), weight);
+    const auto gx = rows_of(grad_input.mutable_data_ptr<scalar_t>(), grad_input);
+    // Rows are split by stride phase: a tile covers one phase of an input row.
+    const int64_t phase_length = (p.width.input_size + p.width.stride - 1) / p.width.stride;
+    run_tasks<scalar_t>(p.batch * p.groups * p.height.input_size, phase_length,
+                        [&](auto tile, int64_t begin, int64_t end) {
+                          cpu::grad_input_tasks<scalar_t, decltype(tile)::value>(p, go, w, gx, begin, end);
+                        });
+  });
   return grad_input;
 }
 
 at::Tensor involution_grad_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input,
-                                      int64_t groups, at::IntArrayRef kernel_size,
+                                      c10::SymInt groups, c10::SymIntArrayRef kernel_size,
                                       at::IntArrayRef stride, at::IntArrayRef padding,
-                                      at::IntArrayRef dilation) {
-  const Problem p =
-      check_grad_weight(grad_output, input, groups, kernel_size, stride, padding, dilation);
-  at::Tensor grad_weight =
-      at::empty({p.batch, p.groups, p.height.kernel_size, p.width.kernel_size,
-                 p.height.output_size, p.width.output_size},
-                input.options().memory_format(at::MemoryFormat::Contiguous));
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, input.scalar_type(), "involution_grad_weight_cpu", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        const auto go = rows_of(grad_output.const_data_ptr<scalar_t>(), grad_output);
-        const auto x = rows_of(input.const_data_ptr<scalar_t>(), input);
-        const auto gw = weight_rows_of(grad_weight.mutable_data_ptr<scalar_t>(), grad_weight);
-        const bool narrow = cpu::narrow<acc_t>(p.width.output_size);
-        run_tasks(p.batch * p.groups * p.height.output_size, [&](int64_t begin, int64_t end) {
-          if (narrow) {
-            cpu::grad_weight_tasks<scalar_t, 32>(p, go, x, gw, begin, end);
-          } else {
-            cpu::grad_weight_tasks<scalar_t, 64>(p, go, x, gw, begin, end);
-          }
-        });
-      });
+                                      at::IntArrayRef dilation, c10::string_view kernels) {
+  const Checked checked = check_grad_weight(grad_output, input, groups, kernel_size, stride,
+                                            padding, dilation, kernels);
+  const Problem p = checked.problem();
+  at::Tensor grad_weight = allocate_result(checked, input.options());
+  INVOLUTION_DISPATCH_TYPES(input.scalar_type(), "involution_grad_weight_cpu", [&] {
+    const auto go = rows_of(grad_output.const_data_ptr<scalar_t>(), grad_output);
+    const auto x = rows_of(input.const_data_ptr<scalar_t>(), input);
+    const auto gw = weight_rows_of(grad_weight.mutable_data_ptr<scalar_t>(), grad_weight);
+    run_tasks<scalar_t>(p.batch * p.groups * p.height.output_size, p.width.output_size,
+                        [&](auto tile, int64_t begin, int64_t end) {
+                          cpu::grad_weight_tasks<scalar_t, decltype(tile)::value>(p, go, x, gw, begin, end);
+                        });
+  });
   return grad_weight;
 }
 

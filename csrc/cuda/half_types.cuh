@@ -1,17 +1,19 @@
-// Element traits of CUDA's half types for the fast kernels (fast_threads.h): exact conversions
-// to float, round-to-nearest-even back, and pack conversions two elements at a time.
+// Element traits of CUDA's half types for the kernels: Arith (plumbing.h) with exact conversions
+// to float and round-to-nearest-even back, and the fast kernels' PackMath (fast/packs.h)
+// converting packs two elements at a time.
 //
-// Everything here is __host__ __device__: fast_kernels.cu uses it on the GPU, and
+// Everything here is __host__ __device__: launchers.cu uses it on the GPU, and
 // tests/half_pack_check.cu runs the same code on the host (nvcc, no GPU) to check it.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "fast_threads.h"
+#include "fast/packs.h"
+#include "plumbing.h"
 
 namespace involution {
-namespace fast {
+namespace cuda {
 
 // torch builds with the implicit half conversions disabled: convert explicitly.
 template <> struct Arith<__half> {
@@ -24,6 +26,8 @@ template <> struct Arith<__nv_bfloat16> {
   static INVOLUTION_HOST_DEVICE float to_acc(__nv_bfloat16 value) { return __bfloat162float(value); }
   static INVOLUTION_HOST_DEVICE __nv_bfloat16 from_acc(float value) { return __float2bfloat16_rn(value); }
 };
+
+namespace fast {
 
 // Pair conversions of the half types: two elements per instruction.
 INVOLUTION_HOST_DEVICE float2 widen_pair(__half first, __half second) {
@@ -67,4 +71,5 @@ template <int N> struct PackMath<__half, N> : PairedPackMath<__half, N> {};
 template <int N> struct PackMath<__nv_bfloat16, N> : PairedPackMath<__nv_bfloat16, N> {};
 
 }  // namespace fast
+}  // namespace cuda
 }  // namespace involution

@@ -1,20 +1,17 @@
-// Torch-facing glue of the CUDA kernels (built only in CUDA builds): argument checks, device
-// guard, current stream, dtype dispatch, the choice between the baseline and the fast kernels
-// (involution_cuda.set_cuda_kernels), launch-error reporting, and the CUDA registration.
+// Torch-facing glue of the CUDA kernels (built only in CUDA builds): the checks (checks.h), the
+// device guard and current stream, the shared steps of run_op.h, launch errors as exceptions,
+// and the CUDA registration. The launchers (launchers.cuh) take raw pointers and know no torch.
 //
-// The baseline kernels work in NCHW; the fast ones natively in NCHW or channels_last (NHWC).
-// Either way each result takes the memory format of result_memory_format (checks.h).
-#include <ATen/Dispatch.h>
+// The kernel-choice rule: "baseline" and "fast" are taken as asked. "auto" depends on nothing
+// but the call's device, so an op and its backward ops always agree: it is the baseline set on
+// every GPU and dtype until a committed GPU result shows the fast set correct and faster for a
+// dtype and layout (benchmarks/CUDA_KERNELS.md); then the rule names them here.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
-#include <torch/types.h>
 
-#include "../checks.h"
-#include "../cuda_kernels_choice.h"
-#include "fast_kernels.cuh"
-#include "fast_layout.h"
-#include "involution_kernels.cuh"
+#include "launchers.cuh"
+#include "run_op.h"
 
 namespace involution {
 namespace {
@@ -24,109 +21,52 @@ template <typename T> struct CudaType { using type = T; };
 template <> struct CudaType<at::Half> { using type = __half; };
 template <> struct CudaType<at::BFloat16> { using type = __nv_bfloat16; };
 
-template <typename scalar_t>
-const typename CudaType<scalar_t>::type* cuda_ptr(const at::Tensor& tensor) {
-  return reinterpret_cast<const typename CudaType<scalar_t>::type*>(tensor.const_data_ptr<scalar_t>());
+// Runs `launcher` (one of launchers.cuh) on the device of `first`, on its current stream.
+template <typename Launcher>
+at::Tensor run_on_gpu(const char* op, const Checked& checked, const at::Tensor& first,
+                      cuda::Shape first_shape, const at::Tensor& second, cuda::Shape second_shape,
+                      cuda::Shape result_shape, const Launcher& launcher) {
+  const c10::cuda::CUDAGuard guard(first.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  return cuda::run_op<CudaType>(
+      op, checked, first, first_shape, second, second_shape, result_shape,
+      [&](auto set, auto layout, const Problem& problem, auto a, auto b, auto result) {
+        const cudaError_t error = launcher(set, layout, problem, a, b, result, stream);
+        TORCH_CHECK(error == cudaSuccess, op, ": the CUDA kernel failed to launch: ",
+                    cudaGetErrorString(error));
+      });
 }
 
-template <typename scalar_t>
-typename CudaType<scalar_t>::type* cuda_mutable_ptr(at::Tensor& tensor) {
-  return reinterpret_cast<typename CudaType<scalar_t>::type*>(tensor.mutable_data_ptr<scalar_t>());
-}
-
-void check_cuda(const at::Tensor& tensor, const char* name) {
-  TORCH_CHECK_VALUE(tensor.is_cuda(), name, " must be a CUDA tensor, got device ", tensor.device());
-}
-
-bool use_fast_kernels() { return cuda_kernels() == CudaKernels::kFast; }
-
-void check_launch(cudaError_t error, const char* what) {
-  TORCH_CHECK(error == cudaSuccess, "involution CUDA ", what, " kernel failed to launch: ",
-              cudaGetErrorString(error));
-}
+using cuda::Shape;
 
 at::Tensor involution_cuda(const at::Tensor& input, const at::Tensor& weight,
                            at::IntArrayRef stride, at::IntArrayRef padding,
-                           at::IntArrayRef dilation) {
-  const Problem p = check_forward(input, weight, stride, padding, dilation);
-  check_cuda(input, "input");
-  const c10::cuda::CUDAGuard guard(input.device());
-  const bool fast = use_fast_kernels();
-  const at::MemoryFormat format = result_memory_format(input);
-  const at::MemoryFormat kernel_format = fast ? format : at::MemoryFormat::Contiguous;
-  const at::Tensor input_c = input.contiguous(kernel_format);
-  const at::Tensor weight_c = weight.contiguous();
-  at::Tensor output = at::empty({p.batch, p.channels, p.height.output_size, p.width.output_size},
-                                input.options().memory_format(kernel_format));
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  const fast::Layout layout = fast::layout_of(format);  // used by the fast kernels only
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "involution_cuda", [&] {
-    const auto* x = cuda_ptr<scalar_t>(input_c);
-    const auto* w = cuda_ptr<scalar_t>(weight_c);
-    auto* out = cuda_mutable_ptr<scalar_t>(output);
-    check_launch(fast ? cuda::launch_fast_forward(p, layout, x, w, out, stream)
-                      : cuda::launch_forward(p, x, w, out, stream),
-                 "forward");
-  });
-  return output.contiguous(format);
+                           at::IntArrayRef dilation, c10::string_view kernels) {
+  return run_on_gpu("involution", check_forward(input, weight, stride, padding, dilation, kernels),
+                    input, Shape::kImage, weight, Shape::kWeight, Shape::kImage,
+                    [](auto... args) { return cuda::launch_forward(args...); });
 }
 
 at::Tensor involution_grad_input_cuda(const at::Tensor& grad_output, const at::Tensor& weight,
-                                      at::IntArrayRef input_size, at::IntArrayRef stride,
-                                      at::IntArrayRef padding, at::IntArrayRef dilation) {
-  const Problem p = check_grad_input(grad_output, weight, input_size, stride, padding, dilation);
-  check_cuda(grad_output, "grad_output");
-  const c10::cuda::CUDAGuard guard(grad_output.device());
-  const bool fast = use_fast_kernels();
-  const at::MemoryFormat format = result_memory_format(grad_output);
-  const at::MemoryFormat kernel_format = fast ? format : at::MemoryFormat::Contiguous;
-  const at::Tensor grad_output_c = grad_output.contiguous(kernel_format);
-  const at::Tensor weight_c = weight.contiguous();
-  at::Tensor grad_input = at::empty({p.batch, p.channels, p.height.input_size, p.width.input_size},
-                                    grad_output.options().memory_format(kernel_format));
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  const fast::Layout layout = fast::layout_of(format);  // used by the fast kernels only
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, grad_output.scalar_type(), "involution_grad_input_cuda", [&] {
-        const auto* go = cuda_ptr<scalar_t>(grad_output_c);
-        const auto* w = cuda_ptr<scalar_t>(weight_c);
-        auto* gx = cuda_mutable_ptr<scalar_t>(grad_input);
-        check_launch(fast ? cuda::launch_fast_grad_input(p, layout, go, w, gx, stream)
-                          : cuda::launch_grad_input(p, go, w, gx, stream),
-                     "grad_input");
-      });
-  return grad_input.contiguous(format);
+                                      c10::SymIntArrayRef input_size, at::IntArrayRef stride,
+                                      at::IntArrayRef padding, at::IntArrayRef dilation,
+                                      c10::string_view kernels) {
+  return run_on_gpu(
+      "involution_grad_input",
+      check_grad_input(grad_output, weight, input_size, stride, padding, dilation, kernels),
+      grad_output, Shape::kImage, weight, Shape::kWeight, Shape::kImage,
+      [](auto... args) { return cuda::launch_grad_input(args...); });
 }
 
 at::Tensor involution_grad_weight_cuda(const at::Tensor& grad_output, const at::Tensor& input,
-                                       int64_t groups, at::IntArrayRef kernel_size,
+                                       c10::SymInt groups, c10::SymIntArrayRef kernel_size,
                                        at::IntArrayRef stride, at::IntArrayRef padding,
-                                       at::IntArrayRef dilation) {
-  const Problem p =
-      check_grad_weight(grad_output, input, groups, kernel_size, stride, padding, dilation);
-  check_cuda(input, "input");
-  const c10::cuda::CUDAGuard guard(input.device());
-  const bool fast = use_fast_kernels();
-  // The fast kernels read both tensors in the input's layout; grad_weight is always contiguous.
-  const at::MemoryFormat format = fast ? result_memory_format(input) : at::MemoryFormat::Contiguous;
-  const at::Tensor grad_output_c = grad_output.contiguous(format);
-  const at::Tensor input_c = input.contiguous(format);
-  at::Tensor grad_weight =
-      at::empty({p.batch, p.groups, p.height.kernel_size, p.width.kernel_size,
-                 p.height.output_size, p.width.output_size},
-                input.options());
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  const fast::Layout layout = fast::layout_of(format);  // used by the fast kernels only
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, input.scalar_type(), "involution_grad_weight_cuda", [&] {
-        const auto* go = cuda_ptr<scalar_t>(grad_output_c);
-        const auto* x = cuda_ptr<scalar_t>(input_c);
-        auto* gw = cuda_mutable_ptr<scalar_t>(grad_weight);
-        check_launch(fast ? cuda::launch_fast_grad_weight(p, layout, go, x, gw, stream)
-                          : cuda::launch_grad_weight(p, go, x, gw, stream),
-                     "grad_weight");
-      });
-  return grad_weight;
+                                       at::IntArrayRef dilation, c10::string_view kernels) {
+  return run_on_gpu("involution_grad_weight",
+                    check_grad_weight(grad_output, input, groups, kernel_size, stride, padding,
+                                      dilation, kernels),
+                    grad_output, Shape::kImage, input, Shape::kImage, Shape::kWeight,
+                    [](auto... args) { return cuda::launch_grad_weight(args...); });
 }
 
 }  // namespace

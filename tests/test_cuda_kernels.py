@@ -1,36 +1,35 @@
-"""The fast CUDA kernels, tested on the CPU through emulated launches and on a GPU when present.
+"""Both sets of CUDA kernels, tested on the CPU through emulated launches and on a GPU when present.
 
-The emulated ops (csrc/emulation/emulated_launch.cpp) run the fast kernels' per-thread code for
-every thread of the very grid the CUDA launch uses, so these tests check the GPU's index math,
-grid-stride loops, pack choice and pack alignment without a GPU. The GPU tests compare both
-kernel choices with the reference.
+The emulated ops (tests/csrc/emulated_launch.cpp, built by tests/emulation.py) run the kernels'
+per-thread code for every thread of the very grid the CUDA launch uses, so these tests check the
+GPU's index math, grid-stride loops, pack choice and pack alignment without a GPU. The GPU tests
+compare both kernel sets with the reference.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import involution_cuda
 from involution_cuda import reference
-from involution_cuda._validation import normalize_options, to_pair
 
-from conftest import CUDA_READY, GRADCHECK_PROBLEMS, REALISTIC_PROBLEMS, Problem, assert_close
+import emulation
+from conftest import GRADCHECK_PROBLEMS, REALISTIC_PROBLEMS, Problem, assert_close, needs_gpu
 
-emulated = torch.ops.involution_cuda_emulated
 LAYOUTS = [torch.contiguous_format, torch.channels_last]
+KERNEL_SETS = ["baseline", "fast"]
 NO_GRID_LIMIT = 1 << 20  # the CUDA launch's block limit
 
 
 def options_of(problem):
-    stride, padding, dilation = normalize_options(to_pair(problem.kernel, "kernel"), problem.stride,
-                                                  problem.padding, problem.dilation)
-    return list(stride), list(padding), list(dilation)
+    return problem.pairs()[1:]
 
 
 def reference_results(problem, x, w, grad):
@@ -42,15 +41,22 @@ def reference_results(problem, x, w, grad):
     return out.detach(), grad_x, grad_w
 
 
-def emulated_results(problem, x, w, grad, max_blocks=NO_GRID_LIMIT):
-    """The fast kernels' three results through emulated launches, and each launch's pack width."""
+def emulated_launches(problem, x, w, grad, kernels="fast", max_blocks=NO_GRID_LIMIT):
+    """The three ops through emulated launches: (result, pack width, most items per thread)."""
+    ops = emulation.ops()
     stride, padding, dilation = options_of(problem)
-    out, forward_pack = emulated.forward(x, w, stride, padding, dilation, max_blocks)
-    grad_x, input_pack = emulated.grad_input(grad, w, list(x.shape[2:]), stride, padding, dilation,
-                                             max_blocks)
-    grad_w, weight_pack = emulated.grad_weight(grad, x, w.shape[1], list(w.shape[2:4]), stride,
-                                               padding, dilation, max_blocks)
-    return (out, grad_x, grad_w), (forward_pack, input_pack, weight_pack)
+    return (
+        ops.forward(x, w, stride, padding, dilation, kernels, max_blocks),
+        ops.grad_input(grad, w, list(x.shape[2:]), stride, padding, dilation, kernels, max_blocks),
+        ops.grad_weight(grad, x, w.shape[1], list(w.shape[2:4]), stride, padding, dilation, kernels,
+                        max_blocks),
+    )
+
+
+def emulated_results(problem, x, w, grad, kernels="fast", max_blocks=NO_GRID_LIMIT):
+    """The three results through emulated launches, and each launch's pack width."""
+    launches = emulated_launches(problem, x, w, grad, kernels, max_blocks)
+    return tuple(launch[0] for launch in launches), tuple(launch[1] for launch in launches)
 
 
 def random_problem_tensors(problem, dtype, layout, seed=0):
@@ -60,28 +66,32 @@ def random_problem_tensors(problem, dtype, layout, seed=0):
     return x.contiguous(memory_format=layout), w, grad.contiguous(memory_format=layout)
 
 
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("problem", GRADCHECK_PROBLEMS, ids=str)
-def test_emulated_float64_matches_reference(problem, layout):
+def test_emulated_float64_matches_reference(problem, layout, kernels):
     x, w, grad = random_problem_tensors(problem, torch.float64, layout)
     expected = reference_results(problem, x, w, grad)
-    # A grid of at most 2 blocks makes every thread loop over several items.
-    for max_blocks in (NO_GRID_LIMIT, 2):
-        results, _ = emulated_results(problem, x, w, grad, max_blocks)
-        for actual, wanted in zip(results, expected):
+    for max_blocks in (NO_GRID_LIMIT, 1):
+        launches = emulated_launches(problem, x, w, grad, kernels, max_blocks)
+        for (actual, _, _), wanted in zip(launches, expected):
             torch.testing.assert_close(actual, wanted, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("problem", REALISTIC_PROBLEMS, ids=str)
-def test_emulated_realistic_sizes_match_reference(problem, dtype, layout):
+def test_emulated_realistic_sizes_match_reference(problem, dtype, layout, kernels):
     x, w, grad = random_problem_tensors(problem, dtype, layout)
     expected = reference_results(problem, x, w, grad)
-    results, _ = emulated_results(problem, x, w, grad)
-    for actual, wanted in zip(results, expected):
-        assert actual.dtype == dtype
-        assert_close(actual, wanted, dtype)
+    for max_blocks in (NO_GRID_LIMIT, 1):
+        launches = emulated_launches(problem, x, w, grad, kernels, max_blocks)
+        for (actual, _, _), wanted in zip(launches, expected):
+            assert actual.dtype == dtype
+            assert_close(actual, wanted, dtype)
+    # With one block of 256 threads, the grid-stride loops really run several items per thread.
+    assert max(launch[2] for launch in launches) >= 2
 
 
 @pytest.mark.parametrize("dtype, wide", [(torch.float64, 2), (torch.float32, 4), (torch.float16, 8),
@@ -129,9 +139,10 @@ def test_misaligned_channels_last_storage_falls_back_to_single_channels():
     Problem(2, 8, 2, (5, 13), (3, 11), padding=(1, 4)),  # 11 taps per row: tap chunks of 8 and 3
     Problem(1, 4, 4, (9, 9), (1, 9), dilation=(1, 2)),
 ], ids=str)
-def test_emulated_chunk_remainders(problem, layout):
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+def test_emulated_chunk_remainders(problem, layout, kernels):
     x, w, grad = random_problem_tensors(problem, torch.float64, layout)
-    results, _ = emulated_results(problem, x, w, grad, max_blocks=3)
+    results, _ = emulated_results(problem, x, w, grad, kernels, max_blocks=3)
     for actual, wanted in zip(results, reference_results(problem, x, w, grad)):
         torch.testing.assert_close(actual, wanted, rtol=1e-12, atol=1e-12)
 
@@ -150,13 +161,14 @@ def test_emulated_padding_taps_propagate_nan_like_the_reference(layout):
 
 
 def test_emulated_ops_validate_their_arguments():
+    emulated = emulation.ops()
     problem = Problem(1, 4, 2, (5, 5), (3, 3))
     x, w, _ = random_problem_tensors(problem, torch.float32, torch.contiguous_format)
     stride, padding, dilation = options_of(problem)
     with pytest.raises(ValueError, match="max_blocks"):
-        emulated.forward(x, w, stride, padding, dilation, 0)
+        emulated.forward(x, w, stride, padding, dilation, "fast", 0)
     with pytest.raises(ValueError, match="weight"):
-        emulated.forward(x, w[..., :-1], stride, padding, dilation, 1)
+        emulated.forward(x, w[..., :-1], stride, padding, dilation, "fast", 1)
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,63 +192,89 @@ def test_cuda_half_types_on_the_host(tmp_path):
     assert "all half checks passed" in result.stdout
 
 
-# ---- the switch -------------------------------------------------------------------------------
+# ---- the kernel choice --------------------------------------------------------------------------
 
-def test_kernel_choice_switch():
-    start = involution_cuda.get_cuda_kernels()  # the suite may run with either as the default
-    other = "fast" if start == "baseline" else "baseline"
-    with involution_cuda.cuda_kernels(other):
-        assert involution_cuda.get_cuda_kernels() == other
-    assert involution_cuda.get_cuda_kernels() == start
-    assert involution_cuda.set_cuda_kernels(other) == start
-    assert involution_cuda.set_cuda_kernels(start) == other
-    with pytest.raises(ValueError, match="kernels must be one of"):
-        involution_cuda.set_cuda_kernels("quick")
-    assert involution_cuda.get_cuda_kernels() == start
+class OpRecorder(TorchDispatchMode):
+    """Records the kernel choice of every involution op dispatched in its block (this thread)."""
 
+    def __init__(self):
+        super().__init__()
+        self.choices = []
 
-def test_kernel_choice_from_environment():
-    code = "import involution_cuda; print(involution_cuda.get_cuda_kernels())"
-    for value, expected in ((None, "baseline"), ("fast", "fast"), ("baseline", "baseline")):
-        env = {k: v for k, v in os.environ.items() if k != "INVOLUTION_CUDA_KERNELS"}
-        if value is not None:
-            env["INVOLUTION_CUDA_KERNELS"] = value
-        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == expected
-    env = dict(os.environ, INVOLUTION_CUDA_KERNELS="quick")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert result.returncode != 0 and "INVOLUTION_CUDA_KERNELS must be one of" in result.stderr
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func.namespace == "involution_cuda":
+            schema_args = func._schema.arguments
+            position = next(i for i, a in enumerate(schema_args) if a.name == "kernels")
+            choice = kwargs.get("kernels", args[position] if len(args) > position else "auto")
+            self.choices.append((func.__name__.split(".")[0], choice))
+        return func(*args, **kwargs)
 
 
-@pytest.mark.parametrize("kernels", ["baseline", "fast"])
+def forward_and_backward_choices(kernels, create_graph=False):
+    problem = REALISTIC_PROBLEMS[1]
+    x, w = problem.tensors(dtype=torch.float32, requires_grad=True)
+    recorder = OpRecorder()
+    with recorder:
+        out = involution_cuda.involution(x, w, **problem.options, kernels=kernels)
+        grads = torch.autograd.grad(out.square().sum(), (x, w), create_graph=create_graph)
+        if create_graph:
+            torch.autograd.grad(sum(g.sum() for g in grads), (x, w))
+    return recorder.choices
+
+
+@pytest.mark.parametrize("kernels", ["auto", *KERNEL_SETS])
+def test_backward_runs_the_kernels_of_its_forward(kernels):
+    """Every op of a forward, its backward and its double backward carries the forward's choice."""
+    choices = forward_and_backward_choices(kernels, create_graph=True)
+    names = {name for name, _ in choices}
+    assert names == {"involution", "involution_grad_input", "involution_grad_weight"}
+    assert {choice for _, choice in choices} == {kernels}
+
+
+def test_kernel_choice_is_per_call_across_threads():
+    """Threads choosing different kernel sets at the same time each get their own, forward and
+    backward: the choice is an argument of the call, no setting is shared."""
+    barrier = threading.Barrier(4)
+    seen = {}
+
+    def work(index, kernels):
+        barrier.wait()
+        for _ in range(5):
+            seen.setdefault(index, set()).update(c for _, c in forward_and_backward_choices(kernels))
+
+    threads = [threading.Thread(target=work, args=(i, k))
+               for i, k in enumerate(["baseline", "fast", "auto", "fast"])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {0: {"baseline"}, 1: {"fast"}, 2: {"auto"}, 3: {"fast"}}
+
+
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
 def test_cpu_results_do_not_depend_on_the_cuda_choice(kernels):
     problem = REALISTIC_PROBLEMS[1]
     x, w = problem.tensors(dtype=torch.float32)
-    with involution_cuda.cuda_kernels(kernels):
-        out = involution_cuda.involution(x, w, **problem.options)
+    out = involution_cuda.involution(x, w, **problem.options, kernels=kernels)
     assert_close(out, reference.involution(x.double(), w.double(), **problem.options), torch.float32)
 
 
-# ---- on a GPU: both kernel choices against the reference ----------------------------------------
-
-needs_gpu = pytest.mark.skipif(not CUDA_READY, reason="needs a GPU and CUDA kernels")
-
+# ---- on a GPU: both kernel sets against the reference ------------------------------------------
 
 @needs_gpu
-@pytest.mark.parametrize("kernels", ["baseline", "fast"])
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("problem", GRADCHECK_PROBLEMS, ids=str)
 def test_cuda_gradcheck_both_kernels(problem, layout, kernels):
     x, w = problem.tensors(dtype=torch.float64, device="cuda", requires_grad=True)
     x = x.detach().contiguous(memory_format=layout).requires_grad_()
-    with involution_cuda.cuda_kernels(kernels):
-        assert torch.autograd.gradcheck(
-            lambda a, b: involution_cuda.involution(a, b, **problem.options), (x, w))
+    assert torch.autograd.gradcheck(
+        lambda a, b: involution_cuda.involution(a, b, **problem.options, kernels=kernels), (x, w))
 
 
 @needs_gpu
-@pytest.mark.parametrize("kernels", ["baseline", "fast"])
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("problem", REALISTIC_PROBLEMS, ids=str)
@@ -246,11 +284,10 @@ def test_cuda_both_kernels_match_reference(problem, dtype, layout, kernels):
     x, w, grad = (t.cuda() for t in (x, w, grad))
     stride, padding, dilation = options_of(problem)
     ops = torch.ops.involution_cuda
-    with involution_cuda.cuda_kernels(kernels):
-        out = ops.involution(x, w, stride, padding, dilation)
-        grad_x = ops.involution_grad_input(grad, w, list(x.shape[2:]), stride, padding, dilation)
-        grad_w = ops.involution_grad_weight(grad, x, w.shape[1], list(w.shape[2:4]), stride, padding,
-                                            dilation)
+    out = ops.involution(x, w, stride, padding, dilation, kernels)
+    grad_x = ops.involution_grad_input(grad, w, list(x.shape[2:]), stride, padding, dilation, kernels)
+    grad_w = ops.involution_grad_weight(grad, x, w.shape[1], list(w.shape[2:4]), stride, padding,
+                                        dilation, kernels)
     torch.cuda.synchronize()
     assert out.is_contiguous(memory_format=layout) and grad_x.is_contiguous(memory_format=layout)
     for actual, wanted in zip((out, grad_x, grad_w), expected):
@@ -258,13 +295,19 @@ def test_cuda_both_kernels_match_reference(problem, dtype, layout, kernels):
 
 
 @needs_gpu
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["nchw", "nhwc"])
-def test_cuda_fast_kernels_agree_with_their_emulation(layout):
+def test_cuda_kernels_agree_with_their_emulation(layout, kernels):
     # The GPU runs the same per-thread code as the emulation: float64 results agree to rounding.
     problem = REALISTIC_PROBLEMS[0]
     x, w, grad = random_problem_tensors(problem, torch.float64, layout)
-    emulated_out = emulated_results(problem, x, w, grad)[0]
+    emulated = emulated_results(problem, x, w, grad, kernels)[0]
     stride, padding, dilation = options_of(problem)
-    with involution_cuda.cuda_kernels("fast"):
-        out = torch.ops.involution_cuda.involution(x.cuda(), w.cuda(), stride, padding, dilation)
-    torch.testing.assert_close(out.cpu(), emulated_out[0], rtol=1e-13, atol=1e-13)
+    ops = torch.ops.involution_cuda
+    x, w, grad = (t.cuda() for t in (x, w, grad))
+    on_gpu = (ops.involution(x, w, stride, padding, dilation, kernels),
+              ops.involution_grad_input(grad, w, list(x.shape[2:]), stride, padding, dilation, kernels),
+              ops.involution_grad_weight(grad, x, w.shape[1], list(w.shape[2:4]), stride, padding,
+                                         dilation, kernels))
+    for actual, wanted in zip(on_gpu, emulated):
+        torch.testing.assert_close(actual.cpu(), wanted, rtol=1e-13, atol=1e-13)

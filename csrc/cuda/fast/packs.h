@@ -1,0 +1,110 @@
+// Packs of the fast channels_last kernels: N consecutive channels moved as one aligned access
+// (16 bytes for the wide packs: one LDG.E.128 / STG.E.128 on the GPU), their conversion to and
+// from the accumulation type, and the choice of N for a problem.
+//
+// No torch and no CUDA headers. PackMath is defined here for every element type by scalar
+// conversions; half_types.cuh specialises it for CUDA's half types to convert pairs.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#if !defined(__CUDA_ARCH__)
+#include <stdexcept>
+#endif
+
+#include "../plumbing.h"
+
+namespace involution {
+namespace cuda {
+namespace fast {
+
+// N consecutive elements moved as one aligned access (N·sizeof(T) = 16 bytes for the wide packs).
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Pack {
+  T lane[N];
+};
+
+// Elements per 16-byte pack.
+template <typename T>
+constexpr int kWidePack = 16 / static_cast<int>(sizeof(T));
+
+// Conversion of a whole pack to and from the accumulation type; the CUDA half types specialise
+// it to convert pairs.
+template <typename T, int N>
+struct PackMath {
+  using acc_t = typename Arith<T>::acc_t;
+  static INVOLUTION_HOST_DEVICE void unpack(const Pack<T, N>& pack, acc_t (&values)[N]) {
+    INVOLUTION_UNROLL
+    for (int k = 0; k < N; ++k) values[k] = Arith<T>::to_acc(pack.lane[k]);
+  }
+  static INVOLUTION_HOST_DEVICE Pack<T, N> repack(const acc_t (&values)[N]) {
+    Pack<T, N> pack;
+    INVOLUTION_UNROLL
+    for (int k = 0; k < N; ++k) pack.lane[k] = Arith<T>::from_acc(values[k]);
+    return pack;
+  }
+};
+
+#if defined(__CUDA_ARCH__)
+// The unsigned word of each pack size that __ldg loads in one instruction.
+template <int Bytes> struct Word;
+template <> struct Word<2> { using type = unsigned short; };
+template <> struct Word<4> { using type = unsigned int; };
+template <> struct Word<8> { using type = uint2; };
+template <> struct Word<16> { using type = uint4; };
+#endif
+
+// Aligned pack load and store. On the GPU a 16-byte pack is one 128-bit access; an unaligned
+// one would fault, so the CPU emulation checks the alignment that the GPU relies on.
+template <int N, typename T>
+INVOLUTION_HOST_DEVICE Pack<T, N> load_pack(const T* address) {
+#if defined(__CUDA_ARCH__)
+  using word_t = typename Word<sizeof(Pack<T, N>)>::type;
+  const word_t word = __ldg(reinterpret_cast<const word_t*>(address));
+  Pack<T, N> pack;
+  memcpy(&pack, &word, sizeof(pack));
+  return pack;
+#else
+  if (reinterpret_cast<std::uintptr_t>(address) % sizeof(Pack<T, N>) != 0) {
+    throw std::logic_error("fast kernel: misaligned pack load");
+  }
+  Pack<T, N> pack;
+  std::memcpy(static_cast<void*>(&pack), address, sizeof(pack));
+  return pack;
+#endif
+}
+
+template <int N, typename T>
+INVOLUTION_HOST_DEVICE void store_pack(T* address, const Pack<T, N>& pack) {
+#if defined(__CUDA_ARCH__)
+  // One vector store instruction (__stwb: the default write-back policy); a plain assignment
+  // may be split by the compiler into element stores.
+  using word_t = typename Word<sizeof(Pack<T, N>)>::type;
+  word_t word;
+  memcpy(&word, &pack, sizeof(word));
+  __stwb(reinterpret_cast<word_t*>(address), word);
+#else
+  if (reinterpret_cast<std::uintptr_t>(address) % sizeof(Pack<T, N>) != 0) {
+    throw std::logic_error("fast kernel: misaligned pack store");
+  }
+  std::memcpy(static_cast<void*>(address), &pack, sizeof(pack));
+#endif
+}
+
+// Channels per pack of the channels_last kernels: a 16-byte pack when every pack lies inside
+// one group and every pack address is 16-byte aligned (tensor bases aligned, channels a multiple
+// of the pack), else one channel.
+template <typename T>
+inline int channels_last_pack(const Problem& p, std::initializer_list<const void*> bases) {
+  const int64_t wide = kWidePack<T>;
+  if (channels_per_group(p) % wide != 0) return 1;
+  for (const void* base : bases) {
+    if (reinterpret_cast<std::uintptr_t>(base) % 16 != 0) return 1;
+  }
+  return static_cast<int>(wide);
+}
+
+}  // namespace fast
+}  // namespace cuda
+}  // namespace involution

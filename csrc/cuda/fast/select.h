@@ -1,0 +1,58 @@
+// Choice of the fast kernel for a problem and its layout, and the entry points that launch it:
+//   fast::forward / grad_input / grad_weight(problem, layout, a, b, result, launch)
+// call `launch(functor)` with the functor of channels_first.h (NCHW) or channels_last.h (NHWC,
+// 16-byte packs when the tensors and the groups allow, else one channel per pack).
+// `launch` is launchers.cu's Launcher on the GPU, or the emulated launch of the CPU tests.
+#pragma once
+
+#include <initializer_list>
+
+#include "../plumbing.h"
+#include "channels_first.h"
+#include "channels_last.h"
+#include "packs.h"
+
+namespace involution {
+namespace cuda {
+namespace fast {
+
+// Launches First<T> on channels-first tensors; on channels_last ones Last<T, N> with 16-byte
+// packs when `packed` (the channels_last tensors' bases) and the groups allow, else N = 1.
+// Tensors are contiguous in `layout`; the weight is always (B, G, KH, KW, Ho, Wo).
+template <template <typename> class First, template <typename, int> class Last, typename T,
+          typename Launch>
+void launch_for_layout(const Problem& p, Layout layout, const T* a, const T* b, T* result,
+                       std::initializer_list<const void*> packed, Launch&& launch) {
+  if (layout == Layout::kChannelsFirst) {
+    launch(First<T>{p, a, b, result});
+  } else if (channels_last_pack<T>(p, packed) > 1) {
+    launch(Last<T, kWidePack<T>>{p, a, b, result});
+  } else {
+    launch(Last<T, 1>{p, a, b, result});
+  }
+}
+
+template <typename T, typename Launch>
+void forward(const Problem& p, Layout layout, const T* input, const T* weight, T* output,
+             Launch&& launch) {
+  launch_for_layout<ForwardChannelsFirst, ForwardChannelsLast>(p, layout, input, weight, output,
+                                                               {input, output}, launch);
+}
+
+template <typename T, typename Launch>
+void grad_input(const Problem& p, Layout layout, const T* grad_output, const T* weight,
+                T* grad_input, Launch&& launch) {
+  launch_for_layout<GradInputChannelsFirst, GradInputChannelsLast>(
+      p, layout, grad_output, weight, grad_input, {grad_output, grad_input}, launch);
+}
+
+template <typename T, typename Launch>
+void grad_weight(const Problem& p, Layout layout, const T* grad_output, const T* input,
+                 T* grad_weight, Launch&& launch) {
+  launch_for_layout<GradWeightChannelsFirst, GradWeightChannelsLast>(
+      p, layout, grad_output, input, grad_weight, {grad_output, input}, launch);
+}
+
+}  // namespace fast
+}  // namespace cuda
+}  // namespace involution

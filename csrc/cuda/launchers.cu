@@ -1,0 +1,80 @@
+// The launchers of launchers.cuh: one generic __global__ (run_items) that runs a kernel functor
+// (chosen in kernel_sets.h) over a 1-D grid of blocks_for(items) × kThreadsPerBlock threads, and
+// the three launchers. Element traits of the half types come from half_types.cuh.
+#include "launchers.cuh"
+
+#include "half_types.cuh"
+#include "kernel_sets.h"
+#include "plumbing.h"
+
+namespace involution {
+namespace cuda {
+namespace {
+
+// At least two blocks per SM leaves ptxas up to 128 registers per thread; without the minimum it
+// held some kernels at 64 registers and spilled their accumulators.
+template <typename Functor>
+__global__ void __launch_bounds__(kThreadsPerBlock, 2) run_items(const Functor functor) {
+  functor(Thread{blockIdx.x, threadIdx.x, gridDim.x, blockDim.x});
+}
+
+// Launches a functor over the grid blocks_for(items) × kThreadsPerBlock on `stream`.
+struct Launcher {
+  cudaStream_t stream;
+  cudaError_t status = cudaSuccess;
+
+  template <typename Functor>
+  void operator()(const Functor& functor) {
+    const int64_t items = functor.items();
+    if (items == 0) return;
+    run_items<<<blocks_for(items), kThreadsPerBlock, 0, stream>>>(functor);
+    status = cudaGetLastError();
+  }
+};
+
+}  // namespace
+
+template <typename T>
+cudaError_t launch_forward(KernelSet set, Layout layout, const Problem& p, const T* input,
+                           const T* weight, T* output, cudaStream_t stream) {
+  Launcher launcher{stream};
+  if (!cuda::forward(set, layout, p, input, weight, output, launcher)) return cudaErrorInvalidValue;
+  return launcher.status;
+}
+
+template <typename T>
+cudaError_t launch_grad_input(KernelSet set, Layout layout, const Problem& p, const T* grad_output,
+                              const T* weight, T* grad_input, cudaStream_t stream) {
+  Launcher launcher{stream};
+  if (!cuda::grad_input(set, layout, p, grad_output, weight, grad_input, launcher)) {
+    return cudaErrorInvalidValue;
+  }
+  return launcher.status;
+}
+
+template <typename T>
+cudaError_t launch_grad_weight(KernelSet set, Layout layout, const Problem& p,
+                               const T* grad_output, const T* input, T* grad_weight,
+                               cudaStream_t stream) {
+  Launcher launcher{stream};
+  if (!cuda::grad_weight(set, layout, p, grad_output, input, grad_weight, launcher)) {
+    return cudaErrorInvalidValue;
+  }
+  return launcher.status;
+}
+
+#define INSTANTIATE(T)                                                                         \
+  template cudaError_t launch_forward<T>(KernelSet, Layout, const Problem&, const T*, const T*, \
+                                         T*, cudaStream_t);                                    \
+  template cudaError_t launch_grad_input<T>(KernelSet, Layout, const Problem&, const T*,       \
+                                            const T*, T*, cudaStream_t);                       \
+  template cudaError_t launch_grad_weight<T>(KernelSet, Layout, const Problem&, const T*,      \
+                                             const T*, T*, cudaStream_t);
+INSTANTIATE(float)
+INSTANTIATE(double)
+INSTANTIATE(__half)
+INSTANTIATE(__nv_bfloat16)
+#undef INSTANTIATE
+
+}  // namespace cuda
+}  // namespace involution

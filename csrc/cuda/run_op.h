@@ -1,0 +1,56 @@
+// The steps every torch-facing entry of the CUDA kernels takes, written once for the CUDA glue
+// (involution_cuda.cpp) and the test-only emulated launches (tests/csrc): the kernel set of a
+// checked call, its operands in the layout that set reads, the result allocated in it, the dtype
+// dispatch, and the result back in the memory format the op promises.
+//
+// Layouts: the baseline set reads and writes NCHW; the fast set the image-shaped operands' own
+// layout (NCHW or channels_last). Weight-shaped tensors are read and written contiguous.
+#pragma once
+
+#include <ATen/Dispatch.h>
+#include <torch/types.h>
+
+#include "../checks.h"
+#include "kernel_sets.h"
+
+namespace involution {
+namespace cuda {
+
+// Whether an operand or result is image-shaped (B, C, H, W) or weight-shaped.
+enum class Shape { kImage, kWeight };
+
+// "auto" runs the baseline set: see the kernel-choice rule in involution_cuda.cpp.
+inline KernelSet kernel_set(KernelChoice choice) {
+  return choice == KernelChoice::kFast ? KernelSet::kFast : KernelSet::kBaseline;
+}
+
+// Runs the op `op` (its name, for error messages) on `first` and `second`: calls launch(set, layout, problem, first, second, result)
+// with pointers of Element<scalar_t>::type, the kernels' element type for each torch dtype.
+template <template <typename> class Element, typename Launch>
+at::Tensor run_op(const char* op, const Checked& checked, const at::Tensor& first,
+                  Shape first_shape, const at::Tensor& second, Shape second_shape,
+                  Shape result_shape, const Launch& launch) {
+  const KernelSet set = kernel_set(checked.kernels);
+  const at::MemoryFormat image_format =
+      set == KernelSet::kFast ? checked.image_format : at::MemoryFormat::Contiguous;
+  const auto format_of = [&](Shape shape) {
+    return shape == Shape::kImage ? image_format : at::MemoryFormat::Contiguous;
+  };
+  const at::Tensor first_in = first.contiguous(format_of(first_shape));
+  const at::Tensor second_in = second.contiguous(format_of(second_shape));
+  at::Tensor result = at::empty(checked.concrete_result_size(),
+                                first.options().memory_format(format_of(result_shape)));
+  const Layout layout = image_format == at::MemoryFormat::ChannelsLast ? Layout::kChannelsLast
+                                                                       : Layout::kChannelsFirst;
+  const Problem problem = checked.problem();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, first.scalar_type(), "run_op", [&] {
+    using element_t = typename Element<scalar_t>::type;
+    launch(set, layout, problem, reinterpret_cast<const element_t*>(first_in.const_data_ptr()),
+           reinterpret_cast<const element_t*>(second_in.const_data_ptr()),
+           reinterpret_cast<element_t*>(result.mutable_data_ptr()));
+  });
+  return result.contiguous(checked.result_format);
+}
+
+}  // namespace cuda
+}  // namespace involution

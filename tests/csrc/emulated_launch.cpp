@@ -1,0 +1,138 @@
+// Emulated launches of the CUDA kernels on the CPU: a test instrument, built by the tests
+// (tests/emulation.py), never part of the installed package.
+//
+// The ops of the `involution_cuda_emulated` library take the same arguments as the real ops plus
+// `max_blocks`, and run the kernel functors of csrc/cuda (the set and functor chosen by
+// kernel_sets.h, as on the GPU) for every (block, thread) of the grid the CUDA launch uses
+// (blocks_for), one thread after another, through the same steps as the CUDA glue (run_op.h).
+// The kernels use no shared memory, barriers or warp shuffles, so this is exact: the CPU tests
+// check the very per-thread code, grid-stride loops, pack choice and pack alignment (a
+// misaligned pack access throws) that the GPU runs. `max_blocks` shrinks the grid so that
+// threads loop over several items. Each op returns its result, the channels per pack of the
+// functor that ran (1 for channels-first functors) and the most items one thread handled.
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "checks.h"
+#include "cuda/run_op.h"
+
+namespace involution {
+namespace cuda {
+
+// torch's host half types: exact widening, round-to-nearest-even narrowing (as the GPU's).
+template <> struct Arith<c10::Half> {
+  using acc_t = float;
+  static float to_acc(c10::Half value) { return static_cast<float>(value); }
+  static c10::Half from_acc(float value) { return c10::Half(value); }
+};
+template <> struct Arith<c10::BFloat16> {
+  using acc_t = float;
+  static float to_acc(c10::BFloat16 value) { return static_cast<float>(value); }
+  static c10::BFloat16 from_acc(float value) { return c10::BFloat16(value); }
+};
+
+}  // namespace cuda
+
+namespace {
+
+template <typename T> struct SameType { using type = T; };
+
+// Runs a functor for every thread of its grid, as `run_items<<<blocks, threads>>>` would.
+struct EmulatedLaunch {
+  int64_t max_blocks;
+  int64_t pack = 0;
+  int64_t most_items_per_thread = 0;
+
+  template <typename Functor>
+  void operator()(const Functor& functor) {
+    pack = pack_of(functor);
+    const int64_t items = functor.items();
+    if (items == 0) return;  // the CUDA launcher launches nothing
+    const int64_t blocks = cuda::blocks_for(items, max_blocks);
+    const int64_t threads = blocks * cuda::kThreadsPerBlock;
+    most_items_per_thread = (items + threads - 1) / threads;  // the grid-stride loop's trips
+    for (int64_t block = 0; block < blocks; ++block) {
+      for (int64_t lane = 0; lane < cuda::kThreadsPerBlock; ++lane) {
+        functor(cuda::Thread{block, lane, blocks, cuda::kThreadsPerBlock});
+      }
+    }
+  }
+
+  template <template <typename, int> class Kernel, typename T, int N>
+  static int64_t pack_of(const Kernel<T, N>&) { return N; }
+  template <typename Functor>
+  static int64_t pack_of(const Functor&) { return 1; }
+};
+
+using Result = std::tuple<at::Tensor, int64_t, int64_t>;
+using cuda::Shape;
+
+// Runs `entry` (a kernel_sets.h entry point) through run_op.h with the emulated launch.
+template <typename Entry>
+Result emulate(const char* op, const Checked& checked, const at::Tensor& first, Shape first_shape,
+               const at::Tensor& second, Shape second_shape, Shape result_shape,
+               int64_t max_blocks, const Entry& entry) {
+  TORCH_CHECK_VALUE(max_blocks >= 1, "max_blocks must be at least 1, got ", max_blocks);
+  EmulatedLaunch launch{max_blocks};
+  at::Tensor result = cuda::run_op<SameType>(
+      op, checked, first, first_shape, second, second_shape, result_shape,
+      [&](auto set, auto layout, const Problem& problem, auto a, auto b, auto out) {
+        TORCH_CHECK(entry(set, layout, problem, a, b, out, launch), op,
+                    ": no kernel of this set for this layout");
+      });
+  return {result, launch.pack, launch.most_items_per_thread};
+}
+
+Result forward(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+               at::IntArrayRef padding, at::IntArrayRef dilation, c10::string_view kernels,
+               int64_t max_blocks) {
+  return emulate("emulated forward", check_forward(input, weight, stride, padding, dilation, kernels),
+                 input, Shape::kImage, weight, Shape::kWeight, Shape::kImage, max_blocks,
+                 [](auto&&... args) { return cuda::forward(args...); });
+}
+
+Result grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                  c10::SymIntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                  at::IntArrayRef dilation, c10::string_view kernels, int64_t max_blocks) {
+  return emulate("emulated grad_input",
+                 check_grad_input(grad_output, weight, input_size, stride, padding, dilation, kernels),
+                 grad_output, Shape::kImage, weight, Shape::kWeight, Shape::kImage, max_blocks,
+                 [](auto&&... args) { return cuda::grad_input(args...); });
+}
+
+Result grad_weight(const at::Tensor& grad_output, const at::Tensor& input, c10::SymInt groups,
+                   c10::SymIntArrayRef kernel_size, at::IntArrayRef stride,
+                   at::IntArrayRef padding, at::IntArrayRef dilation, c10::string_view kernels,
+                   int64_t max_blocks) {
+  return emulate("emulated grad_weight",
+                 check_grad_weight(grad_output, input, groups, kernel_size, stride, padding,
+                                   dilation, kernels),
+                 grad_output, Shape::kImage, input, Shape::kImage, Shape::kWeight, max_blocks,
+                 [](auto&&... args) { return cuda::grad_weight(args...); });
+}
+
+}  // namespace
+
+TORCH_LIBRARY(involution_cuda_emulated, m) {
+  m.def(
+      "forward(Tensor input, Tensor weight, int[2] stride, int[2] padding, int[2] dilation,"
+      " str kernels, int max_blocks) -> (Tensor, int, int)");
+  m.def(
+      "grad_input(Tensor grad_output, Tensor weight, SymInt[2] input_size, int[2] stride,"
+      " int[2] padding, int[2] dilation, str kernels, int max_blocks) -> (Tensor, int, int)");
+  m.def(
+      "grad_weight(Tensor grad_output, Tensor input, SymInt groups, SymInt[2] kernel_size,"
+      " int[2] stride, int[2] padding, int[2] dilation, str kernels, int max_blocks)"
+      " -> (Tensor, int, int)");
+}
+
+TORCH_LIBRARY_IMPL(involution_cuda_emulated, CPU, m) {
+  m.impl("forward", &forward);
+  m.impl("grad_input", &grad_input);
+  m.impl("grad_weight", &grad_weight);
+}
+
+}  // namespace involution
