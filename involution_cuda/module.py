@@ -9,9 +9,9 @@ from torch import nn
 
 from . import reference
 from ._validation import IntPair, check_layer_input, to_pair
-from .functional import involution
+from .functional import KERNEL_CHOICES, involution
 
-BACKENDS = {"native": involution, "reference": reference.involution}
+BACKENDS = ("native", "reference")
 
 
 class ConvModule(nn.Module):
@@ -39,10 +39,11 @@ class CeilAvgPool(nn.Module):
     """``nn.AvgPool2d(stride, stride, ceil_mode=True)``: the mean over the in-bounds part of each
     stride-sized window, so odd sizes give ``ceil(size / stride)`` outputs.
 
-    When a window overhangs the input it is computed as an exact-fit pool of the zero-padded
-    input rescaled by the in-bounds count: same values, but no partial windows for a compiler to
+    Computed as an exact-fit pool of the input zero-padded to a multiple of the stride, rescaled
+    by each window's in-bounds count: same values, but no partial windows for a compiler to
     differentiate (torch.compile's inductor in torch 2.13 returns wrong input gradients for
-    ``ceil_mode`` pooling with overhanging windows).
+    ``ceil_mode`` pooling with overhanging windows), and no branch on the input size, so a graph
+    compiled with dynamic shapes serves every size.
     """
 
     def __init__(self, stride):
@@ -51,10 +52,9 @@ class CeilAvgPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (sh, sw), (height, width) = self.stride, x.shape[-2:]
-        pad_h, pad_w = -height % sh, -width % sw
-        if pad_h == 0 and pad_w == 0:
-            return F.avg_pool2d(x, self.stride, self.stride)
-        sums = F.avg_pool2d(F.pad(x, (0, pad_w, 0, pad_h)), self.stride, self.stride) * (sh * sw)
+        # Floor division, not %: inductor (torch 2.13) fails on a modulo of symbolic sizes.
+        padded = F.pad(x, (0, (width + sw - 1) // sw * sw - width, 0, (height + sh - 1) // sh * sh - height))
+        sums = F.avg_pool2d(padded, self.stride, self.stride) * (sh * sw)
         rows = (height - torch.arange(0, height, sh, device=x.device)).clamp(max=sh)
         cols = (width - torch.arange(0, width, sw, device=x.device)).clamp(max=sw)
         return sums / (rows[:, None] * cols[None, :]).to(sums.dtype)
@@ -73,6 +73,7 @@ class Involution(nn.Module):
             channels.
         dilation: int or pair; padding is ``dilation * (kernel - 1) // 2`` ("same" at stride 1).
         backend: ``"native"`` (compiled kernels) or ``"reference"`` (pure PyTorch, unfold).
+        kernels: the CUDA kernels of the native backend (see :func:`involution_cuda.involution`).
 
     Sub-module names (``conv1.conv``, ``conv1.bn``, ``conv2.conv``) follow the official code.
     """
@@ -86,6 +87,7 @@ class Involution(nn.Module):
         reduction_ratio: int = 4,
         dilation: IntPair = 1,
         backend: str = "native",
+        kernels: str = "auto",
     ):
         super().__init__()
         for name, value in (("channels", channels), ("group_channels", group_channels),
@@ -108,7 +110,10 @@ class Involution(nn.Module):
         if min(self.stride) < 1 or min(self.dilation) < 1:
             raise ValueError(f"stride and dilation must be >= 1, got {stride!r} and {dilation!r}")
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if kernels not in KERNEL_CHOICES:
+            raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {kernels!r}")
+        self.kernels = kernels
         self.channels = channels
         self.group_channels = group_channels
         self.groups = channels // group_channels
@@ -129,10 +134,13 @@ class Involution(nn.Module):
         weight = self.conv2(self.conv1(pooled))
         batch, _, out_h, out_w = weight.shape
         weight = weight.view(batch, self.groups, self.kernel_size[0], self.kernel_size[1], out_h, out_w)
-        return BACKENDS[self.backend](x, weight, self.stride, self.padding, self.dilation)
+        if self.backend == "reference":
+            return reference.involution(x, weight, self.stride, self.padding, self.dilation)
+        return involution(x, weight, self.stride, self.padding, self.dilation, self.kernels)
 
     def extra_repr(self) -> str:
         return (
             f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-            f"groups={self.groups}, dilation={self.dilation}, backend={self.backend!r}"
+            f"groups={self.groups}, dilation={self.dilation}, backend={self.backend!r}, "
+            f"kernels={self.kernels!r}"
         )

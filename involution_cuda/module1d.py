@@ -6,9 +6,10 @@ from torch import nn
 
 from . import reference
 from ._validation import check_layer_input
-from .functional import involution1d
+from .functional import KERNEL_CHOICES, involution1d
+from .module import CeilAvgPool
 
-BACKENDS = {"native": involution1d, "reference": reference.involution1d}
+BACKENDS = ("native", "reference")
 
 
 class ChannelLayerNorm(nn.Module):
@@ -40,11 +41,12 @@ class Involution1d(nn.Module):
             channels (LayerNorm); the non-causal layer uses BatchNorm and stride-sized average
             pooling, like the 2-D layer.
         backend: ``"native"`` (compiled kernels) or ``"reference"``.
+        kernels: the CUDA kernels of the native backend (see :func:`involution_cuda.involution`).
     """
 
     def __init__(self, channels: int, kernel_size: int, stride: int = 1, group_channels: int = 16,
                  reduction_ratio: int = 4, dilation: int = 1, causal: bool = False,
-                 backend: str = "native"):
+                 backend: str = "native", kernels: str = "auto"):
         super().__init__()
         for name, value in (("channels", channels), ("kernel_size", kernel_size),
                             ("stride", stride), ("group_channels", group_channels),
@@ -58,7 +60,10 @@ class Involution1d(nn.Module):
         if not causal and kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd unless causal=True, got {kernel_size}")
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if kernels not in KERNEL_CHOICES:
+            raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {kernels!r}")
+        self.kernels = kernels
         self.channels, self.kernel_size, self.stride = channels, kernel_size, stride
         self.dilation, self.causal, self.backend = dilation, causal, backend
         self.groups = channels // group_channels
@@ -67,16 +72,19 @@ class Involution1d(nn.Module):
         self.norm = ChannelLayerNorm(hidden) if causal else nn.BatchNorm1d(hidden)
         self.activate = nn.ReLU(inplace=True)
         self.span = nn.Conv1d(hidden, kernel_size * self.groups, 1)
-        self.pool = None if causal or stride == 1 else nn.AvgPool1d(stride, stride, ceil_mode=True)
+        # AvgPool1d(stride, ceil_mode=True) semantics on a height-1 view, compile-safe (CeilAvgPool).
+        self.pool = None if causal or stride == 1 else CeilAvgPool((1, stride))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_layer_input(x, self.channels, f"(batch, {self.channels}, length)")
         if self.causal:
             context = x[..., :: self.stride]
         else:
-            context = x if self.pool is None else self.pool(x)
+            context = x if self.pool is None else self.pool(x.unsqueeze(2)).squeeze(2)
         weight = self.span(self.activate(self.norm(self.reduce(context))))
         batch, _, out_length = weight.shape
         weight = weight.view(batch, self.groups, self.kernel_size, out_length)
         padding = None if self.causal else self.dilation * (self.kernel_size - 1) // 2
-        return BACKENDS[self.backend](x, weight, self.stride, padding, self.dilation, self.causal)
+        if self.backend == "reference":
+            return reference.involution1d(x, weight, self.stride, padding, self.dilation, self.causal)
+        return involution1d(x, weight, self.stride, padding, self.dilation, self.causal, self.kernels)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the CPU extension with AddressSanitizer + UndefinedBehaviorSanitizer into a scratch
-# copy of the package and runs a focused test subset against it (any report fails the run).
+# copy of the package and runs a focused test subset against it (any report fails the run); the
+# tests' emulated CUDA launches are built sanitized too (INVOLUTION_SANITIZE=1, tests/emulation.py).
 # Uses the environment scripts/setup.sh made (VENV, default .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,7 @@ done
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+export INVOLUTION_SANITIZE=1
 cd "$scratch/run"  # so that `import involution_cuda` finds the sanitized copy first
 "$python" - <<'PY'
 import involution_cuda, pathlib
@@ -37,5 +39,5 @@ print("testing", so)
 PY
 "$python" -m pytest -q -p no:cacheprovider \
   "$root/tests/test_ops.py" "$root/tests/test_sequence.py" "$root/tests/test_reliability.py" \
-  "$root/tests/test_properties.py" "$root/tests/test_errors.py" "$root/tests/test_fast_kernels.py" \
+  "$root/tests/test_properties.py" "$root/tests/test_errors.py" "$root/tests/test_cuda_kernels.py" \
   -k "not compile and not memory_stays_flat and not index_math"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole GPU check in one call, for a machine with an NVIDIA GPU and torch already installed
-# (no package registry needed): build in place for sm_90, run every test (CUDA included) with
-# the baseline and then the fast kernels, compute-sanitizer memcheck / racecheck / initcheck on
-# a small forward + backward per dtype, kernel choice and layout, the quick op benchmark, and
-# Nsight Compute metrics of every kernel at the stage-1 shape. At most 8 files go to $OUT. Logs and JSON go to $OUT (default gpu_results/); a summary table is
-# printed last. Exits non-zero if any step failed.
+# (no package registry needed): build in place for sm_90, run every test (the CUDA tests cover
+# both kernel sets), compute-sanitizer memcheck / racecheck / initcheck on a small forward +
+# backward per dtype, kernel set and layout, the quick op benchmark, and Nsight Compute metrics
+# of every kernel at the stage-1 shape. Logs and JSON go to $OUT (default gpu_results/; at most 8
+# files); a summary table is printed last. Exits non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu_results}"
@@ -30,8 +30,6 @@ nvidia-smi >"$out/environment.txt" 2>&1
     torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU visible')" >>"$out/environment.txt" 2>&1
 step "build (sm_$TORCH_CUDA_ARCH_LIST)" checks.log env INVOLUTION_BUILD=cuda "$python" setup.py build_ext --inplace
 step "tests" pytest.log "$python" -m pytest -q -rs tests
-# The whole suite again with the fast kernels as the process-wide choice.
-step "tests (fast kernels)" pytest.log env INVOLUTION_CUDA_KERNELS=fast "$python" -m pytest -q tests
 for tool in memcheck racecheck initcheck; do
   step "compute-sanitizer $tool" checks.log \
     "$sanitizer" --tool "$tool" --error-exitcode 1 "$python" scripts/sanitizer_target.py

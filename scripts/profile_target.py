@@ -24,9 +24,8 @@ def main() -> int:
             w = torch.randn(batch, groups, kernel, kernel, size, size, device="cuda", dtype=dtype,
                             requires_grad=True)
             grad = torch.randn_like(x)  # keeps x's memory format
-            with involution_cuda.cuda_kernels(kernels):
-                out = involution_cuda.involution(x, w)
-                torch.autograd.grad(out, (x, w), grad)
+            out = involution_cuda.involution(x, w, kernels=kernels)
+            torch.autograd.grad(out, (x, w), grad)
             torch.cuda.synchronize()
             layout = "nhwc" if memory_format == torch.channels_last else "nchw"
             print(f"profiled {kernels} {layout} {str(dtype).replace('torch.', '')}", flush=True)

@@ -1,5 +1,6 @@
 """The op and the layer inside PyTorch's toolbox: AMP, channels_last, torch.compile, export,
 TorchScript, ONNX, distributed data parallel."""
+import copy
 import os
 
 import pytest
@@ -8,7 +9,8 @@ from torch import nn
 
 import involution_cuda
 from conftest import DEVICES, Problem, assert_close
-from involution_cuda import Involution, reference
+from involution_cuda import Involution, Involution1d, reference
+from involution_cuda.ops import ops
 
 AUTOCAST_DTYPE = {"cpu": torch.bfloat16, "cuda": torch.float16}
 
@@ -76,6 +78,54 @@ def test_autocast_leaves_float64_alone():
     x, w = Problem(1, 4, 2, (5, 6), (3, 3)).tensors()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert involution_cuda.involution(x, w).dtype == torch.float64
+        assert ops.involution(x, w, [1, 1], [1, 1], [1, 1]).dtype == torch.float64
+
+
+def raw_ops_under_autocast(x, w, grad, problem):
+    """The three raw ops on float32 tensors under CPU autocast."""
+    _, stride, padding, dilation = problem.pairs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return (ops.involution(x, w, stride, padding, dilation),
+                ops.involution_grad_input(grad, w, list(x.shape[2:]), stride, padding, dilation),
+                ops.involution_grad_weight(grad, x, w.shape[1], list(w.shape[2:4]), stride,
+                                           padding, dilation))
+
+
+def test_autocast_is_an_op_level_rule():
+    """Raw ops, the functional API, a compiled graph and an exported program all run in the
+    autocast dtype, with the same values (each op has an Autocast kernel)."""
+    problem = Problem(2, 16, 4, (13, 11), (3, 5), stride=(1, 2))
+    x, w = problem.tensors(dtype=torch.float32)
+    grad = torch.randn(problem.batch, problem.channels, *problem.output_size())
+    raw = raw_ops_under_autocast(x, w, grad, problem)
+    assert [r.dtype for r in raw] == [torch.bfloat16] * 3
+    cast = [t.to(torch.bfloat16) for t in (x, w, grad)]
+    _, stride, padding, dilation = problem.pairs()
+    expected = (ops.involution(cast[0], cast[1], stride, padding, dilation),
+                ops.involution_grad_input(cast[2], cast[1], list(x.shape[2:]), stride, padding, dilation),
+                ops.involution_grad_weight(cast[2], cast[0], w.shape[1], list(w.shape[2:4]), stride,
+                                           padding, dilation))
+    for got, want in zip(raw, expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        functional = involution_cuda.involution(x, w, **problem.options)
+    torch.testing.assert_close(functional, raw[0], rtol=0, atol=0)
+
+    compiled = torch.compile(raw_ops_under_autocast, fullgraph=True, backend="aot_eager")
+    for got, want in zip(compiled(x, w, grad, problem), raw):
+        assert got.dtype == torch.bfloat16
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+    class Forward(nn.Module):
+        def forward(self, x, w):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return ops.involution(x, w, stride, padding, dilation)
+
+    program = torch.export.export(Forward(), (x, w))
+    exported = program.module()(x, w)
+    assert exported.dtype == torch.bfloat16
+    torch.testing.assert_close(exported, raw[0], rtol=0, atol=0)
 
 
 # ---- channels_last ----------------------------------------------------------------------------
@@ -115,15 +165,58 @@ def test_channels_last_makes_no_copies_on_cpu():
 
 # ---- torch.compile / export -------------------------------------------------------------------
 
-def test_compile_layer_fullgraph_inductor():
+# Every layer and option: 2-D and 1-D, stride 1 and 2, odd sizes, causal. (layer, input shape)
+LAYERS = {
+    "2d": (lambda: Involution(16, 3, group_channels=4), (2, 16, 11, 9)),
+    "2d-stride2": (lambda: Involution(16, (5, 3), stride=2, group_channels=4), (2, 16, 11, 9)),
+    "2d-stride2-dilation2": (lambda: Involution(16, 3, stride=(2, 1), dilation=2, group_channels=8),
+                             (2, 16, 13, 7)),
+    "1d": (lambda: Involution1d(16, 5, group_channels=4), (2, 16, 15)),
+    "1d-stride2": (lambda: Involution1d(32, 7, stride=2), (2, 32, 15)),
+    "1d-causal-stride2": (lambda: Involution1d(16, 5, stride=2, causal=True, group_channels=4),
+                          (2, 16, 15)),
+}
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_compiled_layer_matches_eager_inductor(name):
+    """Values and every gradient (input and parameters) of a training step, inductor vs eager, in
+    float64 so that inductor's reordered reductions cannot hide a wrong gradient."""
+    make, shape = LAYERS[name]
     torch.manual_seed(0)
-    layer = Involution(16, 3, stride=2, group_channels=4).eval()
-    x = torch.randn(2, 16, 11, 9, requires_grad=True)
-    compiled = torch.compile(layer, fullgraph=True)
+    layer = make().double()
+    compiled_layer = copy.deepcopy(layer)  # BatchNorm's running statistics move in each
+    compiled = torch.compile(compiled_layer, fullgraph=True)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     out, expected = compiled(x), layer(x)
-    torch.testing.assert_close(out, expected)
-    # Inductor reorders float32 reductions (BatchNorm, convolutions): compare at float32 precision.
-    torch.testing.assert_close(grads_of(layer, x, out), grads_of(layer, x, expected), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    got = torch.autograd.grad(out.square().sum(), [x, *compiled_layer.parameters()])
+    torch.testing.assert_close(got, grads_of(layer, x, expected), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["2d", "2d-stride2", "1d-stride2"])
+def test_dynamic_shapes_compile_once(name):
+    """torch.compile(dynamic=True) over changing batch and spatial sizes: one graph serves all
+    (the ops' shape arguments are SymInt, their checks guard instead of specialising)."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    make, shape = LAYERS[name]
+    torch.manual_seed(0)
+    layer = make().eval()
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(layer, backend=counter, dynamic=True, fullgraph=True)
+    compiles = []
+    for batch, grow in ((2, 0), (3, 5), (4, 2), (5, 9)):
+        size = (batch, shape[1], *(s + grow + i for i, s in enumerate(shape[2:])))
+        x = torch.randn(size, requires_grad=True)
+        out = compiled(x)
+        torch.testing.assert_close(out, layer(x))
+        torch.testing.assert_close(torch.autograd.grad(out.sum(), x)[0],
+                                   torch.autograd.grad(layer(x).sum(), x)[0])
+        compiles.append(counter.frame_count)
+    # The first call compiles (dynamo may restart its analysis once, for BatchNorm's float
+    # constants, and count it twice); no later size compiles again.
+    assert compiles[0] in (1, 2) and compiles == compiles[:1] * 4, compiles
 
 
 def test_compile_rednet_block_fullgraph():
