@@ -59,6 +59,17 @@ def emulated_results(problem, x, w, grad, kernels="fast", max_blocks=NO_GRID_LIM
     return tuple(launch[0] for launch in launches), tuple(launch[1] for launch in launches)
 
 
+def cuda_results(problem, x, w, grad, kernels):
+    """The three raw ops on the GPU with the given kernel set."""
+    ops = torch.ops.involution_cuda
+    stride, padding, dilation = options_of(problem)
+    x, w, grad = (t.cuda() for t in (x, w, grad))
+    return (ops.involution(x, w, stride, padding, dilation, kernels),
+            ops.involution_grad_input(grad, w, list(x.shape[2:]), stride, padding, dilation, kernels),
+            ops.involution_grad_weight(grad, x, w.shape[1], list(w.shape[2:4]), stride, padding,
+                                       dilation, kernels))
+
+
 def random_problem_tensors(problem, dtype, layout, seed=0):
     x, w = problem.tensors(dtype=dtype, seed=seed)
     grad = torch.randn(problem.batch, problem.channels, *problem.output_size(),
@@ -281,13 +292,7 @@ def test_cuda_gradcheck_both_kernels(problem, layout, kernels):
 def test_cuda_both_kernels_match_reference(problem, dtype, layout, kernels):
     x, w, grad = random_problem_tensors(problem, dtype, layout)
     expected = reference_results(problem, x, w, grad)
-    x, w, grad = (t.cuda() for t in (x, w, grad))
-    stride, padding, dilation = options_of(problem)
-    ops = torch.ops.involution_cuda
-    out = ops.involution(x, w, stride, padding, dilation, kernels)
-    grad_x = ops.involution_grad_input(grad, w, list(x.shape[2:]), stride, padding, dilation, kernels)
-    grad_w = ops.involution_grad_weight(grad, x, w.shape[1], list(w.shape[2:4]), stride, padding,
-                                        dilation, kernels)
+    out, grad_x, grad_w = cuda_results(problem, x, w, grad, kernels)
     torch.cuda.synchronize()
     assert out.is_contiguous(memory_format=layout) and grad_x.is_contiguous(memory_format=layout)
     for actual, wanted in zip((out, grad_x, grad_w), expected):
@@ -302,12 +307,5 @@ def test_cuda_kernels_agree_with_their_emulation(layout, kernels):
     problem = REALISTIC_PROBLEMS[0]
     x, w, grad = random_problem_tensors(problem, torch.float64, layout)
     emulated = emulated_results(problem, x, w, grad, kernels)[0]
-    stride, padding, dilation = options_of(problem)
-    ops = torch.ops.involution_cuda
-    x, w, grad = (t.cuda() for t in (x, w, grad))
-    on_gpu = (ops.involution(x, w, stride, padding, dilation, kernels),
-              ops.involution_grad_input(grad, w, list(x.shape[2:]), stride, padding, dilation, kernels),
-              ops.involution_grad_weight(grad, x, w.shape[1], list(w.shape[2:4]), stride, padding,
-                                         dilation, kernels))
-    for actual, wanted in zip(on_gpu, emulated):
+    for actual, wanted in zip(cuda_results(problem, x, w, grad, kernels), emulated):
         torch.testing.assert_close(actual.cpu(), wanted, rtol=1e-13, atol=1e-13)
