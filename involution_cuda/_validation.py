@@ -46,6 +46,14 @@ def to_pair(value: IntPair, name: str) -> List[int]:
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
 
 
+def exact_pair(value: IntPair, name: str) -> Tuple[int, int]:
+    """:func:`to_pair` for arguments that no op checks later (the layers' options)."""
+    pair = to_pair(value, name)
+    if len(pair) != 2:
+        raise ValueError(f"{name} must have 2 elements (height, width), got {len(pair)}")
+    return pair[0], pair[1]
+
+
 def require_tensor(value, name: str) -> None:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import reference
-from ._validation import IntPair, check_layer_input, to_pair
+from ._validation import IntPair, check_layer_input, default_padding, exact_pair
 from .functional import KERNEL_CHOICES, involution
 
 BACKENDS = ("native", "reference")
@@ -102,9 +102,9 @@ class Involution(nn.Module):
             raise ValueError(
                 f"channels // reduction_ratio must be >= 1, got {channels} // {reduction_ratio}"
             )
-        self.kernel_size = to_pair(kernel_size, "kernel_size")
-        self.stride = to_pair(stride, "stride")
-        self.dilation = to_pair(dilation, "dilation")
+        self.kernel_size = exact_pair(kernel_size, "kernel_size")
+        self.stride = exact_pair(stride, "stride")
+        self.dilation = exact_pair(dilation, "dilation")
         if any(k < 1 or k % 2 == 0 for k in self.kernel_size):
             raise ValueError(f"kernel_size must be odd and positive, got {kernel_size!r}")
         if min(self.stride) < 1 or min(self.dilation) < 1:
@@ -117,7 +117,7 @@ class Involution(nn.Module):
         self.channels = channels
         self.group_channels = group_channels
         self.groups = channels // group_channels
-        self.padding = tuple(d * (k - 1) // 2 for k, d in zip(self.kernel_size, self.dilation))
+        self.padding = tuple(default_padding(self.kernel_size, self.dilation))
         self.backend = backend
         self.conv1 = ConvModule(channels, channels // reduction_ratio, norm=True, activation=True)
         self.conv2 = ConvModule(
