@@ -4,6 +4,7 @@ Like the counter's convolution formulas, one multiply-add counts as 2 FLOPs: eac
 ops performs one multiply-add per (output element, kernel tap) pair,
 ``B * C * Ho * Wo * KH * KW`` in all (the paper's "FLOPs" are these multiply-adds).
 """
+from torch.utils import flop_counter
 from torch.utils.flop_counter import register_flop_formula
 
 from .ops import ops
@@ -31,3 +32,10 @@ def _grad_weight_flops(grad_output_shape, input_shape, groups, kernel_size, *arg
                        **kwargs) -> int:
     batch, channels, out_h, out_w = grad_output_shape
     return involution_flops(batch, channels, out_h, out_w, kernel_size[0], kernel_size[1])
+
+
+# torch before 2.5 files a formula under each overload of the op but looks it up under the op
+# (the overload packet); file it there too so that FlopCounterMode counts the ops on every torch.
+for _packet in (ops.involution, ops.involution_grad_input, ops.involution_grad_weight):
+    if _packet not in flop_counter.flop_registry:
+        flop_counter.flop_registry[_packet] = flop_counter.flop_registry[_packet.default]

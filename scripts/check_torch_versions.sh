@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds the extension and runs the test suite against other torch releases than the default
+# one (scripts/test.sh covers that): by default the oldest release the package declares and the
+# lent GPU machines' 2.11.0; or the versions given as arguments. Each version gets its own
+# environment (.venv-torch-<version>, reused when present) and its own copy of the sources
+# (build/torch-<version>/), so the in-place builds never overwrite one another. CPU builds:
+# PyPI's torch wheels for these versions are CUDA builds, which run their CPU path here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+minimum=$(sed -n 's/.*"torch>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+versions=("$@")
+[ ${#versions[@]} -gt 0 ] || versions=("$minimum" 2.11.0)
+for version in "${versions[@]}"; do
+  echo "== torch $version"
+  copy="$root/build/torch-$version"
+  rm -rf "$copy" && mkdir -p "$copy"
+  # The sources as they are in this checkout: tracked and untracked, not ignored.
+  git ls-files -z --cached --others --exclude-standard \
+    | (while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done) \
+    | tar --null -T - -cf - | tar -xf - -C "$copy"
+  (
+    cd "$copy"
+    VENV="$root/.venv-torch-$version" TORCH_PACKAGE="torch==$version" INVOLUTION_BUILD=cpu \
+      bash scripts/setup.sh
+    "$root/.venv-torch-$version/bin/python" -c \
+      "import torch; assert torch.__version__.startswith('$version'), torch.__version__"
+    "$root/.venv-torch-$version/bin/python" -m pytest -q -p no:cacheprovider tests
+  )
+done
