@@ -15,6 +15,7 @@ pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
   "${pip[@]}" "${TORCH_PACKAGE:-torch==2.13.0}"
 fi
-"${pip[@]}" pytest hypothesis numpy tqdm matplotlib onnx onnxruntime onnxscript ninja
+# setuptools >= 70.1 builds wheels itself (a fresh venv's setuptools needs the `wheel` package).
+"${pip[@]}" "setuptools>=70.1" pytest hypothesis numpy tqdm matplotlib onnx onnxruntime onnxscript ninja
 "${pip[@]}" --no-build-isolation --no-deps -e .
 "$venv/bin/python" -c "import involution_cuda, torch; print('involution_cuda built against torch', torch.__version__, '| CUDA kernels:', involution_cuda.has_cuda_kernels())"
