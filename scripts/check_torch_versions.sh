@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the extension and runs the test suite against other torch releases than the default
-# one (scripts/test.sh covers that): by default the oldest release the package declares and the
-# lent GPU machines' 2.11.0; or the versions given as arguments. Each version gets its own
+# one (scripts/test.sh covers that): by default 2.4.1, the oldest release the package declares
+# (torch>=2.4 in pyproject.toml), and 2.11.0, the lent GPU machines'; or the versions given as
+# arguments. Tests of features an older release lacks skip with the reason (tests/conftest.py,
+# needs_torch). Each version gets its own
 # environment (.venv-torch-<version>, reused when present) and its own copy of the sources
 # (build/torch-<version>/), so the in-place builds never overwrite one another. CPU builds:
 # PyPI's torch wheels for these versions are CUDA builds, which run their CPU path here.
@@ -9,8 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 minimum=$(sed -n 's/.*"torch>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+[ "$minimum" = 2.4 ] || { echo "pyproject.toml declares torch>=$minimum: update the default versions here"; exit 1; }
 versions=("$@")
-[ ${#versions[@]} -gt 0 ] || versions=("$minimum" 2.11.0)
+[ ${#versions[@]} -gt 0 ] || versions=(2.4.1 2.11.0)
 for version in "${versions[@]}"; do
   echo "== torch $version"
   copy="$root/build/torch-$version"
@@ -25,6 +28,6 @@ for version in "${versions[@]}"; do
       bash scripts/setup.sh
     "$root/.venv-torch-$version/bin/python" -c \
       "import torch; assert torch.__version__.startswith('$version'), torch.__version__"
-    "$root/.venv-torch-$version/bin/python" -m pytest -q -p no:cacheprovider tests
+    HYPOTHESIS_PROFILE=dev "$root/.venv-torch-$version/bin/python" -m pytest -q -p no:cacheprovider tests
   )
 done

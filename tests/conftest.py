@@ -15,6 +15,16 @@ from involution_cuda._validation import default_padding, to_pair
 CUDA_READY = involution_cuda.has_cuda_kernels() and torch.cuda.is_available()
 needs_gpu = pytest.mark.skipif(not CUDA_READY, reason="needs a GPU and a build with CUDA kernels")
 
+TORCH_VERSION = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+
+
+def needs_torch(version, why: str):
+    """Skips a test of a feature that torch releases before `version` lack (README, "Supported
+    torch versions"); scripts/check_torch_versions.sh runs the suite on such releases."""
+    return pytest.mark.skipif(TORCH_VERSION < version,
+                              reason=f"needs torch >= {'.'.join(map(str, version))}: {why}")
+
+
 # Every device-parametrised test runs on these.
 DEVICES = ["cpu", pytest.param("cuda", marks=needs_gpu)]
 
