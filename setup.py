@@ -25,6 +25,11 @@ from torch.utils.cpp_extension import (  # noqa: E402
 )
 
 
+MINIMUM_TORCH = (2, 4)  # as pyproject.toml declares (torch>=2.4); README: "Supported torch versions"
+if tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2]) < MINIMUM_TORCH:
+    raise RuntimeError(f"involution_cuda needs torch >= 2.4 to build, found torch {torch.__version__}")
+
+
 def want_cuda() -> bool:
     choice = os.environ.get("INVOLUTION_BUILD", "auto").lower()
     if choice not in ("auto", "cpu", "cuda"):
