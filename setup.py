@@ -7,6 +7,7 @@ INVOLUTION_SANITIZE=1 builds the host code with AddressSanitizer and UndefinedBe
 import glob
 import os
 import shutil
+from pathlib import Path
 
 from setuptools import setup
 
@@ -28,6 +29,14 @@ from torch.utils.cpp_extension import (  # noqa: E402
 MINIMUM_TORCH = (2, 4)  # as pyproject.toml declares (torch>=2.4); README: "Supported torch versions"
 if tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2]) < MINIMUM_TORCH:
     raise RuntimeError(f"involution_cuda needs torch >= 2.4 to build, found torch {torch.__version__}")
+
+
+# The torch this build compiles against, checked at import (involution_cuda/_torch_version.py):
+# an extension built for one torch fails under another with an unreadable undefined symbol.
+Path(__file__).with_name("involution_cuda").joinpath("_build_info.py").write_text(
+    '"""Written by setup.py at build time: the torch the extension was compiled against."""\n'
+    f"TORCH_VERSION = {torch.__version__!r}\n"
+)
 
 
 def want_cuda() -> bool:

@@ -2,6 +2,7 @@
 
     from involution_cuda import involution, Involution          # images (B, C, H, W)
     from involution_cuda import involution1d, Involution1d      # sequences (B, C, L)
+    involution_cuda.models.rednet50()                            # RedNet (imported on first use)
 """
 import torch  # noqa: F401  (must load before the compiled extension: it provides libc10)
 
@@ -17,3 +18,12 @@ __all__ = [
     "output_size",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # involution_cuda.models is imported on first use, so that importing the op stays light.
+    if name == "models":
+        import importlib
+
+        return importlib.import_module(".models", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

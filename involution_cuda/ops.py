@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import torch
 
-from . import _C  # loads the shared library, which registers the ops
+from ._build_info import TORCH_VERSION as BUILT_AGAINST
+from ._torch_version import require_build_torch
+
+require_build_torch(BUILT_AGAINST)
+from . import _C  # noqa: E402  (loads the shared library, which registers the ops)
 
 ops = torch.ops.involution_cuda
 

@@ -1,4 +1,8 @@
 """RedNet: the paper's sizes, the official parameter names, both uses, both backends, learning."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -157,3 +161,10 @@ def test_tiny_rednet_learns():
         optimizer.step()
         losses.append(loss.item())
     assert sum(losses[-8:]) / 8 < 0.5 * sum(losses[:4]) / 4, losses
+
+
+def test_models_are_reachable_from_the_package_and_imported_lazily():
+    code = ("import sys, involution_cuda; assert 'involution_cuda.models' not in sys.modules; "
+            "assert involution_cuda.models.rednet26 is not None; "
+            "assert 'involution_cuda.models' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
