@@ -9,9 +9,6 @@ import torch.nn.functional as F
 from . import decomposition
 from ._validation import IntPair, check_involution1d_args, normalize_options
 
-KERNEL_CHOICES = ("auto", "baseline", "fast")
-
-
 def involution(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -37,7 +34,7 @@ def involution(
         stride, padding, dilation: an int or an (height, width) pair. ``padding`` defaults to
             ``dilation * (kernel - 1) // 2`` per axis ("same" at stride 1 for odd kernels).
         kernels: the CUDA kernels to run, ``"auto"``, ``"baseline"`` or ``"fast"`` (CPU tensors
-            always run the CPU kernels). ``"auto"`` follows a fixed rule of device and dtype (see
+            always run the CPU kernels). ``"auto"`` follows a fixed rule of the device alone (see
             the README); the backward of this call runs the same choice.
 
     Returns:

@@ -9,7 +9,7 @@ from torch import nn
 
 from . import reference
 from ._validation import IntPair, check_layer_input, default_padding, exact_pair
-from .functional import KERNEL_CHOICES, involution
+from .functional import involution
 
 BACKENDS = ("native", "reference")
 
@@ -111,9 +111,7 @@ class Involution(nn.Module):
             raise ValueError(f"stride and dilation must be >= 1, got {stride!r} and {dilation!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if kernels not in KERNEL_CHOICES:
-            raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {kernels!r}")
-        self.kernels = kernels
+        self.kernels = kernels  # checked by the op (csrc/checks.cpp), as every argument of it
         self.channels = channels
         self.group_channels = group_channels
         self.groups = channels // group_channels

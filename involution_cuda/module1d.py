@@ -6,7 +6,7 @@ from torch import nn
 
 from . import reference
 from ._validation import check_layer_input
-from .functional import KERNEL_CHOICES, involution1d
+from .functional import involution1d
 from .module import CeilAvgPool
 
 BACKENDS = ("native", "reference")
@@ -61,9 +61,7 @@ class Involution1d(nn.Module):
             raise ValueError(f"kernel_size must be odd unless causal=True, got {kernel_size}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if kernels not in KERNEL_CHOICES:
-            raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {kernels!r}")
-        self.kernels = kernels
+        self.kernels = kernels  # checked by the op (csrc/checks.cpp), as every argument of it
         self.channels, self.kernel_size, self.stride = channels, kernel_size, stride
         self.dilation, self.causal, self.backend = dilation, causal, backend
         self.groups = channels // group_channels

@@ -70,7 +70,7 @@ MODULE_CASES = {
     "layer: even kernel": lambda x, w: Involution(16, 4),
     "layer: stride 0": lambda x, w: Involution(16, 3, stride=0),
     "layer: unknown backend": lambda x, w: Involution(16, 3, backend="cupy"),
-    "layer: unknown kernels": lambda x, w: Involution(16, 3, kernels="quick"),
+    "layer: unknown kernels": lambda x, w: Involution(16, 3, kernels="quick").eval()(torch.randn(1, 16, 5, 5)),
     "layer: kernel_size of 3 values": lambda x, w: Involution(16, (3, 3, 3)),
     "raw forward: unknown kernels": lambda x, w: ops.involution(x, w, [1, 1], [1, 2], [1, 1], "quick"),
     "layer: wrong input channels": lambda x, w: Involution(16, 3)(torch.randn(1, 8, 5, 5)),

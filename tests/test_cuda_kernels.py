@@ -7,20 +7,21 @@ compare both kernel sets with the reference.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
-import threading
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import involution_cuda
 from involution_cuda import reference
 
 import emulation
+from kernel_choice_probe import forward_and_backward_choices
 from conftest import GRADCHECK_PROBLEMS, REALISTIC_PROBLEMS, Problem, assert_close, needs_gpu
 
 LAYOUTS = [torch.contiguous_format, torch.channels_last]
@@ -205,35 +206,6 @@ def test_cuda_half_types_on_the_host(tmp_path):
 
 # ---- the kernel choice --------------------------------------------------------------------------
 
-class OpRecorder(TorchDispatchMode):
-    """Records the kernel choice of every involution op dispatched in its block (this thread)."""
-
-    def __init__(self):
-        super().__init__()
-        self.choices = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func.namespace == "involution_cuda":
-            schema_args = func._schema.arguments
-            position = next(i for i, a in enumerate(schema_args) if a.name == "kernels")
-            choice = kwargs.get("kernels", args[position] if len(args) > position else "auto")
-            self.choices.append((func.__name__.split(".")[0], choice))
-        return func(*args, **kwargs)
-
-
-def forward_and_backward_choices(kernels, create_graph=False):
-    problem = REALISTIC_PROBLEMS[1]
-    x, w = problem.tensors(dtype=torch.float32, requires_grad=True)
-    recorder = OpRecorder()
-    with recorder:
-        out = involution_cuda.involution(x, w, **problem.options, kernels=kernels)
-        grads = torch.autograd.grad(out.square().sum(), (x, w), create_graph=create_graph)
-        if create_graph:
-            torch.autograd.grad(sum(g.sum() for g in grads), (x, w))
-    return recorder.choices
-
-
 @pytest.mark.parametrize("kernels", ["auto", *KERNEL_SETS])
 def test_backward_runs_the_kernels_of_its_forward(kernels):
     """Every op of a forward, its backward and its double backward carries the forward's choice."""
@@ -246,21 +218,11 @@ def test_backward_runs_the_kernels_of_its_forward(kernels):
 def test_kernel_choice_is_per_call_across_threads():
     """Threads choosing different kernel sets at the same time each get their own, forward and
     backward: the choice is an argument of the call, no setting is shared."""
-    barrier = threading.Barrier(4)
-    seen = {}
-
-    def work(index, kernels):
-        barrier.wait()
-        for _ in range(5):
-            seen.setdefault(index, set()).update(c for _, c in forward_and_backward_choices(kernels))
-
-    threads = [threading.Thread(target=work, args=(i, k))
-               for i, k in enumerate(["baseline", "fast", "auto", "fast"])]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert seen == {0: {"baseline"}, 1: {"fast"}, 2: {"auto"}, 3: {"fast"}}
+    kernel_sets = ["baseline", "fast", "auto", "fast"]
+    result = subprocess.run([sys.executable, str(Path(__file__).with_name("kernel_choice_probe.py")),
+                             *kernel_sets], capture_output=True, text=True, cwd=Path(__file__).parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == [[kernels] for kernels in kernel_sets]
 
 
 @pytest.mark.parametrize("kernels", KERNEL_SETS)

@@ -82,24 +82,27 @@ def test_autocast_leaves_float64_alone():
 
 
 def raw_ops_under_autocast(x, w, grad, problem):
-    """The three raw ops on float32 tensors under CPU autocast."""
+    """The three raw ops on float32 tensors under autocast for their device."""
     _, stride, padding, dilation = problem.pairs()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    device = x.device.type
+    with torch.autocast(device, dtype=AUTOCAST_DTYPE[device]):
         return (ops.involution(x, w, stride, padding, dilation),
                 ops.involution_grad_input(grad, w, list(x.shape[2:]), stride, padding, dilation),
                 ops.involution_grad_weight(grad, x, w.shape[1], list(w.shape[2:4]), stride,
                                            padding, dilation))
 
 
-def test_autocast_is_an_op_level_rule():
-    """Raw ops, the functional API, a compiled graph and an exported program all run in the
-    autocast dtype, with the same values (each op has an Autocast kernel)."""
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_is_an_op_level_rule(device):
+    """Raw ops (all three), the functional API and a compiled graph run in the autocast dtype,
+    with the values of the ops on tensors cast by hand (each op has an Autocast kernel)."""
+    dtype = AUTOCAST_DTYPE[device]
     problem = Problem(2, 16, 4, (13, 11), (3, 5), stride=(1, 2))
-    x, w = problem.tensors(dtype=torch.float32)
-    grad = torch.randn(problem.batch, problem.channels, *problem.output_size())
+    x, w = problem.tensors(dtype=torch.float32, device=device)
+    grad = torch.randn(problem.batch, problem.channels, *problem.output_size(), device=device)
     raw = raw_ops_under_autocast(x, w, grad, problem)
-    assert [r.dtype for r in raw] == [torch.bfloat16] * 3
-    cast = [t.to(torch.bfloat16) for t in (x, w, grad)]
+    assert [r.dtype for r in raw] == [dtype] * 3
+    cast = [t.to(dtype) for t in (x, w, grad)]
     _, stride, padding, dilation = problem.pairs()
     expected = (ops.involution(cast[0], cast[1], stride, padding, dilation),
                 ops.involution_grad_input(cast[2], cast[1], list(x.shape[2:]), stride, padding, dilation),
@@ -108,13 +111,13 @@ def test_autocast_is_an_op_level_rule():
     for got, want in zip(raw, expected):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
 
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device, dtype=dtype):
         functional = involution_cuda.involution(x, w, **problem.options)
     torch.testing.assert_close(functional, raw[0], rtol=0, atol=0)
 
     compiled = torch.compile(raw_ops_under_autocast, fullgraph=True, backend="aot_eager")
     for got, want in zip(compiled(x, w, grad, problem), raw):
-        assert got.dtype == torch.bfloat16
+        assert got.dtype == dtype
         torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 

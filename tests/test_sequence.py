@@ -4,7 +4,7 @@ import torch
 
 import involution_cuda
 from conftest import DEVICES, assert_close
-from involution_cuda import Involution1d, involution1d, reference
+from involution_cuda import Involution1d, involution1d, output_size, reference
 
 # (batch, channels, groups, length, kernel, stride, padding, dilation, causal)
 PROBLEMS = [
@@ -21,7 +21,7 @@ def make(problem, dtype=torch.float64, device="cpu", seed=0):
     batch, channels, groups, length, kernel, stride, padding, dilation, causal = problem
     left = dilation * (kernel - 1) if causal else (dilation * (kernel - 1) // 2 if padding is None else padding)
     right = 0 if causal else left
-    out_length = (length + left + right - dilation * (kernel - 1) - 1) // stride + 1
+    out_length = output_size(length + left + right, kernel, stride, 0, dilation)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, channels, length, generator=generator, dtype=torch.float64)
     w = torch.randn(batch, groups, kernel, out_length, generator=generator, dtype=torch.float64)

@@ -1,11 +1,7 @@
 // Torch-facing glue of the CUDA kernels (built only in CUDA builds): the checks (checks.h), the
-// device guard and current stream, the shared steps of run_op.h, launch errors as exceptions,
-// and the CUDA registration. The launchers (launchers.cuh) take raw pointers and know no torch.
-//
-// The kernel-choice rule: "baseline" and "fast" are taken as asked. "auto" depends on nothing
-// but the call's device, so an op and its backward ops always agree: it is the baseline set on
-// every GPU and dtype until a committed GPU result shows the fast set correct and faster for a
-// dtype and layout (benchmarks/CUDA_KERNELS.md); then the rule names them here.
+// device guard and current stream, the shared steps and the kernel-choice rule of run_op.h,
+// launch errors as exceptions, and the CUDA registration. The launchers (launchers.cuh) take raw
+// pointers and know no torch.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>

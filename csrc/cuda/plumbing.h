@@ -5,9 +5,9 @@
 //
 // Each kernel is a functor: `items()` says how many work items the problem has and
 // `operator()(const Thread&)` does the items of one thread of a 1-D grid-stride launch.
-// launchers.cu launches a functor as a CUDA kernel (run_items); the emulated launch (csrc/emulation)
-// calls it for every (block, thread) of the very same grid on the CPU, so the CPU tests run the
-// code the GPU runs. No kernel uses shared memory, barriers or warp shuffles, so running the
+// launchers.cu launches a functor as a CUDA kernel (run_items); the tests' emulated launch
+// (tests/csrc/emulated_launch.cpp) calls it for every (block, thread) of the very same grid on
+// the CPU, so the CPU tests run the code the GPU runs. No kernel uses shared memory, barriers or warp shuffles, so running the
 // threads one after another is an exact emulation. Each thread writes only its own result
 // elements and reads only inputs: no atomics, deterministic results.
 //

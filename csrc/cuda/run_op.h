@@ -19,7 +19,10 @@ namespace cuda {
 // Whether an operand or result is image-shaped (B, C, H, W) or weight-shaped.
 enum class Shape { kImage, kWeight };
 
-// "auto" runs the baseline set: see the kernel-choice rule in involution_cuda.cpp.
+// The kernel-choice rule. "baseline" and "fast" are taken as asked; "auto" depends on nothing but
+// the device (an op and its backward ops, on the same device, always agree): the baseline set on
+// every GPU until a committed GPU result shows the fast set correct and faster
+// (benchmarks/CUDA_KERNELS.md).
 inline KernelSet kernel_set(KernelChoice choice) {
   return choice == KernelChoice::kFast ? KernelSet::kFast : KernelSet::kBaseline;
 }
