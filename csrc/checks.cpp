@@ -1,20 +1,16 @@
 #include "checks.h"
 
+#include <array>
+
 namespace involution {
 namespace {
 
-void check_pair(at::IntArrayRef value, const char* name, int64_t minimum) {
+// An option (int[2]) or a size taken from tensors (SymInt[2]): two elements, each >= minimum.
+template <typename Int>
+void check_pair(c10::ArrayRef<Int> value, const char* name, int64_t minimum) {
   TORCH_CHECK_VALUE(value.size() == 2, name, " must have 2 elements (height, width), got ",
                     value.size());
-  for (const int64_t element : value) {
-    TORCH_CHECK_VALUE(element >= minimum, name, " must be >= ", minimum, ", got ", value);
-  }
-}
-
-void check_sym_pair(c10::SymIntArrayRef value, const char* name, int64_t minimum) {
-  TORCH_CHECK_VALUE(value.size() == 2, name, " must have 2 elements (height, width), got ",
-                    value.size());
-  for (const c10::SymInt& element : value) {
+  for (const Int& element : value) {
     TORCH_CHECK_VALUE(element >= minimum, name, " must be >= ", minimum, ", got ", value);
   }
 }
@@ -93,6 +89,15 @@ void check_output_size(const Checked& c, const at::Tensor& tensor, int64_t first
                     ", ", tensor.sym_size(first_dim + 1), ")");
 }
 
+// weight.shape[2:4], each >= 1.
+std::array<c10::SymInt, 2> weight_kernel_size(const at::Tensor& weight) {
+  const std::array<c10::SymInt, 2> kernel_size = {weight.sym_size(2), weight.sym_size(3)};
+  TORCH_CHECK_VALUE(kernel_size[0] >= 1 && kernel_size[1] >= 1,
+                    "weight's kernel size (shape[2:4]) must be >= 1, got (", kernel_size[0], ", ",
+                    kernel_size[1], ")");
+  return kernel_size;
+}
+
 // channels_last when `tensor` is channels_last-contiguous (and not also plain contiguous).
 at::MemoryFormat result_memory_format(const at::Tensor& tensor) {
   const bool channels_last =
@@ -121,13 +126,9 @@ Checked check_forward(const at::Tensor& input, const at::Tensor& weight, at::Int
   check_tensor(input, "input", 4, kImageLayout);
   check_tensor(weight, "weight", 6, kWeightLayout);
   check_same(input, "input", weight, "weight");
-  const c10::SymInt kernel_size[2] = {weight.sym_size(2), weight.sym_size(3)};
-  TORCH_CHECK_VALUE(kernel_size[0] >= 1 && kernel_size[1] >= 1,
-                    "weight's kernel size (shape[2:4]) must be >= 1, got (", kernel_size[0], ", ",
-                    kernel_size[1], ")");
   Checked c = make_checked(input.sym_size(0), input.sym_size(1), weight.sym_size(1),
-                           input.sym_sizes().slice(2), kernel_size, stride, padding, dilation,
-                           kernels);
+                           input.sym_sizes().slice(2), weight_kernel_size(weight), stride, padding,
+                           dilation, kernels);
   check_output_size(c, weight, 4, "weight");
   c.result_size = {c.batch, c.channels, c.height.output_size, c.width.output_size};
   c.result_format = c.image_format = result_memory_format(input);
@@ -141,13 +142,10 @@ Checked check_grad_input(const at::Tensor& grad_output, const at::Tensor& weight
   check_tensor(grad_output, "grad_output", 4, kOutputLayout);
   check_tensor(weight, "weight", 6, kWeightLayout);
   check_same(grad_output, "grad_output", weight, "weight");
-  check_sym_pair(input_size, "input_size", 0);
-  const c10::SymInt kernel_size[2] = {weight.sym_size(2), weight.sym_size(3)};
-  TORCH_CHECK_VALUE(kernel_size[0] >= 1 && kernel_size[1] >= 1,
-                    "weight's kernel size (shape[2:4]) must be >= 1, got (", kernel_size[0], ", ",
-                    kernel_size[1], ")");
+  check_pair(input_size, "input_size", 0);
   Checked c = make_checked(grad_output.sym_size(0), grad_output.sym_size(1), weight.sym_size(1),
-                           input_size, kernel_size, stride, padding, dilation, kernels);
+                           input_size, weight_kernel_size(weight), stride, padding, dilation,
+                           kernels);
   check_output_size(c, weight, 4, "weight");
   check_output_size(c, grad_output, 2, "grad_output");
   c.result_size = {c.batch, c.channels, c.height.input_size, c.width.input_size};
@@ -162,7 +160,7 @@ Checked check_grad_weight(const at::Tensor& grad_output, const at::Tensor& input
   check_tensor(grad_output, "grad_output", 4, kOutputLayout);
   check_tensor(input, "input", 4, kImageLayout);
   check_same(grad_output, "grad_output", input, "input");
-  check_sym_pair(kernel_size, "kernel_size", 1);
+  check_pair(kernel_size, "kernel_size", 1);
   TORCH_CHECK_VALUE(grad_output.sym_size(1) == input.sym_size(1),
                     "grad_output and input must have the same number of channels, got ",
                     grad_output.sym_size(1), " and ", input.sym_size(1));

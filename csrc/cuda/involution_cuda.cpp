@@ -25,7 +25,7 @@ at::Tensor run_on_gpu(const char* op, const Checked& checked, const at::Tensor& 
   const c10::cuda::CUDAGuard guard(first.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   return cuda::run_op<CudaType>(
-      op, checked, first, first_shape, second, second_shape, result_shape,
+      checked, first, first_shape, second, second_shape, result_shape,
       [&](auto set, auto layout, const Problem& problem, auto a, auto b, auto result) {
         const cudaError_t error = launcher(set, layout, problem, a, b, result, stream);
         TORCH_CHECK(error == cudaSuccess, op, ": the CUDA kernel failed to launch: ",

@@ -16,43 +16,41 @@ namespace cuda {
 
 enum class KernelSet { kBaseline, kFast };
 
-template <typename T, typename Launch>
-bool forward(KernelSet set, Layout layout, const Problem& p, const T* input, const T* weight,
-             T* output, Launch&& launch) {
+// Runs fast() with the fast set, or baseline() with the baseline set on channels-first tensors;
+// false, running nothing, for a layout the chosen set cannot read.
+template <typename Fast, typename Baseline>
+bool run_set(KernelSet set, Layout layout, const Fast& fast, const Baseline& baseline) {
   if (set == KernelSet::kFast) {
-    fast::forward(p, layout, input, weight, output, launch);
+    fast();
   } else if (layout == Layout::kChannelsFirst) {
-    baseline::forward(p, input, weight, output, launch);
+    baseline();
   } else {
     return false;
   }
   return true;
+}
+
+template <typename T, typename Launch>
+bool forward(KernelSet set, Layout layout, const Problem& p, const T* input, const T* weight,
+             T* output, Launch&& launch) {
+  return run_set(set, layout, [&] { fast::forward(p, layout, input, weight, output, launch); },
+                 [&] { baseline::forward(p, input, weight, output, launch); });
 }
 
 template <typename T, typename Launch>
 bool grad_input(KernelSet set, Layout layout, const Problem& p, const T* grad_output,
                 const T* weight, T* grad_input, Launch&& launch) {
-  if (set == KernelSet::kFast) {
-    fast::grad_input(p, layout, grad_output, weight, grad_input, launch);
-  } else if (layout == Layout::kChannelsFirst) {
-    baseline::grad_input(p, grad_output, weight, grad_input, launch);
-  } else {
-    return false;
-  }
-  return true;
+  return run_set(
+      set, layout, [&] { fast::grad_input(p, layout, grad_output, weight, grad_input, launch); },
+      [&] { baseline::grad_input(p, grad_output, weight, grad_input, launch); });
 }
 
 template <typename T, typename Launch>
 bool grad_weight(KernelSet set, Layout layout, const Problem& p, const T* grad_output,
                  const T* input, T* grad_weight, Launch&& launch) {
-  if (set == KernelSet::kFast) {
-    fast::grad_weight(p, layout, grad_output, input, grad_weight, launch);
-  } else if (layout == Layout::kChannelsFirst) {
-    baseline::grad_weight(p, grad_output, input, grad_weight, launch);
-  } else {
-    return false;
-  }
-  return true;
+  return run_set(
+      set, layout, [&] { fast::grad_weight(p, layout, grad_output, input, grad_weight, launch); },
+      [&] { baseline::grad_weight(p, grad_output, input, grad_weight, launch); });
 }
 
 }  // namespace cuda

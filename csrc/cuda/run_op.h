@@ -27,12 +27,12 @@ inline KernelSet kernel_set(KernelChoice choice) {
   return choice == KernelChoice::kFast ? KernelSet::kFast : KernelSet::kBaseline;
 }
 
-// Runs the op `op` (its name, for error messages) on `first` and `second`: calls launch(set, layout, problem, first, second, result)
-// with pointers of Element<scalar_t>::type, the kernels' element type for each torch dtype.
+// Runs a checked op on `first` and `second`: calls launch(set, layout, problem, first, second,
+// result) with pointers of Element<scalar_t>::type, the kernels' element type for each dtype.
 template <template <typename> class Element, typename Launch>
-at::Tensor run_op(const char* op, const Checked& checked, const at::Tensor& first,
-                  Shape first_shape, const at::Tensor& second, Shape second_shape,
-                  Shape result_shape, const Launch& launch) {
+at::Tensor run_op(const Checked& checked, const at::Tensor& first, Shape first_shape,
+                  const at::Tensor& second, Shape second_shape, Shape result_shape,
+                  const Launch& launch) {
   const KernelSet set = kernel_set(checked.kernels);
   const at::MemoryFormat image_format =
       set == KernelSet::kFast ? checked.image_format : at::MemoryFormat::Contiguous;

@@ -78,7 +78,7 @@ Result emulate(const char* op, const Checked& checked, const at::Tensor& first, 
   TORCH_CHECK_VALUE(max_blocks >= 1, "max_blocks must be at least 1, got ", max_blocks);
   EmulatedLaunch launch{max_blocks};
   at::Tensor result = cuda::run_op<SameType>(
-      op, checked, first, first_shape, second, second_shape, result_shape,
+      checked, first, first_shape, second, second_shape, result_shape,
       [&](auto set, auto layout, const Problem& problem, auto a, auto b, auto out) {
         TORCH_CHECK(entry(set, layout, problem, a, b, out, launch), op,
                     ": no kernel of this set for this layout");
