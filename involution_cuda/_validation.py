@@ -72,11 +72,15 @@ def normalize_options(input, weight, stride: IntPair, padding: Optional[IntPair]
     return stride, to_pair(padding, "padding"), dilation
 
 
-def check_involution(input, weight, stride, padding, dilation) -> None:
+def check_involution(input, weight, stride, padding,
+                     dilation) -> Tuple[List[int], List[int], List[int]]:
     """The checks of ``involution`` (the op's own, from C++), for entry points that compute the
-    result without the op. Compiled code skips them: the compiler sees no call it can trace."""
+    result without the op; returns the options as :func:`normalize_options`. Compiled code skips
+    the C++ checks: the compiler sees no call it can trace."""
+    stride, padding, dilation = normalize_options(input, weight, stride, padding, dilation)
     if not torch.compiler.is_compiling():
         _C.check_forward(input, weight, stride, padding, dilation, "auto")
+    return stride, padding, dilation
 
 
 def to_int(value, name: str) -> int:

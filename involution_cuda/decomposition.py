@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._validation import IntPair, check_involution, normalize_options
+from ._validation import IntPair, check_involution
 
 
 def involution(
@@ -23,9 +23,7 @@ def involution(
     dilation: IntPair = 1,
 ) -> torch.Tensor:
     """Same arguments and result as :func:`involution_cuda.involution`."""
-    stride, padding, dilation = normalize_options(input, weight, stride, padding, dilation)
-    check_involution(input, weight, stride, padding, dilation)
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    (sh, sw), (ph, pw), (dh, dw) = check_involution(input, weight, stride, padding, dilation)
     batch, channels = input.shape[:2]
     groups, kernel_h, kernel_w, out_h, out_w = weight.shape[1:]
     padded = F.pad(input, (pw, pw, ph, ph))

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from . import decomposition
 from ._validation import IntPair, check_involution1d_args, normalize_options
 
+
 def involution(
     input: torch.Tensor,
     weight: torch.Tensor,

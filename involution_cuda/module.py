@@ -53,7 +53,8 @@ class CeilAvgPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (sh, sw), (height, width) = self.stride, x.shape[-2:]
         # Floor division, not %: inductor (torch 2.13) fails on a modulo of symbolic sizes.
-        padded = F.pad(x, (0, (width + sw - 1) // sw * sw - width, 0, (height + sh - 1) // sh * sh - height))
+        pad_h, pad_w = (height + sh - 1) // sh * sh - height, (width + sw - 1) // sw * sw - width
+        padded = F.pad(x, (0, pad_w, 0, pad_h))
         sums = F.avg_pool2d(padded, self.stride, self.stride) * (sh * sw)
         rows = (height - torch.arange(0, height, sh, device=x.device)).clamp(max=sh)
         cols = (width - torch.arange(0, width, sw, device=x.device)).clamp(max=sw)

@@ -82,7 +82,7 @@ class Involution1d(nn.Module):
         weight = self.span(self.activate(self.norm(self.reduce(context))))
         batch, _, out_length = weight.shape
         weight = weight.view(batch, self.groups, self.kernel_size, out_length)
-        padding = None if self.causal else self.dilation * (self.kernel_size - 1) // 2
+        # padding None: "same" (dilation * (kernel - 1) // 2), or the causal left padding.
         if self.backend == "reference":
-            return reference.involution1d(x, weight, self.stride, padding, self.dilation, self.causal)
-        return involution1d(x, weight, self.stride, padding, self.dilation, self.causal, self.kernels)
+            return reference.involution1d(x, weight, self.stride, None, self.dilation, self.causal)
+        return involution1d(x, weight, self.stride, None, self.dilation, self.causal, self.kernels)

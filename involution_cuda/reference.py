@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._validation import IntPair, check_involution, check_involution1d_args, normalize_options
+from ._validation import IntPair, check_involution, check_involution1d_args
 
 
 def involution(
@@ -21,8 +21,7 @@ def involution(
     dilation: IntPair = 1,
 ) -> torch.Tensor:
     """Same arguments and result as :func:`involution_cuda.involution`, computed with unfold."""
-    stride, padding, dilation = normalize_options(input, weight, stride, padding, dilation)
-    check_involution(input, weight, stride, padding, dilation)
+    stride, padding, dilation = check_involution(input, weight, stride, padding, dilation)
     batch, channels = input.shape[:2]
     groups, kernel_h, kernel_w, out_h, out_w = weight.shape[1:]
     patches = F.unfold(input, (kernel_h, kernel_w), dilation=dilation, padding=padding, stride=stride)
