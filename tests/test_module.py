@@ -1,6 +1,7 @@
 """The Involution layer: shapes, both backends agree, official parameter names, bad options."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import DEVICES
 from involution_cuda import Involution
@@ -40,6 +41,58 @@ def test_native_matches_reference_backend(kwargs, size, expected, device):
     torch.testing.assert_close(out, twin_out)
     for grad, twin_grad in zip(grads, twin_grads):
         torch.testing.assert_close(grad, twin_grad)
+
+
+def official_forward(layer, x):
+    """The official involution forward (d-li14/involution, cls/mmcls/models/utils/involution_naive.py)
+    written out in plain torch with the layer's parameters, generalised to rectangular kernels and
+    dilation, its pool given ceil_mode (the official pool crashes on odd sizes). Its BatchNorm
+    updates copies of the running statistics, returned with the output."""
+    (kh, kw), stride, dilation = layer.kernel_size, layer.stride, layer.dilation
+    groups, group_channels = layer.groups, layer.group_channels
+    pooled = x if stride == (1, 1) else F.avg_pool2d(x, stride, stride, ceil_mode=True)
+    bn = layer.conv1.bn
+    running_mean, running_var = bn.running_mean.clone(), bn.running_var.clone()
+    hidden = F.conv2d(pooled, layer.conv1.conv.weight)
+    hidden = F.relu(F.batch_norm(hidden, running_mean, running_var, bn.weight, bn.bias,
+                                 layer.training, bn.momentum, bn.eps))
+    weight = F.conv2d(hidden, layer.conv2.conv.weight, layer.conv2.conv.bias)
+    b, _, h, w = weight.shape
+    weight = weight.view(b, groups, kh * kw, h, w).unsqueeze(2)
+    padding = (dilation[0] * (kh - 1) // 2, dilation[1] * (kw - 1) // 2)
+    patches = F.unfold(x, (kh, kw), dilation, padding, stride)
+    patches = patches.view(b, groups, group_channels, kh * kw, h, w)
+    out = (weight * patches).sum(dim=3).view(b, layer.channels, h, w)
+    return out, running_mean, running_var
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("kwargs, size", [
+    (dict(channels=32, kernel_size=7, stride=1), (9, 7)),
+    (dict(channels=32, kernel_size=7, stride=2), (15, 9)),
+    (dict(channels=16, kernel_size=3, stride=2, group_channels=4), (7, 11)),
+    (dict(channels=24, kernel_size=(3, 5), stride=(2, 1), group_channels=8, dilation=(1, 2)), (9, 13)),
+], ids=str)
+def test_layer_matches_literal_official_forward(kwargs, size, train, backend):
+    torch.manual_seed(0)
+    layer = Involution(**kwargs, backend=backend).double().train(train)
+    with torch.no_grad():  # running statistics and affine BatchNorm that are not the defaults
+        layer.conv1.bn.running_mean.normal_()
+        layer.conv1.bn.running_var.uniform_(0.5, 2)
+        layer.conv1.bn.weight.normal_()
+        layer.conv1.bn.bias.normal_()
+    x = torch.randn(3, kwargs["channels"], *size, dtype=torch.float64, requires_grad=True)
+    expected, running_mean, running_var = official_forward(layer, x)
+    out = layer(x)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer.conv1.bn.running_mean, running_mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer.conv1.bn.running_var, running_var, rtol=1e-12, atol=1e-12)
+    grad_out = torch.randn_like(out)
+    inputs = [x, *layer.parameters()]
+    for grad, wanted in zip(torch.autograd.grad(out, inputs, grad_out),
+                            torch.autograd.grad(expected, inputs, grad_out)):
+        torch.testing.assert_close(grad, wanted, rtol=1e-10, atol=1e-10)
 
 
 def test_official_state_dict_names():
