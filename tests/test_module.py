@@ -1,11 +1,11 @@
 """The Involution layer: shapes, both backends agree, official parameter names, bad options."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from conftest import DEVICES
 from involution_cuda import Involution
 from involution_cuda.module import CeilAvgPool
+from official import official_forward
 
 
 def twin_modules(device, **kwargs):
@@ -41,29 +41,6 @@ def test_native_matches_reference_backend(kwargs, size, expected, device):
     torch.testing.assert_close(out, twin_out)
     for grad, twin_grad in zip(grads, twin_grads):
         torch.testing.assert_close(grad, twin_grad)
-
-
-def official_forward(layer, x):
-    """The official involution forward (d-li14/involution, cls/mmcls/models/utils/involution_naive.py)
-    written out in plain torch with the layer's parameters, generalised to rectangular kernels and
-    dilation, its pool given ceil_mode (the official pool crashes on odd sizes). Its BatchNorm
-    updates copies of the running statistics, returned with the output."""
-    (kh, kw), stride, dilation = layer.kernel_size, layer.stride, layer.dilation
-    groups, group_channels = layer.groups, layer.group_channels
-    pooled = x if stride == (1, 1) else F.avg_pool2d(x, stride, stride, ceil_mode=True)
-    bn = layer.conv1.bn
-    running_mean, running_var = bn.running_mean.clone(), bn.running_var.clone()
-    hidden = F.conv2d(pooled, layer.conv1.conv.weight)
-    hidden = F.relu(F.batch_norm(hidden, running_mean, running_var, bn.weight, bn.bias,
-                                 layer.training, bn.momentum, bn.eps))
-    weight = F.conv2d(hidden, layer.conv2.conv.weight, layer.conv2.conv.bias)
-    b, _, h, w = weight.shape
-    weight = weight.view(b, groups, kh * kw, h, w).unsqueeze(2)
-    padding = (dilation[0] * (kh - 1) // 2, dilation[1] * (kw - 1) // 2)
-    patches = F.unfold(x, (kh, kw), dilation, padding, stride)
-    patches = patches.view(b, groups, group_channels, kh * kw, h, w)
-    out = (weight * patches).sum(dim=3).view(b, layer.channels, h, w)
-    return out, running_mean, running_var
 
 
 @pytest.mark.parametrize("backend", ["native", "reference"])
