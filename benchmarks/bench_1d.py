@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_op import environment  # noqa: E402
+from environment import environment  # noqa: E402
 from measure import median_ms, peak_memory, run_isolated  # noqa: E402
 
 import involution_cuda  # noqa: E402
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    info = environment(device)
+    info = environment(device, argv)
     shape = (args.batch, args.channels, args.length, args.kernel)
     print(f"device: {info['device']} ({info['threads']} threads), torch {info['torch']}; "
           f"B {args.batch}, C {args.channels}, L {args.length}, K {args.kernel}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_op import environment  # noqa: E402
+from environment import environment  # noqa: E402
 from measure import median_ms, peak_memory, run_isolated  # noqa: E402
 
 from involution_cuda.models import RedNet  # noqa: E402
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
     batch, size = args.batch or (64 if on_gpu else 4), args.size or (224 if on_gpu else 160)
-    info = environment(device)
+    info = environment(device, argv)
     print(f"device: {info['device']} ({info['threads']} threads), torch {info['torch']}, "
           f"batch {batch} at {size}x{size}")
     results = []

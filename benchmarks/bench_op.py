@@ -1,10 +1,17 @@
-"""Op benchmark: involution_cuda against the unfold reference and pure-PyTorch alternatives.
+"""Op benchmark: involution_cuda against unfold, shift-and-add (hand-written backward), and
+torch.compile of shift-and-add, on CPU or CUDA.
 
-For each shape and method: forward time (inference, no autograd), backward time (alone),
-forward+backward time (one training step of the op), and the peak extra memory of that step.
-On CUDA also the forward's achieved bandwidth against a device-to-device copy measured in the
-same run, the opt-in fast kernels (NCHW and channels_last inputs) against the baseline kernels
-("f+b vs base"), and torch.compile of the shift-and-add formulation. Prints a table, writes JSON (and PNG plots) under benchmarks/results/.
+For each shape, dtype and method: forward (inference, no autograd), backward alone, and
+forward+backward (one training step of the op), each as min / median / interquartile range of
+cold calls (measure.py); the peak extra memory of a training step; and the floor: a streaming
+copy of the op's minimal bytes (read input and weight, write output; grad_input and grad_weight
+each move the same count, so backward's floor is two such copies and a training step's three),
+timed the same way in the same run. The methods of one shape and dtype are measured in turns,
+a chunk of calls each, so that drift of the machine hits them alike. A group whose numbers are
+inconsistent (backward slower than forward+backward, or a spread above --max-iqr) is measured
+again, and rows still inconsistent after --retries are marked rejected (exit status 3). A case
+that raises is recorded with its error and the run goes on (exit status 1). Results are written
+after every group, so a run that is killed keeps what it measured.
 
     python benchmarks/bench_op.py              # quick preset: the four RedNet-50 shapes
     python benchmarks/bench_op.py --full       # plus sweeps over kernel, group size, resolution
@@ -14,12 +21,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import datetime
 import json
 import math
-import os
-import platform
 import sys
+import time
+import traceback
 from pathlib import Path
 from typing import Callable, Dict, List
 
@@ -33,11 +39,18 @@ except ImportError:  # a progress bar is a nicety: machines without tqdm still r
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import involution_cuda  # noqa: E402
-from baselines import depthwise_conv, shift_add_involution  # noqa: E402
-from measure import copy_bandwidth_gbs, median_ms, peak_memory, run_isolated  # noqa: E402
+from baselines import CompiledShiftAdd, depthwise_conv, load_official_cupy, shift_add  # noqa: E402
+from environment import environment  # noqa: E402
+from measure import Timer, last_level_cache_bytes, peak_memory, run_isolated, summarize  # noqa: E402
+from report import print_table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BASELINE = "unfold"
+MODES = ("forward", "backward", "train")
+FLOOR_COPIES = {"forward": 1, "backward": 2, "train": 3}  # op-sized copies each mode must move
+# What a user could run instead of this extension; speed-ups are also given against the best.
+COMPETITORS = ("unfold", "shift_add", "shift_add_compiled", "official_cupy")
+YARDSTICKS = ("depthwise_conv",)  # different bytes and work: times only, never a speed-up
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +72,8 @@ class Shape:
         return involution_cuda.output_size(self.size, self.kernel, self.stride, (self.kernel - 1) // 2, 1)
 
     def minimal_bytes(self, element_size: int) -> int:
-        """Fewest bytes a forward moves: read input and weight once, write output once."""
+        """Fewest bytes a forward moves: read input and weight once, write output once (and the
+        same count for grad_input and for grad_weight)."""
         input_elems = self.batch * self.channels * self.size ** 2
         output_elems = self.batch * self.channels * self.out_size ** 2
         weight_elems = self.batch * self.groups * self.kernel ** 2 * self.out_size ** 2
@@ -82,77 +96,48 @@ def sweep_shapes(batch: int) -> List[Shape]:
 MEMORY_FORMATS = {"involution_cuda_fast_nhwc": torch.channels_last}
 
 
-def methods(device: torch.device, cupy_op=None) -> Dict[str, Callable]:
-    found = {
-        "involution_cuda": involution_cuda.involution,
-        BASELINE: involution_cuda.reference.involution,
-        "shift_add": shift_add_involution,
+def method_table(device: torch.device, official_checkout=None) -> Dict[str, Callable[[], Callable]]:
+    """Each method's factory: called once per case, so that compiled methods compile per case."""
+    table = {
+        "involution_cuda": lambda: involution_cuda.involution,
+        BASELINE: lambda: involution_cuda.reference.involution,
+        "shift_add": lambda: shift_add,
+        "shift_add_compiled": CompiledShiftAdd,
     }
     if device.type == "cuda":
-        # The opt-in fast kernels, on NCHW and on channels_last inputs ("involution_cuda" runs
-        # the default choice, the baseline kernels).
-        found["involution_cuda_fast"] = functools.partial(involution_cuda.involution, kernels="fast")
-        found["involution_cuda_fast_nhwc"] = found["involution_cuda_fast"]
-        found["shift_add_compiled"] = torch.compile(shift_add_involution, dynamic=False)
-        found["depthwise_conv"] = None  # built per shape: it takes a static (C, 1, K, K) weight
-    if cupy_op is not None:
-        found["official_cupy"] = cupy_op
-    return found
+        # The fast kernels, on NCHW and on channels_last inputs ("involution_cuda" runs the
+        # default choice, the baseline kernels).
+        fast = functools.partial(involution_cuda.involution, kernels="fast")
+        table["involution_cuda_fast"] = table["involution_cuda_fast_nhwc"] = lambda: fast
+        table["depthwise_conv"] = lambda: depthwise_conv
+    if official_checkout:
+        official = load_official_cupy(official_checkout)
+        table["official_cupy"] = lambda: official
+    return table
 
 
-def load_official_cupy(checkout: str):
-    """The paper's CuPy op, loaded from a user's checkout of d-li14/involution (never vendored).
-
-    Its file imports mmcv for the layer class only; a stand-in module is provided when mmcv is
-    absent, since the op itself does not use it. It supports float32 and float64 only.
-    """
-    import importlib.util
-    import types
-
-    path = os.path.join(checkout, "cls", "mmcls", "models", "utils", "involution_cuda.py")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"--official-checkout: {path} not found")
-    try:
-        import mmcv.cnn  # noqa: F401
-    except ImportError:
-        sys.modules.setdefault("mmcv", types.ModuleType("mmcv"))
-        sys.modules["mmcv.cnn"] = types.SimpleNamespace(ConvModule=None)
-    spec = importlib.util.spec_from_file_location("official_involution_cuda", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-
-    def official(x, w, stride=1, padding=None, dilation=1):
-        pad = dilation * (w.shape[2] - 1) // 2 if padding is None else padding
-        return module._involution_cuda(x, w, stride=stride, padding=pad, dilation=dilation)
-
-    return official
-
-
-def make_inputs(shape: Shape, dtype, device, copies: int, memory_format=torch.contiguous_format):
-    def one():
-        x = torch.randn(shape.batch, shape.channels, shape.size, shape.size, dtype=dtype, device=device)
-        x = x.contiguous(memory_format=memory_format)
-        w = torch.randn(shape.batch, shape.groups, shape.kernel, shape.kernel, shape.out_size,
-                        shape.out_size, dtype=dtype, device=device)
-        return x.requires_grad_(), w.requires_grad_()
-    return [one() for _ in range(copies)]
+def supports(method: str, dtype: torch.dtype) -> bool:
+    return method != "official_cupy" or dtype in (torch.float32, torch.float64)
 
 
 class Case:
-    """Inputs and the calls to measure for one (shape, method, dtype)."""
+    """Rotated input copies (input, weight, grad_output) and the calls to time for one method."""
 
-    def __init__(self, shape: Shape, name: str, fn, dtype, device, copies: int = 1):
-        self.copies = copies
+    def __init__(self, shape: Shape, name: str, fn, dtype, device, copies: int):
+        self.name, self.fn, self.copies = name, fn, copies
         memory_format = MEMORY_FORMATS.get(name, torch.contiguous_format)
-        self.inputs = make_inputs(shape, dtype, device, copies, memory_format)
-        if name == "depthwise_conv":  # a static (C, 1, K, K) weight instead of a generated one
-            self.inputs = [(x, torch.randn(shape.channels, 1, shape.kernel, shape.kernel, dtype=dtype,
-                                           device=device, requires_grad=True)) for x, _ in self.inputs]
-            fn = depthwise_conv
-        self.fn = fn
         self.options = dict(stride=shape.stride)
-        self.grad_out = torch.randn(shape.batch, shape.channels, shape.out_size, shape.out_size,
-                                    dtype=dtype, device=device).contiguous(memory_format=memory_format)
+        self.inputs, self.grads = [], []
+        for _ in range(copies):
+            x = torch.randn(shape.batch, shape.channels, shape.size, shape.size, dtype=dtype, device=device)
+            if name in YARDSTICKS:  # a static (C, 1, K, K) weight instead of a generated one
+                w = torch.randn(shape.channels, 1, shape.kernel, shape.kernel, dtype=dtype, device=device)
+            else:
+                w = torch.randn(shape.batch, shape.groups, shape.kernel, shape.kernel, shape.out_size,
+                                shape.out_size, dtype=dtype, device=device)
+            self.inputs.append((x.contiguous(memory_format=memory_format).requires_grad_(), w.requires_grad_()))
+            self.grads.append(torch.randn(shape.batch, shape.channels, shape.out_size, shape.out_size,
+                                          dtype=dtype, device=device).contiguous(memory_format=memory_format))
 
     def forward(self, k=0):
         with torch.no_grad():
@@ -162,16 +147,42 @@ class Case:
         return self.fn(*self.inputs[k % self.copies], **self.options)
 
     def backward(self, k, out):
-        torch.autograd.grad(out, self.inputs[k % self.copies], self.grad_out)
+        torch.autograd.grad(out, self.inputs[k % self.copies], self.grads[k % self.copies])
 
     def train_step(self, k=0):
         self.backward(k, self.forward_with_graph(k))
+
+    def timed_calls(self, mode):
+        """(run, prepare) for the timer: prepare runs untimed, before the cache flush."""
+        return {"forward": (self.forward, None), "backward": (self.backward, self.forward_with_graph),
+                "train": (self.train_step, None)}[mode]
+
+
+class CopyFloor:
+    """A streaming copy of ``nbytes`` (half read, half written), rotated like the inputs."""
+
+    def __init__(self, nbytes: int, device, copies: int):
+        elements = max(1, nbytes // 2 // 4)
+        self.pairs = [(torch.randn(elements, device=device), torch.empty(elements, device=device))
+                      for _ in range(copies)]
+
+    def __call__(self, k):
+        source, target = self.pairs[k % len(self.pairs)]
+        target.copy_(source)
+
+
+def rotation_copies(shape: Shape, element_size: int, device, args) -> int:
+    """Copies whose inputs (grads included) total >= --rotate-factor x the last-level cache."""
+    per_copy = element_size * (2 * shape.batch * shape.channels * shape.size ** 2) + shape.minimal_bytes(element_size)
+    wanted = math.ceil(args.rotate_factor * last_level_cache_bytes(device) / per_copy)
+    return max(2, min(wanted, int(args.rotate_cap_mb * 2**20 // per_copy)))
 
 
 def peak_memory_mb(shape: Shape, name: str, dtype_name: str, device_name: str, fn=None) -> dict:
     """Peak extra memory of one training step and of one inference forward."""
     device = torch.device(device_name)
-    case = Case(shape, name, fn or methods(device).get(name), getattr(torch, dtype_name), device)
+    fn = fn or method_table(device)[name]()
+    case = Case(shape, name, fn, getattr(torch, dtype_name), device, copies=1)
     case.train_step()  # warm-up: one-time allocations (thread pools, workspaces) are not the op's
     train, forward = {}, {}
     with peak_memory(device, train):
@@ -181,70 +192,126 @@ def peak_memory_mb(shape: Shape, name: str, dtype_name: str, device_name: str, f
     return {"peak_train_mb": train["peak_mb"], "peak_forward_mb": forward["peak_mb"]}
 
 
-def bench_one(shape: Shape, name: str, fn, dtype, device, args) -> dict:
+def inconsistencies(row: dict, max_iqr: float) -> List[str]:
+    """Why a row's numbers cannot be trusted (empty when they can)."""
+    reasons = []
+    if row["backward"]["median_ms"] > 1.05 * row["train"]["median_ms"]:
+        reasons.append("backward slower than forward+backward")
+    for mode in MODES:
+        if row[mode]["iqr_rel"] > max_iqr:
+            reasons.append(f"{mode} spread {100 * row[mode]['iqr_rel']:.0f}% > {100 * max_iqr:.0f}%")
+    if row.get("compiles") not in (None, 2):
+        reasons.append(f"compiled {row['compiles']} graphs, expected 2 (inference and training)")
+    return reasons
+
+
+def measure_group(shape: Shape, dtype, device, names: List[str], table, args, timer: Timer) -> List[dict]:
+    """Times every method of one shape and dtype in turns, and the copy floor beside them."""
     element_size = torch.empty((), dtype=dtype).element_size()
-    # Rotate through enough copies of the inputs that they do not stay in cache between calls.
-    copies = max(1, min(8, math.ceil(args.rotate_mb * 2**20 / shape.minimal_bytes(element_size))))
-    case = Case(shape, name, fn, dtype, device, copies)
-    result = {"shape": shape.name, "method": name, "dtype": str(dtype).replace("torch.", ""),
-              **dataclasses.asdict(shape)}
-    reps, warm = args.repeats, args.warmup
-    result["forward_ms"] = median_ms(case.forward, device, reps, warm)
-    result["backward_ms"] = median_ms(case.backward, device, reps, warm, prepare=case.forward_with_graph)
-    result["train_ms"] = median_ms(case.train_step, device, reps, warm)
-    del case
-    memory_args = (shape, name, result["dtype"], str(device))
-    # On CPU the process's resident set is the only honest gauge, and reading it needs an allocator
-    # setting that would slow the timed runs: measure memory in a separate process.
-    if device.type == "cuda":
-        result.update(peak_memory_mb(*memory_args, fn=fn))
-    else:
-        result.update(run_isolated(peak_memory_mb, *memory_args))
-    if device.type == "cuda" and name != "depthwise_conv":
-        result["forward_gbs"] = shape.minimal_bytes(element_size) / (result["forward_ms"] * 1e-3) / 1e9
-    return result
+    copies = rotation_copies(shape, element_size, device, args)
+    base = {"shape": shape.name, "dtype": str(dtype).replace("torch.", ""), **dataclasses.asdict(shape),
+            "rotation_copies": copies}
+    rows, cases = {}, {}
+    for name in names:
+        rows[name] = {**base, "method": name}
+        try:
+            cases[name] = Case(shape, name, table[name](), dtype, device, copies)
+            for mode in MODES:  # warm-up: compiles, allocator and thread pools settle here
+                run, prepare = cases[name].timed_calls(mode)
+                for k in range(args.warmup):
+                    run(k, prepare(k)) if prepare else run(k)
+        except Exception as error:  # one failing case must not end the run
+            rows[name]["error"] = f"{type(error).__name__}: {error}"
+            traceback.print_exc()
+            cases.pop(name, None)
+    floor = CopyFloor(shape.minimal_bytes(element_size), device, copies)
+    samples = {(name, mode): [] for name in cases for mode in MODES}
+    floor_samples = []
+    calls = dict.fromkeys([*samples, "floor"], args.warmup)  # keeps each rotation going
+    for round_index in range(args.rounds):
+        names_in_turn = list(cases)
+        shift = round_index % max(1, len(names_in_turn))
+        for name in names_in_turn[shift:] + names_in_turn[:shift]:
+            for mode in MODES:
+                run, prepare = cases[name].timed_calls(mode)
+                try:
+                    times = timer.chunk(run, calls[name, mode], prepare)
+                except Exception as error:
+                    rows[name]["error"] = f"{type(error).__name__}: {error}"
+                    continue
+                samples[name, mode] += times
+                calls[name, mode] += len(times)
+        times = timer.chunk(floor, calls["floor"])
+        floor_samples += times
+        calls["floor"] += len(times)
+    floor_ms = summarize(floor_samples)
+    for name, case in cases.items():
+        row = rows[name]
+        if "error" in row:
+            continue
+        for mode in MODES:
+            row[mode] = summarize(samples[name, mode])
+            row[f"{mode}_ms"] = row[mode]["median_ms"]
+            if name not in YARDSTICKS:
+                row[f"{mode}_floor_ms"] = FLOOR_COPIES[mode] * floor_ms["median_ms"]
+                row[f"{mode}_x_floor"] = row[f"{mode}_ms"] / row[f"{mode}_floor_ms"]
+        row["copy_floor"] = floor_ms
+        row["copy_gbs"] = shape.minimal_bytes(element_size) / (floor_ms["median_ms"] * 1e-3) / 1e9
+        if name not in YARDSTICKS:
+            row["forward_gbs"] = shape.minimal_bytes(element_size) / (row["forward_ms"] * 1e-3) / 1e9
+        if isinstance(case.fn, CompiledShiftAdd):
+            row["compiles"] = case.fn.compiles
+        row["rejected"] = inconsistencies(row, args.max_iqr)
+    memory_fns = {name: case.fn for name, case in cases.items()}
+    del cases, floor
+    for name in memory_fns:
+        add_memory(rows[name], shape, device, memory_fns[name])
+    return list(rows.values())
+
+
+def add_memory(row: dict, shape: Shape, device, fn) -> None:
+    memory_args = (shape, row["method"], row["dtype"], str(device))
+    try:
+        if device.type == "cuda":
+            row.update(peak_memory_mb(*memory_args, fn=fn))
+        elif row["method"] == "shift_add_compiled":
+            # Compiling again in the memory process would double the run's time; not measured.
+            row.update(peak_train_mb=None, peak_forward_mb=None)
+        else:
+            # On CPU the process's resident set is the only honest gauge, and reading it needs an
+            # allocator setting that would slow the timed runs: measure in a separate process.
+            row.update(run_isolated(peak_memory_mb, *memory_args))
+    except Exception as error:
+        row["error"] = f"memory: {type(error).__name__}: {error}"
 
 
 def add_ratios(results: List[dict]) -> None:
-    baseline = {(r["shape"], r["dtype"]): r for r in results if r["method"] == BASELINE}
-    for r in results:
-        base = baseline.get((r["shape"], r["dtype"]))
-        if base is None:
-            continue
-        for key in ("forward_ms", "backward_ms", "train_ms"):
-            r[f"speedup_{key[:-3]}"] = base[key] / r[key]
-        r["memory_ratio"] = r["peak_train_mb"] / base["peak_train_mb"] if base["peak_train_mb"] else None
-    # The fast kernels against the baseline kernels (same shape and dtype).
-    kernels = {(r["shape"], r["dtype"]): r for r in results if r["method"] == "involution_cuda"}
-    for r in results:
-        base = kernels.get((r["shape"], r["dtype"]))
-        if base is not None and r["method"].startswith("involution_cuda_fast"):
-            for key in ("forward_ms", "backward_ms", "train_ms"):
-                r[f"speedup_{key[:-3]}_vs_baseline_kernels"] = base[key] / r[key]
-
-
-def print_table(results: List[dict], copy_gbs) -> None:
-    header = (f"{'shape':<8}{'dtype':<10}{'method':<27}{'fwd ms':>9}{'bwd ms':>9}{'f+b ms':>9}"
-              f"{'peak MB':>9}{'x fwd':>8}{'x f+b':>8}{'mem/unf':>9}{'f+b vs base':>12}")
-    if copy_gbs:
-        header += f"{'GB/s':>8}{'%copy':>7}"
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        memory = f"{r['memory_ratio']:.3f}" if r.get("memory_ratio") is not None else "-"
-        line = (f"{r['shape']:<8}{r['dtype']:<10}{r['method']:<27}{r['forward_ms']:>9.2f}"
-                f"{r['backward_ms']:>9.2f}{r['train_ms']:>9.2f}{r['peak_train_mb']:>9.1f}"
-                f"{r.get('speedup_forward', float('nan')):>8.1f}{r.get('speedup_train', float('nan')):>8.1f}"
-                f"{memory:>9}")
-        versus = r.get("speedup_train_vs_baseline_kernels")
-        line += f"{versus:>12.2f}" if versus is not None else f"{'-':>12}"
-        if copy_gbs and "forward_gbs" in r:
-            line += f"{r['forward_gbs']:>8.0f}{100 * r['forward_gbs'] / copy_gbs:>7.1f}"
-        print(line)
+    """Speed-ups over unfold, over the fastest competitor, and of the fast over the baseline
+    CUDA kernels; peak memory relative to unfold."""
+    timed = [r for r in results if "train_ms" in r and r["method"] not in YARDSTICKS]
+    by_key = {}
+    for r in timed:
+        by_key.setdefault((r["shape"], r["dtype"]), {})[r["method"]] = r
+    for rows in by_key.values():
+        unfold, kernels = rows.get(BASELINE), rows.get("involution_cuda")
+        competitors = [rows[m] for m in COMPETITORS if m in rows]
+        for r in rows.values():
+            for mode in MODES:
+                if unfold:
+                    r[f"speedup_{mode}"] = unfold[f"{mode}_ms"] / r[f"{mode}_ms"]
+                others = [c for c in competitors if c is not r]
+                if r["method"].startswith("involution_cuda") and others:
+                    best = min(others, key=lambda c: c[f"{mode}_ms"])
+                    r[f"best_competitor_{mode}"] = best["method"]
+                    r[f"speedup_{mode}_vs_best"] = best[f"{mode}_ms"] / r[f"{mode}_ms"]
+                if kernels and r["method"].startswith("involution_cuda_fast"):
+                    r[f"speedup_{mode}_vs_baseline_kernels"] = kernels[f"{mode}_ms"] / r[f"{mode}_ms"]
+            if unfold and unfold.get("peak_train_mb") and r.get("peak_train_mb") is not None:
+                r["memory_ratio"] = r["peak_train_mb"] / unfold["peak_train_mb"]
 
 
 def plot(results: List[dict], path: Path) -> bool:
-    """Speed-up and memory bar charts; False when matplotlib is not installed."""
+    """Speed-up over unfold, times over the floor, and memory bar charts (no yardsticks)."""
     try:
         import matplotlib
     except ImportError:
@@ -252,94 +319,122 @@ def plot(results: List[dict], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    others = [m for m in dict.fromkeys(r["method"] for r in results) if m != BASELINE]
+    results = [r for r in results if "train_ms" in r and r["method"] not in YARDSTICKS]
+    methods = list(dict.fromkeys(r["method"] for r in results))
     keys = list(dict.fromkeys((r["shape"], r["dtype"]) for r in results))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    width = 0.8 / max(1, len(others))
-    for index, method in enumerate(others):
-        rows = {(r["shape"], r["dtype"]): r for r in results if r["method"] == method}
-        xs = [k + index * width for k in range(len(keys))]
-        axes[0].bar(xs, [rows[k].get("speedup_train", 0) if k in rows else 0 for k in keys], width, label=method)
-        axes[1].bar(xs, [rows[k].get("memory_ratio") or 0 if k in rows else 0 for k in keys], width, label=method)
+    panels = [("speedup_train", "forward+backward speed-up over unfold (higher is better)", [m for m in methods if m != BASELINE]),
+              ("train_x_floor", "forward+backward time / its copy floor (lower is better)", methods),
+              ("memory_ratio", "peak memory / unfold's (lower is better)", [m for m in methods if m != BASELINE])]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
     single_dtype = len({d for _, d in keys}) == 1
     labels = [s if single_dtype else f"{s}\n{d}" for s, d in keys]
-    for ax, title in zip(axes, ("forward+backward speed-up over unfold (higher is better)",
-                                "peak memory / unfold's (lower is better)")):
+    for ax, (key, title, shown) in zip(axes, panels):
+        width = 0.8 / max(1, len(shown))
+        for index, method in enumerate(shown):
+            rows = {(r["shape"], r["dtype"]): r for r in results if r["method"] == method}
+            ax.bar([k + index * width for k in range(len(keys))],
+                   [(rows[k].get(key) or 0) if k in rows else 0 for k in keys], width, label=method)
         ax.set_xticks([k + 0.4 - width / 2 for k in range(len(keys))], labels, fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.axhline(1.0, color="grey", linewidth=0.8)
-        ax.legend(fontsize=8)
-    for ax in axes:
         ax.set_yscale("log")
+        if shown:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
 
 
-def environment(device: torch.device) -> dict:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as cpuinfo:
-                name = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
-    return {"device": name, "device_type": device.type, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "cuda": torch.version.cuda,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
-def main(argv=None) -> int:
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="add the kernel / group / resolution sweeps")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, help="batch size (default 8 on CPU, 64 on CUDA)")
-    parser.add_argument("--dtypes", nargs="+", help="default float32 (CPU); float32 float16 bfloat16 (CUDA)")
-    parser.add_argument("--methods", nargs="+", help="subset of methods to run")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--rotate-mb", type=float, default=64.0, help="rotate inputs up to this many MB")
+    parser.add_argument("--dtypes", nargs="+", help="default float32 (CPU); float32 bfloat16 (CUDA)")
+    parser.add_argument("--methods", nargs="+", help="subset of methods to run (unfold always runs)")
+    parser.add_argument("--shapes", nargs="+", help="subset of shapes by name (stage1 ... stage4, sweeps)")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of the methods per group")
+    parser.add_argument("--min-runs", type=int, help="calls per chunk (default 2 on CPU, 10 on CUDA)")
+    parser.add_argument("--min-seconds", type=float, default=0.2, help="least time per CPU chunk")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls per method and mode")
+    parser.add_argument("--retries", type=int, default=2, help="re-measurements of an inconsistent group")
+    parser.add_argument("--max-iqr", type=float, help="largest accepted IQR / median (default 0.25 CPU, 0.15 CUDA)")
+    parser.add_argument("--rotate-factor", type=float, default=3.0, help="rotated inputs, in last-level caches")
+    parser.add_argument("--rotate-cap-mb", type=float, default=2048.0, help="most memory the rotation may take")
+    parser.add_argument("--deadline-s", type=float, help="start no group after this many seconds (default 420 on CUDA)")
     parser.add_argument("--official-checkout", help="path to a d-li14/involution checkout (needs CuPy, CUDA)")
+    parser.add_argument("--allow-unstable", action="store_true", help="exit 0 even when rows are rejected")
     parser.add_argument("--output", type=Path, help="JSON path (default benchmarks/results/op_<device>_<preset>.json)")
-    args = parser.parse_args(argv)
+    return parser, parser.parse_args(argv)
 
+
+def main(argv=None) -> int:
+    parser, args = parse_args(argv)
     device = torch.device(args.device)
-    batch = args.batch or (64 if device.type == "cuda" else 8)
-    args.repeats = args.repeats or (20 if device.type == "cuda" else 7)
-    dtypes = [getattr(torch, d) for d in (args.dtypes or (["float32", "float16", "bfloat16"]
-                                                          if device.type == "cuda" else ["float32"]))]
+    on_cuda = device.type == "cuda"
+    batch = args.batch or (64 if on_cuda else 8)
+    args.min_runs = args.min_runs or (10 if on_cuda else 2)
+    args.max_iqr = args.max_iqr or (0.15 if on_cuda else 0.25)
+    deadline = args.deadline_s if args.deadline_s is not None else (420.0 if on_cuda else math.inf)
+    dtypes = [getattr(torch, d) for d in (args.dtypes or (["float32", "bfloat16"] if on_cuda else ["float32"]))]
     shapes = rednet50_shapes(batch) + (sweep_shapes(batch) if args.full else [])
-    cupy_op = load_official_cupy(args.official_checkout) if args.official_checkout else None
-    chosen = methods(device, cupy_op)
-    if args.methods:
-        unknown = set(args.methods) - set(chosen)
+    if args.shapes:
+        unknown = set(args.shapes) - {s.name for s in shapes}
         if unknown:
-            parser.error(f"unknown methods {sorted(unknown)}; choose from {sorted(chosen)}")
-        chosen = {m: f for m, f in chosen.items() if m in args.methods or m == BASELINE}
+            parser.error(f"unknown shapes {sorted(unknown)}; choose from {[s.name for s in shapes]}")
+        shapes = [s for s in shapes if s.name in args.shapes]
+    table = method_table(device, args.official_checkout)
+    if args.methods:
+        unknown = set(args.methods) - set(table)
+        if unknown:
+            parser.error(f"unknown methods {sorted(unknown)}; choose from {sorted(table)}")
+        table = {m: f for m, f in table.items() if m in args.methods or m == BASELINE}
 
-    info = environment(device)
-    copy_gbs = copy_bandwidth_gbs(device) if device.type == "cuda" else None
-    print(f"device: {info['device']} ({info['threads']} threads), torch {info['torch']}, batch {batch}"
-          + (f", copy bandwidth {copy_gbs:.0f} GB/s" if copy_gbs else ""))
-    jobs = [(s, d, m) for s in shapes for d in dtypes for m in chosen
-            if not (m == "official_cupy" and d not in (torch.float32, torch.float64))]
-    results = []
-    for shape, dtype, method in tqdm(jobs, desc="benchmark", unit="case"):
-        results.append(bench_one(shape, method, chosen[method], dtype, device, args))
-    add_ratios(results)
-    print_table(results, copy_gbs)
-
+    info = environment(device, sys.argv[1:] if argv is None else argv)
+    print(f"device: {info['device']} ({info['threads']} threads, ISA {' '.join(info['isa_flags']) or '-'}, "
+          f"torch CPU capability {info['torch_cpu_capability']}), torch {info['torch']}, batch {batch}")
     preset = "full" if args.full else "quick"
     output = args.output or RESULTS / f"op_{device.type}_{preset}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"environment": info, "copy_bandwidth_gbs": copy_gbs, "batch": batch,
-                                  "preset": preset, "results": results}, indent=1) + "\n")
+    timer = Timer(device, args.min_runs, 0.0 if on_cuda else args.min_seconds)
+    groups = [(s, d) for d in dtypes for s in shapes]
+    results, skipped, started = [], [], time.monotonic()
+
+    def write(complete: bool):
+        add_ratios(results)
+        output.write_text(json.dumps({"environment": info, "batch": batch, "preset": preset,
+                                      "complete": complete, "skipped": skipped, "results": results},
+                                     indent=1) + "\n")
+
+    for shape, dtype in tqdm(groups, desc="benchmark", unit="group"):
+        if time.monotonic() - started > deadline:
+            skipped.append(f"{shape.name} {dtype}: past the {deadline:.0f} s deadline")
+            continue
+        names = [m for m in table if supports(m, dtype)]
+        for attempt in range(1 + args.retries):
+            rows = measure_group(shape, dtype, device, names, table, args, timer)
+            if not any(r.get("rejected") for r in rows):
+                break
+        for r in rows:
+            r["attempts"] = attempt + 1
+        results += rows
+        write(complete=False)
+    write(complete=True)
+    print_table(results)
     plotted = plot(results, output.with_suffix(".png"))
     print(f"wrote {output}" + (f" and {output.with_suffix('.png')}" if plotted else " (no matplotlib: no plot)"))
-    return 0
+    errors = [r for r in results if "error" in r]
+    rejected = [r for r in results if r.get("rejected")]
+    for r in errors:
+        print(f"ERROR {r['shape']} {r['dtype']} {r['method']}: {r['error']}")
+    for r in rejected:
+        print(f"REJECTED {r['shape']} {r['dtype']} {r['method']}: {'; '.join(r['rejected'])}")
+    for line in skipped:
+        print(f"SKIPPED {line}")
+    if errors:
+        return 1
+    return 3 if rejected and not args.allow_unstable else 0
 
 
 if __name__ == "__main__":

@@ -1,24 +1,73 @@
-"""Prints a benchmark JSON from benchmarks/results/ as a Markdown table (for the README).
+"""Tables of an op-benchmark result: ``print_table`` for the console, and, run as a script, the
+Markdown table the README shows (rejected or failed rows are listed, never shown as numbers).
 
     python benchmarks/report.py benchmarks/results/op_cpu_quick.json
 """
 import json
 import sys
+from typing import List
+
+NAN = float("nan")
 
 
-def main(path: str) -> None:
-    data = json.load(open(path))
+def _spread(stats: dict) -> str:
+    return f"{100 * stats['iqr_rel']:.0f}%"
+
+
+def print_table(results: List[dict]) -> None:
+    header = (f"{'shape':<8}{'dtype':<10}{'method':<27}{'fwd ms':>9}{'±':>5}{'bwd ms':>9}{'f+b ms':>9}{'±':>5}"
+              f"{'xfloor f':>9}{'xfloor fb':>10}{'peak MB':>9}{'xunf fb':>8}{'mem/unf':>8}{'xbest fb':>9}  notes")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        if "train" not in r:
+            print(f"{r['shape']:<8}{r['dtype']:<10}{r['method']:<27}  error: {r.get('error')}")
+            continue
+        peak = r.get("peak_train_mb")
+        memory = r.get("memory_ratio")
+        notes = "; ".join(r.get("rejected") or []) or ("" if r.get("compiles") is None else f"{r['compiles']} graphs")
+        print(f"{r['shape']:<8}{r['dtype']:<10}{r['method']:<27}{r['forward_ms']:>9.2f}{_spread(r['forward']):>5}"
+              f"{r['backward_ms']:>9.2f}{r['train_ms']:>9.2f}{_spread(r['train']):>5}"
+              f"{r.get('forward_x_floor', NAN):>9.1f}{r.get('train_x_floor', NAN):>10.1f}"
+              f"{(peak if peak is not None else NAN):>9.1f}{r.get('speedup_train', NAN):>8.1f}"
+              f"{(memory if memory is not None else NAN):>8.3f}{r.get('speedup_train_vs_best', NAN):>9.2f}  {notes}")
+
+
+def _shape(r: dict) -> str:
+    return f"{r['shape']} (C{r['channels']}, {r['size']}², K{r['kernel']}, G{r['channels'] // r['group_channels']})"
+
+
+def markdown(data: dict) -> str:
     env = data["environment"]
-    print(f"*{env['device']}, {env['threads']} threads, torch {env['torch']}, batch {data['batch']}, "
-          f"{env['date'][:10]}; median times in ms; speed-up and memory relative to unfold.*\n")
-    print("| shape | dtype | method | forward | backward | fwd+bwd | peak MB (fwd+bwd) | speed-up fwd | speed-up fwd+bwd | memory / unfold |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    lines = [f"*{env['device']} ({' '.join(env.get('isa_flags', [])) or 'no AVX'}; torch CPU capability "
+             f"{env.get('torch_cpu_capability')}), {env['threads']} threads, torch {env['torch']}, batch "
+             f"{data['batch']}, {env['date'][:10]}, commit {str(env.get('commit'))[:7]}. Median of cold calls "
+             f"in ms (± is the interquartile range over the median); × floor: time over a streaming copy "
+             f"of the op's minimal bytes measured in the same run; speed-ups and memory relative to unfold; "
+             f"× best: forward+backward speed-up over the fastest other method.*", "",
+             "| shape | method | forward | ± | backward | fwd+bwd | ± | × floor fwd | × floor fwd+bwd "
+             "| peak MB (fwd+bwd) | × unfold fwd | × unfold fwd+bwd | memory / unfold | × best fwd+bwd |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    left_out = []
     for r in data["results"]:
-        shape = f"{r['shape']} (C{r['channels']}, {r['size']}², K{r['kernel']}, G{r['channels'] // r['group_channels']})"
-        print(f"| {shape} | {r['dtype']} | {r['method']} | {r['forward_ms']:.2f} | {r['backward_ms']:.2f} | "
-              f"{r['train_ms']:.2f} | {r['peak_train_mb']:.1f} | {r['speedup_forward']:.1f}× | "
-              f"{r['speedup_train']:.1f}× | {r['memory_ratio']:.3f} |")
+        if "train" not in r or r.get("rejected"):
+            left_out.append(f"{r['shape']} {r['dtype']} {r['method']}: "
+                            + (r.get("error") or "; ".join(r.get("rejected") or [])))
+            continue
+        fmt = lambda key, spec: format(r[key], spec) if r.get(key) is not None else "-"  # noqa: E731
+        best = (f"{r['speedup_train_vs_best']:.2f}× ({r['best_competitor_train']})"
+                if "speedup_train_vs_best" in r else "-")
+        lines.append(
+            f"| {_shape(r)} {r['dtype']} | {r['method']} | {r['forward_ms']:.2f} | {_spread(r['forward'])} | "
+            f"{r['backward_ms']:.2f} | {r['train_ms']:.2f} | {_spread(r['train'])} | {fmt('forward_x_floor', '.1f')} | "
+            f"{fmt('train_x_floor', '.1f')} | {fmt('peak_train_mb', '.1f')} | {fmt('speedup_forward', '.1f')} | "
+            f"{fmt('speedup_train', '.1f')} | {fmt('memory_ratio', '.3f')} | {best} |")
+    if left_out:
+        lines += ["", "Not shown (failed or rejected): " + "; ".join(left_out)]
+    if not data.get("complete", True) or data.get("skipped"):
+        lines += ["", "Incomplete run; skipped: " + "; ".join(data.get("skipped") or ["(killed)"])]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    print(markdown(json.load(open(sys.argv[1]))))

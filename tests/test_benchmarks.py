@@ -1,31 +1,157 @@
-"""The op benchmark runs and writes complete results."""
+"""The benchmarks run, write complete results, and refuse numbers they cannot stand behind."""
 import json
 import sys
+import textwrap
+import time
+import types
 from pathlib import Path
 
+import pytest
 import torch
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import baselines  # noqa: E402
 import bench_op  # noqa: E402
+import measure  # noqa: E402
+
+QUICK = ["--device", "cpu", "--batch", "1", "--rounds", "1", "--min-runs", "1", "--min-seconds", "0",
+         "--warmup", "0", "--allow-unstable"]
+
+
+def run_benchmark(tmp_path, *extra):
+    output = tmp_path / "op.json"
+    code = bench_op.main([*QUICK, "--output", str(output), *extra])
+    return code, json.loads(output.read_text())
 
 
 def test_benchmark_writes_results(tmp_path):
-    output = tmp_path / "op.json"
-    bench_op.main(["--device", "cpu", "--batch", "1", "--repeats", "1", "--warmup", "0",
-                   "--output", str(output)])
-    data = json.loads(output.read_text())
-    assert data["environment"]["torch"] == torch.__version__
+    code, data = run_benchmark(tmp_path, "--methods", "involution_cuda", "shift_add")
+    assert code == 0 and data["complete"] and not data["skipped"]
+    env = data["environment"]
+    assert env["torch"] == torch.__version__ and env["threads"] == torch.get_num_threads()
+    assert env["argv"][-2:] == ["involution_cuda", "shift_add"] and env["python"] and env["cpu_model"]
+    assert isinstance(env["isa_flags"], list) and env["last_level_cache_mb"] > 0
     methods = {(r["shape"], r["method"]) for r in data["results"]}
-    assert methods == {(f"stage{k}", m) for k in range(1, 5)
-                       for m in ("involution_cuda", "unfold", "shift_add")}
+    assert methods == {(f"stage{k}", m) for k in range(1, 5) for m in ("involution_cuda", "unfold", "shift_add")}
     for row in data["results"]:
-        assert row["forward_ms"] > 0 and row["train_ms"] > 0 and row["peak_train_mb"] >= 0
-        assert row["speedup_train"] > 0
+        assert "error" not in row and row["rotation_copies"] >= 2
+        for mode in bench_op.MODES:
+            stats = row[mode]
+            assert 0 < stats["min_ms"] <= stats["median_ms"] == row[f"{mode}_ms"]
+            assert row[f"{mode}_x_floor"] == pytest.approx(row[f"{mode}_ms"] / row[f"{mode}_floor_ms"])
+        # backward's floor is two op-sized copies, a training step's three
+        assert row["train_floor_ms"] == pytest.approx(3 * row["copy_floor"]["median_ms"])
+        assert row["peak_train_mb"] >= 0 and row["speedup_train"] > 0
+    ours = [r for r in data["results"] if r["method"] == "involution_cuda"]
+    for row in ours:
+        fastest = min((r for r in data["results"] if r["shape"] == row["shape"] and r is not row),
+                      key=lambda r: r["train_ms"])
+        assert row["best_competitor_train"] == fastest["method"]
     unfold = {r["shape"]: r for r in data["results"] if r["method"] == "unfold"}
     # The unfold buffer alone is KH*KW times the input: the memory gauge must see it.
-    stage1 = unfold["stage1"]
-    assert stage1["peak_train_mb"] > 49 * 64 * 56 * 56 * 4 / 2**20 * 0.9
+    assert unfold["stage1"]["peak_train_mb"] > 49 * 64 * 56 * 56 * 4 / 2**20 * 0.9
+
+
+def test_compiled_baseline_counts_its_graphs():
+    compiled = baselines.CompiledShiftAdd()
+    x, w = torch.randn(1, 4, 6, 5, requires_grad=True), torch.randn(1, 2, 3, 3, 6, 5, requires_grad=True)
+    with torch.no_grad():
+        out = compiled(x, w)
+    torch.testing.assert_close(out, baselines.shift_add(x, w).detach())
+    compiled(x, w).sum().backward()
+    assert compiled.compiles == 2  # inference and training: what a benchmark case accepts
+    compiled(torch.randn(1, 4, 7, 5), torch.randn(1, 2, 3, 3, 7, 5))  # another shape compiles again
+    assert compiled.compiles == 3
+
+
+def fake_row(forward=1.0, backward=2.0, train=3.0, iqr=0.05, compiles=None):
+    row = {mode: {"median_ms": ms, "iqr_rel": iqr} for mode, ms in
+           zip(bench_op.MODES, (forward, backward, train))}
+    return {**row, "compiles": compiles}
+
+
+@pytest.mark.parametrize("row, reason", [
+    (fake_row(), None),
+    (fake_row(backward=3.5, train=3.0), "backward slower than forward+backward"),
+    (fake_row(iqr=0.4), "forward spread 40% > 25%"),
+    (fake_row(compiles=1), "compiled 1 graphs, expected 2"),
+])
+def test_inconsistent_rows_are_rejected(row, reason):
+    reasons = bench_op.inconsistencies(row, max_iqr=0.25)
+    assert (reasons == []) if reason is None else any(reason in text for text in reasons)
+
+
+def test_hand_written_shift_add_gradients_match_the_op():
+    x, w = torch.randn(2, 6, 9, 7, dtype=torch.float64), torch.randn(2, 3, 3, 5, 4, 7, dtype=torch.float64)
+    options = dict(stride=(2, 1), padding=(1, 2), dilation=(2, 1))
+    assert torch.autograd.gradcheck(lambda a, b: baselines.shift_add(a, b, **options),
+                                    (x.requires_grad_(), w.requires_grad_()))
+
+
+def test_a_failing_case_does_not_end_the_run(tmp_path, monkeypatch):
+    table = bench_op.method_table
+
+    def with_a_broken_method(device, official_checkout=None):
+        def broken():
+            raise RuntimeError("this method is broken")
+        return {**table(device, official_checkout), "broken": broken}
+
+    monkeypatch.setattr(bench_op, "method_table", with_a_broken_method)
+    code, data = run_benchmark(tmp_path, "--methods", "broken", "--shapes", "stage4")
+    assert code == 1
+    rows = {r["method"]: r for r in data["results"]}
+    assert "this method is broken" in rows["broken"]["error"] and rows["unfold"]["train_ms"] > 0
+
+
+def test_results_are_written_after_every_group(tmp_path, monkeypatch):
+    measured = bench_op.measure_group
+
+    def killed_after_one_group(shape, *args):
+        if shape.name != "stage3":
+            raise KeyboardInterrupt
+        return measured(shape, *args)
+
+    monkeypatch.setattr(bench_op, "measure_group", killed_after_one_group)
+    output = tmp_path / "op.json"
+    with pytest.raises(KeyboardInterrupt):
+        bench_op.main([*QUICK, "--output", str(output), "--shapes", "stage3", "stage4", "--methods", "unfold"])
+    data = json.loads(output.read_text())
+    assert not data["complete"] and [r["shape"] for r in data["results"]] == ["stage3"]
+
+
+def test_cpu_timer_times_the_call_alone():
+    """The prepare step and the cache flush run outside the timed interval."""
+    timer = measure.Timer(torch.device("cpu"), min_runs=3)
+    flushes = []
+    timer.flush = lambda: flushes.append(time.perf_counter())
+    times = timer.chunk(lambda k, state: time.sleep(0.002), 0, prepare=lambda k: time.sleep(0.05))
+    assert len(times) == 3 == len(flushes) and all(1.5 < t < 30 for t in times)
+
+
+def test_official_cupy_op_loads_with_cupy_13(tmp_path, monkeypatch):
+    """CuPy 13 has no cupy.cuda.compile_with_cache; the loader supplies it through RawModule."""
+    built = []
+
+    class RawModule:
+        def __init__(self, code):
+            built.append(code)
+
+        def get_function(self, name):
+            return lambda *args: name
+
+    fake_cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(), RawModule=RawModule)
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    source = tmp_path / "cls" / "mmcls" / "models" / "utils" / "involution_cuda.py"
+    source.parent.mkdir(parents=True)
+    source.write_text(textwrap.dedent("""
+        import cupy
+        from mmcv.cnn import ConvModule
+        def _involution_cuda(input, weight, stride=1, padding=0, dilation=1):
+            kernel = cupy.cuda.compile_with_cache("extern \\"C\\" __global__ void k() {}")
+            return kernel.get_function("k")(), padding
+    """))
+    official = baselines.load_official_cupy(str(tmp_path))
+    assert official(None, torch.empty(1, 1, 7, 7, 1, 1)) == ("k", 3) and built
 
 
 def test_model_benchmark_writes_results(tmp_path):
