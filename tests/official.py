@@ -29,11 +29,13 @@ def official_forward(layer, x, dtype=None):
     hidden = F.relu(F.batch_norm(hidden, running_mean, running_var, bn.weight, bn.bias,
                                  layer.training, bn.momentum, bn.eps))
     weight = F.conv2d(cast(hidden), cast(layer.conv2.conv.weight), cast(layer.conv2.conv.bias))
+    # The involution: products and sums (the gradients' too) in float32 or wider, as the op's.
+    x, weight = cast(x), cast(weight)
+    acc = torch.promote_types(x.dtype, torch.float32)
     b, _, h, w = weight.shape
-    weight = cast(weight).view(b, groups, kh * kw, h, w).unsqueeze(2)
+    weight = weight.to(acc).view(b, groups, kh * kw, h, w).unsqueeze(2)
     padding = (dilation[0] * (kh - 1) // 2, dilation[1] * (kw - 1) // 2)
-    patches = F.unfold(cast(x), (kh, kw), dilation, padding, stride)
+    patches = F.unfold(x.to(acc), (kh, kw), dilation, padding, stride)
     patches = patches.view(b, groups, group_channels, kh * kw, h, w)
-    acc = torch.promote_types(patches.dtype, torch.float32)  # the op accumulates in float32
-    out = (weight.to(acc) * patches.to(acc)).sum(dim=3).to(patches.dtype)
-    return out.view(b, layer.channels, h, w), running_mean, running_var
+    out = (weight * patches).sum(dim=3).view(b, layer.channels, h, w)
+    return out.to(x.dtype), running_mean, running_var
