@@ -58,12 +58,16 @@ def test_gradgradcheck(problem, device):
     )
 
 
-def raw_op_samples(problem, device):
-    """Arguments of the three raw ops for one problem (int lists, as the schemas take)."""
-    x, w = problem.tensors(device=device, requires_grad=True)
+def raw_op_samples(problem, device, layout=torch.contiguous_format, requires_grad=True):
+    """Arguments of the three raw ops for one problem (int lists, as the schemas take), the
+    image-shaped tensors in `layout`."""
+    x, w = problem.tensors(device=device)
+    x = x.contiguous(memory_format=layout).requires_grad_(requires_grad)
+    w.requires_grad_(requires_grad)
     _, stride, padding, dilation = problem.pairs()
     grad_out = torch.randn(problem.batch, problem.channels, *problem.output_size(),
-                           dtype=torch.float64, device=device, requires_grad=True)
+                           dtype=torch.float64, device=device)
+    grad_out = grad_out.contiguous(memory_format=layout).requires_grad_(requires_grad)
     return [
         (ops.involution, (x, w, stride, padding, dilation)),
         (ops.involution_grad_input, (grad_out, w, list(problem.size), stride, padding, dilation)),
@@ -73,9 +77,13 @@ def raw_op_samples(problem, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("requires_grad", [True, False], ids=["grad", "no_grad"])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("problem", GRADCHECK_PROBLEMS[:3], ids=str)
-def test_opcheck(problem, device):
-    for op, args in raw_op_samples(problem, device):
+def test_opcheck(problem, layout, requires_grad, device):
+    for op, args in raw_op_samples(problem, device, layout, requires_grad):
+        if layout == torch.channels_last:  # the sample really is channels_last (C > 1, H, W > 1)
+            assert not args[0].is_contiguous() and args[0].is_contiguous(memory_format=layout)
         torch.library.opcheck(op, args)
 
 
