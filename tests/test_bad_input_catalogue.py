@@ -1,4 +1,5 @@
-"""Every case of the bad-input catalogue raises a clear Python exception at every entry point.
+"""Every case of the bad-input catalogue raises a clear Python exception at every entry point,
+with a message that names the argument it rejects.
 
 The catalogue runs in a subprocess: a crash (segfault, abort) there fails this test instead of
 killing the test runner.
@@ -29,8 +30,14 @@ def test_catalogue_is_broad(outcomes):
     assert len(kinds) >= 15
     assert {o["entry"] for o in outcomes} >= {"involution", "reference", "decomposition", "raw op", "module"}
     assert len(outcomes) == len(list(catalogue.calls()))
+    assert all(o["names"] for o in outcomes)
 
 
 def test_every_case_raises_a_clear_error(outcomes):
     unclear = [o for o in outcomes if o["error"] not in CLEAR or len(o["message"]) < 15]
     assert not unclear, "\n".join(json.dumps(o) for o in unclear)
+
+
+def test_every_message_names_its_argument(outcomes):
+    unnamed = [o for o in outcomes if not all(name in o["message"] for name in o["names"])]
+    assert not unnamed, "\n".join(json.dumps(o) for o in unnamed)
