@@ -10,7 +10,7 @@ import pytest
 import torch
 
 pytest.importorskip("hypothesis")  # machines without it (a bare GPU host) skip this module
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import involution_cuda  # noqa: E402
@@ -26,6 +26,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 
 
+# Batch 1 or 2, and 0 (empty results only) for one value in twenty (a few percent of examples,
+# where st.integers(0, 2) gave a third); it shrinks to 1. The explicit example BATCH_ZERO keeps
+# batch 0 in every run.
+BATCHES = st.integers(0, 19).map(lambda k: 0 if k == 19 else 1 + k % 2)
+
+
 @st.composite
 def problems(draw):
     """A valid involution problem; `fit` draws input sizes from the smallest that the dilated
@@ -39,8 +45,13 @@ def problems(draw):
     size = tuple(max(1, d * (k - 1) + 1 - 2 * p) + draw(st.integers(0, 6))
                  for k, d, p in zip(kernel, dilation, padding))
     out = tuple(involution_cuda.output_size(*axis) for axis in zip(size, kernel, stride, padding, dilation))
-    return dict(batch=draw(st.integers(0, 2)), channels=channels, groups=groups, size=size,
+    return dict(batch=draw(BATCHES), channels=channels, groups=groups, size=size,
                 kernel=kernel, out=out, options=dict(stride=stride, padding=padding, dilation=dilation))
+
+
+# An empty batch with strides that differ per dimension: an explicit example of every property.
+BATCH_ZERO = dict(batch=0, channels=4, groups=2, size=(7, 6), kernel=(3, 5), out=(4, 6),
+                  options=dict(stride=(2, 1), padding=(1, 2), dilation=(1, 1)))
 
 
 def run_against_reference(problem, dtype, device, seed, kernels="auto"):
@@ -58,14 +69,13 @@ def run_against_reference(problem, dtype, device, seed, kernels="auto"):
     expected = reference.involution(x_ref, w_ref, **problem["options"])
     expected_grads = torch.autograd.grad(expected, (x_ref, w_ref), g64.to(dtype).double(), allow_unused=True)
     assert out.shape == expected.shape
-    assert_close(out, expected, dtype)
-    for actual, wanted in zip(grads, expected_grads):
-        if problem["batch"] == 0:
-            continue
+    for actual, wanted in zip((out, *grads), (expected, *expected_grads)):
+        assert actual.shape == wanted.shape  # batch 0 included: empty results of the right shape
         assert_close(actual, wanted, dtype)
 
 
 @given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1))
+@example(problem=BATCH_ZERO, dtype=torch.float32, seed=0)
 def test_random_problems_cpu(problem, dtype, seed):
     run_against_reference(problem, dtype, "cpu", seed)
 
@@ -73,6 +83,7 @@ def test_random_problems_cpu(problem, dtype, seed):
 @needs_gpu
 @given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1),
        kernels=st.sampled_from(["baseline", "fast"]))
+@example(problem=BATCH_ZERO, dtype=torch.float32, seed=0, kernels="fast")
 def test_random_problems_cuda(problem, dtype, seed, kernels):
     run_against_reference(problem, dtype, "cuda", seed, kernels)
 
@@ -80,6 +91,8 @@ def test_random_problems_cuda(problem, dtype, seed, kernels):
 @given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1),
        channels_last=st.booleans(), per_group=st.sampled_from([None, 8, 16]),
        max_blocks=st.sampled_from([1, 3, 1 << 20]), kernels=st.sampled_from(["baseline", "fast"]))
+@example(problem=BATCH_ZERO, dtype=torch.float32, seed=0, channels_last=True, per_group=8,
+         max_blocks=1, kernels="fast")
 def test_random_problems_emulated_cuda_kernels(problem, dtype, seed, channels_last, per_group,
                                                max_blocks, kernels):
     """The CUDA kernels' per-thread code, run on the CPU for every thread of the CUDA grid
@@ -104,9 +117,7 @@ def test_random_problems_emulated_cuda_kernels(problem, dtype, seed, channels_la
                                   padding, dilation, kernels, max_blocks)[0]
     x_ref, w_ref = x.double().requires_grad_(), w.double().requires_grad_()
     expected = reference.involution(x_ref, w_ref, **options)
-    if problem["batch"] == 0:
-        assert out.shape == expected.shape
-        return
     expected_grads = torch.autograd.grad(expected, (x_ref, w_ref), g.double())
     for actual, wanted in zip((out, grad_x, grad_w), (expected, *expected_grads)):
+        assert actual.shape == wanted.shape
         assert_close(actual, wanted, dtype)
