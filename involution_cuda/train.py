@@ -54,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("data", type=Path, help="folder with train/ (and val/) image folders")
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default="rednet50", choices=MODEL_NAMES)
+    group.add_argument("--model", default="rednet50", choices=MODEL_NAMES, help="depth")
     group.add_argument("--stem-channels", type=int, default=64, help="stem width (official: 64)")
     group.add_argument("--base-channels", type=int, default=64,
                        help="bottleneck width of the first stage (official: 64)")
@@ -67,16 +67,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help="load --init/--resume files holding arbitrary pickled objects (only "
                             "from trusted sources)")
     group = parser.add_argument_group("optimisation")
-    group.add_argument("--epochs", type=int, default=90)
+    group.add_argument("--epochs", type=int, default=90, help="length of the schedule")
     group.add_argument("--batch-size", type=int, default=256,
                        help="global batch: all processes together (a multiple of their number)")
     group.add_argument("--lr", type=float, default=0.1, help="peak learning rate (SGD)")
     group.add_argument("--min-lr", type=float, default=0.0, help="end of the cosine schedule")
     group.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up")
-    group.add_argument("--momentum", type=float, default=0.9)
-    group.add_argument("--nesterov", action="store_true")
-    group.add_argument("--weight-decay", type=float, default=1e-4)
-    group.add_argument("--label-smoothing", type=float, default=0.0)
+    group.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    group.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    group.add_argument("--weight-decay", type=float, default=1e-4, help="L2, on every parameter")
+    group.add_argument("--label-smoothing", type=float, default=0.0, help="of the cross-entropy")
     group = parser.add_argument_group("data")
     group.add_argument("--image-size", type=int, default=224, help="training and evaluation crop")
     group.add_argument("--crop-pct", type=float, default=0.875,
@@ -85,7 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help="train on the evaluation crop (no random crop or flip)")
     group.add_argument("--workers", type=int, default=4, help="loader processes per process")
     group = parser.add_argument_group("performance")
-    group.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    group.add_argument("--device", help="cuda or cpu; unset: cuda when available")
     group.add_argument("--amp", action="store_true",
                        help="mixed precision: bfloat16 autocast on CPUs, float16 with a gradient "
                             "scaler on GPUs")
