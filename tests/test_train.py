@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 pytest.importorskip("PIL", reason="training reads images with Pillow")
 
+from involution_cuda.convert import main as convert_main  # noqa: E402
 from involution_cuda.models import RedNet  # noqa: E402
 from involution_cuda.train import main as train_main  # noqa: E402
 from involution_cuda.training import (  # noqa: E402
@@ -171,10 +172,7 @@ def test_init_from_official_checkpoint(image_folder, tmp_path):
     torch.manual_seed(3)
     official = RedNet(26, num_classes=1000, stem_channels=32, base_channels=16)
     torch.save(official_checkpoint(official), tmp_path / "official.pth")
-    converted = subprocess.run(
-        [sys.executable, "-m", "involution_cuda.convert", str(tmp_path / "official.pth"),
-         str(tmp_path / "plain.pth")], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert converted.returncode == 0, converted.stderr
+    assert convert_main([str(tmp_path / "official.pth"), str(tmp_path / "plain.pth")]) == 0
     frozen = ["--lr", "0", "--weight-decay", "0", "--max-steps", "1", "--workers", "0"]
     result = train(image_folder, tmp_path / "plain", *RUN, *frozen, "--init", str(tmp_path / "plain.pth"))
     assert "classifier of 1000 classes, the model 4: a new classifier starts" in result.stdout
