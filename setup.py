@@ -57,7 +57,7 @@ def want_cuda() -> bool:
 def extension():
     sources = (["csrc/ops.cpp", "csrc/checks.cpp", "csrc/python_module.cpp"]
                + sorted(glob.glob("csrc/cpu/*.cpp")) + sorted(glob.glob("csrc/autocast/*.cpp")))
-    cxx_flags = ["-O3", "-fopenmp"]  # at::parallel_for needs OpenMP at compile time
+    cxx_flags = ["-O3", "-fopenmp", "-Wno-psabi"]  # OpenMP: at::parallel_for; psabi: see csrc/cpu/dispatch.h
     link_flags = ["-fopenmp"]
     if os.environ.get("INVOLUTION_SANITIZE") == "1":
         sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]

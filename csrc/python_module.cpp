@@ -1,7 +1,8 @@
 // The Python module involution_cuda._C. Importing it runs the static op registrations of this
 // library (schemas in ops.cpp, kernels per dispatch key); the module itself exposes the argument
 // checks (checks.h) so that the Python entry points that do not run a kernel (fake kernels,
-// reference, decomposition) raise exactly what the kernels raise. Each check returns the result's
+// reference, decomposition) raise exactly what the kernels raise, and the ISA level the CPU
+// kernels run at. Each check returns the result's
 // size (symbolic in compiled graphs) and whether the result is channels_last.
 #include <torch/extension.h>
 
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "checks.h"
+#include "cpu/isa.h"
 
 namespace {
 
@@ -48,4 +50,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("check_grad_input", &check_grad_input, "Checks the arguments of involution_grad_input.");
   m.def("check_grad_weight", &check_grad_weight,
         "Checks the arguments of involution_grad_weight.");
+  m.def("cpu_capability", [] { return std::string(involution::cpu::isa_name(involution::cpu::isa())); },
+        "The ISA level the CPU kernels run at: default, avx2 or avx512.");
 }

@@ -11,11 +11,11 @@ from ._validation import output_size
 from .functional import involution, involution1d
 from .module import Involution
 from .module1d import Involution1d
-from .ops import has_cuda_kernels
+from .ops import cpu_capability, has_cuda_kernels
 
 __all__ = [
     "involution", "involution1d", "Involution", "Involution1d", "reference", "has_cuda_kernels",
-    "output_size",
+    "cpu_capability", "output_size",
 ]
 __version__ = "0.1.0"
 

@@ -29,6 +29,14 @@ def has_cuda_kernels() -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key("involution_cuda::involution", "CUDA")
 
 
+def cpu_capability() -> str:
+    """The vector ISA level the CPU kernels run at: ``"avx512"``, ``"avx2"`` or ``"default"``.
+
+    The best the CPU supports, capped by the ``ATEN_CPU_CAPABILITY`` environment variable
+    (PyTorch's own setting, read once when the first op runs)."""
+    return _C.cpu_capability()
+
+
 # ---- fake kernels: the ops' own checks (csrc/checks.cpp) and the result's size and layout ----
 # The checks run on symbolic sizes too, so compiled graphs with dynamic shapes guard on them
 # instead of specialising.

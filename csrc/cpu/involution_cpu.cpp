@@ -1,6 +1,7 @@
 // CPU implementation of the three involution ops: checks (checks.h), allocation in the result's
-// memory format, dtype dispatch, parallel launch of the kernels in kernels.h, registration. The
-// kernels read and write through strides, so channels_last tensors need no copies.
+// memory format, dtype dispatch, parallel launch of the kernels in kernels.h at the ISA level of
+// isa.h (dispatch.h), registration. The kernels read and write through strides, so
+// channels_last tensors need no copies.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -9,7 +10,7 @@
 #include <type_traits>
 
 #include "../checks.h"
-#include "kernels.h"
+#include "dispatch.h"
 
 namespace involution {
 namespace {
@@ -25,20 +26,70 @@ cpu::WeightRows<T> weight_rows_of(T* data, const at::Tensor& tensor) {
                  tensor.stride(4), tensor.stride(5)}};
 }
 
-// Runs body(tile, begin, end) over the tasks [0, count) on the intra-op thread pool, where
-// `tile` is the register tile width in bytes (an std::integral_constant): 32-byte tiles when a
-// row of `row_length` accumulators fits in one (kernels.h: narrow), else 64-byte tiles.
-template <typename scalar_t, typename Body>
-void run_tasks(int64_t count, int64_t row_length, const Body& body) {
-  const bool narrow = cpu::narrow<at::opmath_type<scalar_t>>(row_length);
-  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
+// The tasks [begin, end) of one op with the tile shape for its row length; `run` is compiled
+// once per ISA level (dispatch.h).
+template <typename scalar_t, typename Tasks>
+struct TaskRange {
+  const Tasks& tasks;
+  bool narrow;
+  int64_t begin, end;
+  template <typename Shapes>
+  INVOLUTION_CPU_INLINE void run() const {
     if (narrow) {
-      body(std::integral_constant<int, 32>{}, begin, end);
+      tasks.template run<typename Shapes::Narrow>(begin, end);
     } else {
-      body(std::integral_constant<int, 64>{}, begin, end);
+      tasks.template run<typename Shapes::Wide>(begin, end);
     }
+  }
+};
+
+// Runs the tasks [0, count) on the intra-op thread pool at the chosen ISA level, with narrow
+// tiles when a row of `row_length` accumulators fits in 32 bytes (kernels.h: narrow).
+template <typename scalar_t, typename Tasks>
+void run_tasks(int64_t count, int64_t row_length, const Tasks& tasks) {
+  const bool narrow = cpu::narrow<at::opmath_type<scalar_t>>(row_length);
+  const cpu::Isa level = cpu::isa();
+  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
+    cpu::run_at(level, TaskRange<scalar_t, Tasks>{tasks, narrow, begin, end});
   });
 }
+
+// The kernels of kernels.h with their operands bound: run<Shape>(begin, end) runs tasks.
+template <typename scalar_t>
+struct ForwardTasks {
+  const Problem& p;
+  cpu::Rows4<const scalar_t> input;
+  cpu::WeightRows<const scalar_t> weight;
+  cpu::Rows4<scalar_t> output;
+  template <typename Shape>
+  INVOLUTION_CPU_INLINE void run(int64_t begin, int64_t end) const {
+    cpu::forward_tasks<scalar_t, Shape>(p, input, weight, output, begin, end);
+  }
+};
+
+template <typename scalar_t>
+struct GradInputTasks {
+  const Problem& p;
+  cpu::Rows4<const scalar_t> grad_output;
+  cpu::WeightRows<const scalar_t> weight;
+  cpu::Rows4<scalar_t> grad_input;
+  template <typename Shape>
+  INVOLUTION_CPU_INLINE void run(int64_t begin, int64_t end) const {
+    cpu::grad_input_tasks<scalar_t, Shape>(p, grad_output, weight, grad_input, begin, end);
+  }
+};
+
+template <typename scalar_t>
+struct GradWeightTasks {
+  const Problem& p;
+  cpu::Rows4<const scalar_t> grad_output;
+  cpu::Rows4<const scalar_t> input;
+  cpu::WeightRows<scalar_t> grad_weight;
+  template <typename Shape>
+  INVOLUTION_CPU_INLINE void run(int64_t begin, int64_t end) const {
+    cpu::grad_weight_tasks<scalar_t, Shape>(p, grad_output, input, grad_weight, begin, end);
+  }
+};
 
 #define INVOLUTION_DISPATCH_TYPES(dtype, name, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
@@ -54,9 +105,7 @@ at::Tensor involution_cpu(const at::Tensor& input, const at::Tensor& weight,
     const auto w = weight_rows_of(weight.const_data_ptr<scalar_t>(), weight);
     const auto out = rows_of(output.mutable_data_ptr<scalar_t>(), output);
     run_tasks<scalar_t>(p.batch * p.groups * p.height.output_size, p.width.output_size,
-                        [&](auto tile, int64_t begin, int64_t end) {
-                          cpu::forward_tasks<scalar_t, decltype(tile)::value>(p, x, w, out, begin, end);
-                        });
+                        ForwardTasks<scalar_t>{p, x, w, out});
   });
   return output;
 }
@@ -76,9 +125,7 @@ at::Tensor involution_grad_input_cpu(const at::Tensor& grad_output, const at::Te
     // Rows are split by stride phase: a tile covers one phase of an input row.
     const int64_t phase_length = (p.width.input_size + p.width.stride - 1) / p.width.stride;
     run_tasks<scalar_t>(p.batch * p.groups * p.height.input_size, phase_length,
-                        [&](auto tile, int64_t begin, int64_t end) {
-                          cpu::grad_input_tasks<scalar_t, decltype(tile)::value>(p, go, w, gx, begin, end);
-                        });
+                        GradInputTasks<scalar_t>{p, go, w, gx});
   });
   return grad_input;
 }
@@ -96,9 +143,7 @@ at::Tensor involution_grad_weight_cpu(const at::Tensor& grad_output, const at::T
     const auto x = rows_of(input.const_data_ptr<scalar_t>(), input);
     const auto gw = weight_rows_of(grad_weight.mutable_data_ptr<scalar_t>(), grad_weight);
     run_tasks<scalar_t>(p.batch * p.groups * p.height.output_size, p.width.output_size,
-                        [&](auto tile, int64_t begin, int64_t end) {
-                          cpu::grad_weight_tasks<scalar_t, decltype(tile)::value>(p, go, x, gw, begin, end);
-                        });
+                        GradWeightTasks<scalar_t>{p, go, x, gw});
   });
   return grad_weight;
 }

@@ -9,6 +9,10 @@
 // results are deterministic. Tensors are read and written through their strides (any layout,
 // channels_last included, without copies).
 //
+// Tiling: a task's inner loops run over tiles of kVectors vector registers of outputs, for
+// kChannels channels at once (TileShape); isa.h / dispatch.h choose the shape and compile the
+// kernels for each ISA level. The kernels here are always inlined into those entry points.
+//
 // Zero padding is multiplied, not skipped, exactly as in the unfold reference: a tap in the
 // padding adds weight * 0 to the forward and grad_output * 0 to grad_weight, so a NaN or Inf
 // there propagates as it does in the reference (and is 0 otherwise).
@@ -60,7 +64,7 @@ inline Task decode_task(int64_t task, int64_t rows, int64_t groups) {
 // Loads, for `count` channels from c_first, the padded input rows input_rows[0..valid) into
 // the task's buffer (layout: padded_input_layout).
 template <typename scalar_t, typename acc_t>
-void load_padded_inputs(Rows4<const scalar_t> input, const Axis& cols,
+INVOLUTION_CPU_INLINE void load_padded_inputs(Rows4<const scalar_t> input, const Axis& cols,
                         const PaddedInputLayout& layout, int64_t n, int64_t c_first, int64_t count,
                         const int64_t* input_rows, int64_t valid, acc_t* buffer) {
   for (int64_t cc = 0; cc < count; ++cc) {
@@ -72,29 +76,67 @@ void load_padded_inputs(Rows4<const scalar_t> input, const Axis& cols,
   }
 }
 
-// Rows of at most 32 bytes of accumulators use half-width (32-byte) tiles: less padding waste.
+// How a kernel tiles its rows: kVectors vectors of kBytes each per tile, kChannels channels
+// per weight (or grad_output) load.
+template <int64_t kBytes, int64_t kVectors, int64_t kChannels>
+struct TileShape {
+  static constexpr int64_t bytes = kBytes;
+  static constexpr int64_t vectors = kVectors;
+  static constexpr int64_t channels = kChannels;
+};
+
+// Rows of at most 32 bytes of accumulators take the narrow shape: less padding waste.
 template <typename acc_t>
 bool narrow(int64_t length) {
   return length * static_cast<int64_t>(sizeof(acc_t)) <= 32;
 }
 
+// Buffer offsets of the kernel columns' first reads (tiles.h: tap_position).
+inline std::vector<int64_t> tap_positions(const Axis& cols, int64_t phase_len) {
+  std::vector<int64_t> taps(cols.kernel_size);
+  for (int64_t v = 0; v < cols.kernel_size; ++v) taps[v] = tap_position(cols, phase_len, v);
+  return taps;
+}
+
+// Prefetches part `part` of `parts` of what forward task `task` reads first from memory: its
+// weight rows, and the input row its last kernel row reads (the one row the previous task of
+// its group did not read). In parts, so that the requests spread over the previous task.
+template <typename scalar_t>
+INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const scalar_t> input,
+                                                 WeightRows<const scalar_t> weight, int64_t task,
+                                                 int64_t part, int64_t parts) {
+  const Task t = decode_task(task, p.height.output_size, p.groups);
+  const int64_t taps = p.height.kernel_size * p.width.kernel_size;
+  for (int64_t tap = part; tap < taps; tap += parts) {
+    prefetch_row(weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, t.r),
+                 weight.step(), p.width.output_size);
+  }
+  const int64_t h = input_index(p.height, t.r, p.height.kernel_size - 1);
+  if (!inside(h, p.height.input_size)) return;
+  const int64_t per_group = channels_per_group(p);
+  for (int64_t c = t.g * per_group + part; c < (t.g + 1) * per_group; c += parts) {
+    prefetch_row(input.row(t.n, c, h), input.step, p.width.input_size);
+  }
+}
+
 // Forward tasks [begin, end) of the B * G * Ho tasks; task (n, g, i) computes output row i of
 // every channel of group g. The row's weights are loaded once and reused by all its channels.
-template <typename scalar_t, int64_t kBytes>
-INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, Rows4<const scalar_t> input,
-                                               WeightRows<const scalar_t> weight,
-                                               Rows4<scalar_t> output, int64_t begin,
-                                               int64_t end) {
+template <typename scalar_t, typename Shape>
+INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t> input,
+                                         WeightRows<const scalar_t> weight,
+                                         Rows4<scalar_t> output, int64_t begin, int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
-  using Tile = Vector<acc_t, kBytes>;
-  constexpr int64_t kTile = lanes<Tile, acc_t>();
+  using vector_t = Vector<acc_t, Shape::bytes>;
+  constexpr int64_t kVectors = Shape::vectors, kChannels = Shape::channels;
+  constexpr int64_t kTile = kVectors * lanes<vector_t, acc_t>();
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
   const PaddedInputLayout layout = padded_input_layout(rows, cols, kTile);
   const int64_t padded_outputs = layout.padded_outputs;
+  const std::vector<int64_t> taps = tap_positions(cols, layout.phase_len);
   std::vector<acc_t> weights(rows.kernel_size * cols.kernel_size * padded_outputs);
-  std::vector<acc_t> inputs(kChannelTile * layout.channel_stride);
+  std::vector<acc_t> inputs(kChannels * layout.channel_stride);
   std::vector<acc_t> padding_terms(padded_outputs);  // sum of weight * 0 over padding rows
   std::vector<int64_t> input_rows(rows.kernel_size);  // input row read by each valid kernel row
   for (int64_t task = begin; task < end; ++task) {
@@ -118,29 +160,32 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, Rows4<const sca
       }
       ++valid;
     }
-    for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannelTile) {
-      const int64_t count = std::min(kChannelTile, (g + 1) * per_group - c_first);
+    const int64_t chunks = (per_group + kChannels - 1) / kChannels;
+    for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannels) {
+      const int64_t count = std::min(kChannels, (g + 1) * per_group - c_first);
+      if (task + 1 < end) {
+        prefetch_forward_task(p, input, weight, task + 1, (c_first - g * per_group) / kChannels, chunks);
+      }
       load_padded_inputs(input, cols, layout, n, c_first, count, input_rows.data(), valid,
                          inputs.data());
       for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
         const int64_t width = std::min(kTile, cols.output_size - t0);
-        const Tile padding = load<Tile>(padding_terms.data() + t0);
-        auto store_channel = [&](const Tile& tile, int64_t cc) {
-          store(tile + padding, width, output.row(n, c_first + cc, i) + t0 * output.step,
-                output.step);
+        auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc) {
+          store_tile<kVectors>(tile, padding_terms.data() + t0, width,
+                               output.row(n, c_first + cc, i) + t0 * output.step, output.step);
         };
-        if (count == kChannelTile) {
-          Tile acc[kChannelTile];
-          forward_tile<kChannelTile>(cols, layout.phase_len, valid, t0, weights.data(),
-                                     padded_outputs, inputs.data(), layout.channel_stride,
-                                     layout.row_length, acc);
+        if (count == kChannels) {
+          vector_t acc[kChannels][kVectors];
+          forward_tile<kChannels, kVectors>(cols.kernel_size, valid, taps.data(), t0,
+                                            weights.data(), padded_outputs, inputs.data(),
+                                            layout.channel_stride, layout.row_length, acc);
           for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc);
         } else {
           for (int64_t cc = 0; cc < count; ++cc) {
-            Tile acc[1];
-            forward_tile<1>(cols, layout.phase_len, valid, t0, weights.data(), padded_outputs,
-                            inputs.data() + cc * layout.channel_stride, layout.channel_stride,
-                            layout.row_length, acc);
+            vector_t acc[1][kVectors];
+            forward_tile<1, kVectors>(cols.kernel_size, valid, taps.data(), t0, weights.data(),
+                                      padded_outputs, inputs.data() + cc * layout.channel_stride,
+                                      layout.channel_stride, layout.row_length, acc);
             store_channel(acc[0], cc);
           }
         }
@@ -149,17 +194,40 @@ INVOLUTION_CPU_MULTIVERSION void forward_tasks(const Problem& p, Rows4<const sca
   }
 }
 
+// Prefetches part `part` of `parts` of what grad_input task `task` reads first from memory: its
+// weight rows, and the grad_output row its first kernel row reads (new to it).
+template <typename scalar_t>
+INVOLUTION_CPU_INLINE void prefetch_grad_input_task(const Problem& p,
+                                                    Rows4<const scalar_t> grad_output,
+                                                    WeightRows<const scalar_t> weight,
+                                                    int64_t task, int64_t part, int64_t parts) {
+  const Task t = decode_task(task, p.height.input_size, p.groups);
+  const int64_t taps = p.height.kernel_size * p.width.kernel_size;
+  for (int64_t tap = part; tap < taps; tap += parts) {
+    int64_t i;
+    if (!output_index(p.height, t.r, tap / p.width.kernel_size, &i)) continue;
+    prefetch_row(weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, i),
+                 weight.step(), p.width.output_size);
+  }
+  int64_t i;
+  if (!output_index(p.height, t.r, 0, &i)) return;
+  const int64_t per_group = channels_per_group(p);
+  for (int64_t c = t.g * per_group + part; c < (t.g + 1) * per_group; c += parts) {
+    prefetch_row(grad_output.row(t.n, c, i), grad_output.step, p.width.output_size);
+  }
+}
+
 // grad_input tasks [begin, end) of the B * G * H tasks; task (n, g, h) computes input row h of
 // every channel of group g, phase by phase along the columns (see GradInputLayout).
-template <typename scalar_t, int64_t kBytes>
-INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p,
-                                                  Rows4<const scalar_t> grad_output,
-                                                  WeightRows<const scalar_t> weight,
-                                                  Rows4<scalar_t> grad_input, int64_t begin,
-                                                  int64_t end) {
+template <typename scalar_t, typename Shape>
+INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar_t> grad_output,
+                                            WeightRows<const scalar_t> weight,
+                                            Rows4<scalar_t> grad_input, int64_t begin,
+                                            int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
-  using Tile = Vector<acc_t, kBytes>;
-  constexpr int64_t kTile = lanes<Tile, acc_t>();
+  using vector_t = Vector<acc_t, Shape::bytes>;
+  constexpr int64_t kVectors = Shape::vectors, kChannels = Shape::channels;
+  constexpr int64_t kTile = kVectors * lanes<vector_t, acc_t>();
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
@@ -167,7 +235,7 @@ INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p,
   const int64_t length = layout.length;
   const int64_t channel_stride = rows.kernel_size * length;
   std::vector<acc_t> weights(rows.kernel_size * cols.kernel_size * length);
-  std::vector<acc_t> grads(kChannelTile * channel_stride);
+  std::vector<acc_t> grads(kChannels * channel_stride);
   std::vector<int64_t> output_rows(rows.kernel_size);  // output row of each contributing kernel row
   std::vector<int64_t> taps(cols.stride * cols.kernel_size), offsets(taps.size()), counts(cols.stride);
   for (int64_t phase = 0; phase < cols.stride; ++phase) {
@@ -188,8 +256,13 @@ INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p,
       }
       ++valid;
     }
-    for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannelTile) {
-      const int64_t count = std::min(kChannelTile, (g + 1) * per_group - c_first);
+    const int64_t chunks = (per_group + kChannels - 1) / kChannels;
+    for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannels) {
+      const int64_t count = std::min(kChannels, (g + 1) * per_group - c_first);
+      if (task + 1 < end) {
+        prefetch_grad_input_task(p, grad_output, weight, task + 1,
+                                 (c_first - g * per_group) / kChannels, chunks);
+      }
       for (int64_t cc = 0; cc < count; ++cc) {
         for (int64_t q = 0; q < valid; ++q) {
           load_shifted_row(grad_output.row(n, c_first + cc, output_rows[q]), grad_output.step,
@@ -204,22 +277,25 @@ INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p,
         for (int64_t m0 = 0; m0 < columns; m0 += kTile) {
           const int64_t width = std::min(kTile, columns - m0);
           const int64_t step = cols.stride * grad_input.step;
-          auto store_channel = [&](const Tile& tile, int64_t cc) {
-            store(tile, width,
-                  grad_input.row(n, c_first + cc, h) + (phase + cols.stride * m0) * grad_input.step,
-                  step);
+          auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc) {
+            store_tile<kVectors>(tile, static_cast<const acc_t*>(nullptr), width,
+                                 grad_input.row(n, c_first + cc, h) +
+                                     (phase + cols.stride * m0) * grad_input.step,
+                                 step);
           };
-          if (count == kChannelTile) {
-            Tile acc[kChannelTile];
-            grad_input_tile<kChannelTile>(cols, valid, m0, phase_tap, phase_offset, counts[phase],
-                                          weights.data(), grads.data(), length, channel_stride, acc);
+          if (count == kChannels) {
+            vector_t acc[kChannels][kVectors];
+            grad_input_tile<kChannels, kVectors>(cols.kernel_size, valid, m0, phase_tap,
+                                                 phase_offset, counts[phase], weights.data(),
+                                                 grads.data(), length, channel_stride, acc);
             for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc);
           } else {
             for (int64_t cc = 0; cc < count; ++cc) {
-              Tile acc[1];
-              grad_input_tile<1>(cols, valid, m0, phase_tap, phase_offset, counts[phase],
-                                 weights.data(), grads.data() + cc * channel_stride, length,
-                                 channel_stride, acc);
+              vector_t acc[1][kVectors];
+              grad_input_tile<1, kVectors>(cols.kernel_size, valid, m0, phase_tap, phase_offset,
+                                           counts[phase], weights.data(),
+                                           grads.data() + cc * channel_stride, length,
+                                           channel_stride, acc);
               store_channel(acc[0], cc);
             }
           }
@@ -229,25 +305,71 @@ INVOLUTION_CPU_MULTIVERSION void grad_input_tasks(const Problem& p,
   }
 }
 
+// Prefetches part `part` of `parts` of what grad_weight task `task` touches first in memory:
+// its grad_output rows, the input row its last kernel row reads (new to it), and the
+// grad_weight rows it writes.
+template <typename scalar_t>
+INVOLUTION_CPU_INLINE void prefetch_grad_weight_task(const Problem& p,
+                                                     Rows4<const scalar_t> grad_output,
+                                                     Rows4<const scalar_t> input,
+                                                     WeightRows<scalar_t> grad_weight,
+                                                     int64_t task, int64_t part, int64_t parts) {
+  const Task t = decode_task(task, p.height.output_size, p.groups);
+  const int64_t per_group = channels_per_group(p);
+  const int64_t h = input_index(p.height, t.r, p.height.kernel_size - 1);
+  for (int64_t c = t.g * per_group + part; c < (t.g + 1) * per_group; c += parts) {
+    prefetch_row(grad_output.row(t.n, c, t.r), grad_output.step, p.width.output_size);
+    if (inside(h, p.height.input_size)) prefetch_row(input.row(t.n, c, h), input.step, p.width.input_size);
+  }
+  const int64_t taps = p.height.kernel_size * p.width.kernel_size;
+  for (int64_t tap = part; tap < taps; tap += parts) {
+    prefetch_row<1>(grad_weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, t.r),
+                    grad_weight.step(), p.width.output_size);
+  }
+}
+
+// grad_weight taps of one kernel row and output tile, in register blocks of up to 4 columns.
+template <typename vector_t, typename acc_t>
+INVOLUTION_CPU_INLINE void grad_weight_row(int64_t kernel_w, const int64_t* taps, int64_t channels,
+                                           int64_t t0, const acc_t* grads, int64_t grad_stride,
+                                           const acc_t* inputs, int64_t channel_stride,
+                                           acc_t* sums, int64_t sum_stride) {
+  int64_t v = 0;
+  for (; v + 4 <= kernel_w; v += 4) {
+    grad_weight_tile<4, vector_t>(taps + v, channels, t0, grads, grad_stride, inputs,
+                                  channel_stride, sums + v * sum_stride, sum_stride);
+  }
+  const int64_t left = kernel_w - v;
+  acc_t* rest = sums + v * sum_stride;
+  if (left == 3) {
+    grad_weight_tile<3, vector_t>(taps + v, channels, t0, grads, grad_stride, inputs, channel_stride, rest, sum_stride);
+  } else if (left == 2) {
+    grad_weight_tile<2, vector_t>(taps + v, channels, t0, grads, grad_stride, inputs, channel_stride, rest, sum_stride);
+  } else if (left == 1) {
+    grad_weight_tile<1, vector_t>(taps + v, channels, t0, grads, grad_stride, inputs, channel_stride, rest, sum_stride);
+  }
+}
+
 // Channels of a group whose rows a grad_weight task holds in its buffers at once.
 constexpr int64_t kGradWeightChannels = 8;
 
 // grad_weight tasks [begin, end) of the B * G * Ho tasks; task (n, g, i) computes
-// grad_weight[n, g, :, :, i, :], summing over the channels of group g block by block.
-template <typename scalar_t, int64_t kBytes>
-INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p,
-                                                   Rows4<const scalar_t> grad_output,
-                                                   Rows4<const scalar_t> input,
-                                                   WeightRows<scalar_t> grad_weight,
-                                                   int64_t begin, int64_t end) {
+// grad_weight[n, g, :, :, i, :], summing over the channels of group g block by block. Tiles are
+// one vector wide; each grad_output load serves up to four taps.
+template <typename scalar_t, typename Shape>
+INVOLUTION_CPU_INLINE void grad_weight_tasks(const Problem& p, Rows4<const scalar_t> grad_output,
+                                             Rows4<const scalar_t> input,
+                                             WeightRows<scalar_t> grad_weight, int64_t begin,
+                                             int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
-  using Tile = Vector<acc_t, kBytes>;
-  constexpr int64_t kTile = lanes<Tile, acc_t>();
+  using vector_t = Vector<acc_t, Shape::bytes>;
+  constexpr int64_t kTile = lanes<vector_t, acc_t>();
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
   const PaddedInputLayout layout = padded_input_layout(rows, cols, kTile);
   const int64_t padded_outputs = layout.padded_outputs;
+  const std::vector<int64_t> taps = tap_positions(cols, layout.phase_len);
   std::vector<acc_t> grads(kGradWeightChannels * padded_outputs);
   std::vector<acc_t> inputs(kGradWeightChannels * layout.channel_stride);
   std::vector<acc_t> sums(rows.kernel_size * cols.kernel_size * padded_outputs);
@@ -265,9 +387,14 @@ INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p,
     }
     std::fill(sums.begin(), sums.end(), acc_t(0));
     std::fill(padding_terms.begin(), padding_terms.end(), acc_t(0));
+    const int64_t chunks = (per_group + kGradWeightChannels - 1) / kGradWeightChannels;
     for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group;
          c_first += kGradWeightChannels) {
       const int64_t count = std::min(kGradWeightChannels, (g + 1) * per_group - c_first);
+      if (task + 1 < end) {
+        prefetch_grad_weight_task(p, grad_output, input, grad_weight, task + 1,
+                                  (c_first - g * per_group) / kGradWeightChannels, chunks);
+      }
       for (int64_t cc = 0; cc < count; ++cc) {
         load_row(grad_output.row(n, c_first + cc, i), grad_output.step, cols.output_size,
                  grads.data() + cc * padded_outputs, padded_outputs);
@@ -279,13 +406,12 @@ INVOLUTION_CPU_MULTIVERSION void grad_weight_tasks(const Problem& p,
       load_padded_inputs(input, cols, layout, n, c_first, count, input_rows.data(), valid,
                          inputs.data());
       for (int64_t q = 0; q < valid; ++q) {
-        for (int64_t v = 0; v < cols.kernel_size; ++v) {
-          for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
-            acc_t* sum = sums.data() + (q * cols.kernel_size + v) * padded_outputs + t0;
-            grad_weight_tile<Tile>(cols, layout.phase_len, count, t0, v, grads.data(),
-                                   padded_outputs, inputs.data() + q * layout.row_length,
-                                   layout.channel_stride, sum);
-          }
+        for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
+          grad_weight_row<vector_t>(cols.kernel_size, taps.data(), count, t0, grads.data(),
+                                    padded_outputs, inputs.data() + q * layout.row_length,
+                                    layout.channel_stride,
+                                    sums.data() + q * cols.kernel_size * padded_outputs,
+                                    padded_outputs);
         }
       }
     }

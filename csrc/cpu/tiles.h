@@ -9,22 +9,19 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../involution_index.h"
 
-// Compile the hot loops for AVX-512, AVX2 + FMA and the baseline ISA; the loader picks one per CPU.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define INVOLUTION_CPU_MULTIVERSION \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define INVOLUTION_CPU_MULTIVERSION
-#endif
+// Every helper the kernels call is inlined into them, so it is compiled for the ISA of the
+// kernel it serves (kernels.h: one entry point per ISA).
+#define INVOLUTION_CPU_INLINE inline __attribute__((always_inline))
 
 namespace involution {
 namespace cpu {
 
-// A tile: kBytes of accumulators (64: 16 floats or 8 doubles; 32 for narrow rows), loaded from
-// unaligned addresses.
+// One vector register of T (kBytes: 64 for AVX-512, 32 for AVX2, 16 for the baseline ISA),
+// loaded from unaligned addresses. A tile is kVectors such vectors along a row.
 template <typename T, int64_t kBytes>
 struct VectorOf {
   typedef T type __attribute__((vector_size(kBytes), aligned(sizeof(T)), may_alias));
@@ -37,11 +34,8 @@ constexpr int64_t lanes() {
   return sizeof(vector_t) / sizeof(T);
 }
 
-// Channels per tile in the forward and grad_input kernels (each weight load serves them all).
-constexpr int64_t kChannelTile = 4;
-
 template <typename vector_t, typename T>
-inline vector_t load(const T* source) {
+INVOLUTION_CPU_INLINE vector_t load(const T* source) {
   return *reinterpret_cast<const vector_t*>(source);
 }
 
@@ -78,18 +72,31 @@ inline PaddedInputLayout padded_input_layout(const Axis& rows, const Axis& cols,
   return layout;
 }
 
-// Buffer index of the padded column that output `out` reads at tap `tap`.
-inline int64_t tap_position(const Axis& cols, int64_t phase_len, int64_t out, int64_t tap) {
-  const int64_t column = input_index(cols, out, tap) + cols.padding;
+// Buffer index of the padded column that output 0 reads at tap `tap`; output j reads index
+// tap_position(tap) + j (padded column j * stride + tap * dilation: same phase, position + j).
+inline int64_t tap_position(const Axis& cols, int64_t phase_len, int64_t tap) {
+  const int64_t column = tap * cols.dilation;
   return column % cols.stride * phase_len + column / cols.stride;
 }
 
 // Rows of a tensor are read and written through a pointer to their first element and the
 // element step along the row (1 when contiguous, C for channels_last), so no layout needs a copy.
 
+// Asks for the cache lines of a contiguous row ahead of its use: the rows a task reads are
+// short and scattered (one per kernel tap), too many streams for the hardware prefetchers.
+// kWrite: the row is about to be written.
+template <int kWrite = 0, typename scalar_t>
+INVOLUTION_CPU_INLINE void prefetch_row(const scalar_t* row, int64_t step, int64_t count) {
+  if (step != 1 || count <= 0) return;
+  const char* bytes = reinterpret_cast<const char*>(row);
+  const int64_t length = count * static_cast<int64_t>(sizeof(scalar_t));
+  for (int64_t offset = 0; offset < length; offset += 64) __builtin_prefetch(bytes + offset, kWrite);
+  __builtin_prefetch(bytes + length - 1, kWrite);
+}
+
 // buffer[k] = row[k * step] for k < count (converted to the accumulation type).
 template <typename scalar_t, typename acc_t>
-inline void copy_row(const scalar_t* row, int64_t step, int64_t count, acc_t* buffer) {
+INVOLUTION_CPU_INLINE void copy_row(const scalar_t* row, int64_t step, int64_t count, acc_t* buffer) {
   if (step == 1) {
     for (int64_t k = 0; k < count; ++k) buffer[k] = static_cast<acc_t>(row[k]);
   } else {
@@ -99,7 +106,7 @@ inline void copy_row(const scalar_t* row, int64_t step, int64_t count, acc_t* bu
 
 // buffer[k] = the row's element k - first where it exists, else 0, for k < length.
 template <typename scalar_t, typename acc_t>
-inline void load_shifted_row(const scalar_t* row, int64_t step, int64_t count, int64_t first,
+INVOLUTION_CPU_INLINE void load_shifted_row(const scalar_t* row, int64_t step, int64_t count, int64_t first,
                              acc_t* buffer, int64_t length) {
   const int64_t begin = std::min(std::max<int64_t>(first, 0), length);
   const int64_t end = std::max(std::min(first + count, length), begin);
@@ -111,7 +118,7 @@ inline void load_shifted_row(const scalar_t* row, int64_t step, int64_t count, i
 // A padded input row in phases (see phase_length), zero in the padding; the buffer holds
 // cols.stride * phase_len entries.
 template <typename scalar_t, typename acc_t>
-inline void load_padded_input_row(const scalar_t* row, int64_t step, const Axis& cols,
+INVOLUTION_CPU_INLINE void load_padded_input_row(const scalar_t* row, int64_t step, const Axis& cols,
                                   int64_t phase_len, acc_t* buffer) {
   if (cols.stride == 1) {
     load_shifted_row(row, step, cols.input_size, cols.padding, buffer, phase_len);
@@ -133,7 +140,7 @@ inline void load_padded_input_row(const scalar_t* row, int64_t step, const Axis&
 
 // buffer[k] = row element k for k < count, 0 up to length.
 template <typename scalar_t, typename acc_t>
-inline void load_row(const scalar_t* row, int64_t step, int64_t count, acc_t* buffer,
+INVOLUTION_CPU_INLINE void load_row(const scalar_t* row, int64_t step, int64_t count, acc_t* buffer,
                      int64_t length) {
   load_shifted_row(row, step, count, 0, buffer, length);
 }
@@ -141,54 +148,89 @@ inline void load_row(const scalar_t* row, int64_t step, int64_t count, acc_t* bu
 // terms[k] += row[k * step] * 0 for k < count: 0, or NaN where the row holds a NaN or an Inf
 // (what a tap in the zero padding contributes).
 template <typename scalar_t, typename acc_t>
-inline void multiply_by_zero_into(const scalar_t* row, int64_t step, int64_t count, acc_t* terms) {
+INVOLUTION_CPU_INLINE void multiply_by_zero_into(const scalar_t* row, int64_t step, int64_t count, acc_t* terms) {
   for (int64_t k = 0; k < count; ++k) terms[k] += static_cast<acc_t>(row[k * step]) * acc_t(0);
 }
 
 // Stores the first `count` entries of a tile (a Vector) or of a buffer row (a pointer).
 template <typename scalar_t, typename source_t>
-inline void store(const source_t& source, int64_t count, scalar_t* target, int64_t step) {
+INVOLUTION_CPU_INLINE void store(const source_t& source, int64_t count, scalar_t* target, int64_t step) {
   for (int64_t k = 0; k < count; ++k) target[k * step] = static_cast<scalar_t>(source[k]);
 }
 
-// Forward tile: for kChannels channels and the lanes of vector_t (outputs) from t0 of one
-// output row,
-//     acc[c][t] = sum over the `rows` valid kernel rows q and all kernel columns v of
-//         weights[(q * KW + v) * weight_stride + t0 + t]
-//       * inputs[c * channel_stride + q * row_stride + tap_position(t0, v) + t]
-template <int64_t kChannels, typename vector_t, typename acc_t>
-inline void forward_tile(const Axis& cols, int64_t phase_len, int64_t rows, int64_t t0,
-                         const acc_t* weights, int64_t weight_stride, const acc_t* inputs,
-                         int64_t channel_stride, int64_t row_stride, vector_t (&acc)[kChannels]) {
-  for (int64_t c = 0; c < kChannels; ++c) acc[c] = vector_t{};
+// Forward tile: for kChannels channels and kVectors vectors of outputs from t0 of one output
+// row,
+//     acc[c][k][t] = sum over the `rows` valid kernel rows q and all kernel columns v of
+//         weights[(q * KW + v) * weight_stride + t0 + k * lanes + t]
+//       * inputs[c * channel_stride + q * row_stride + taps[v] + t0 + k * lanes + t]
+// Each weight load serves kChannels channels; the accumulators stay in registers.
+template <int64_t kChannels, int64_t kVectors, typename vector_t, typename acc_t>
+INVOLUTION_CPU_INLINE void forward_tile(int64_t kernel_w, int64_t rows, const int64_t* taps,
+                                        int64_t t0, const acc_t* weights, int64_t weight_stride,
+                                        const acc_t* inputs, int64_t channel_stride,
+                                        int64_t row_stride,
+                                        vector_t (&acc)[kChannels][kVectors]) {
+  constexpr int64_t kLanes = lanes<vector_t, acc_t>();
+  for (int64_t c = 0; c < kChannels; ++c)
+    for (int64_t k = 0; k < kVectors; ++k) acc[c][k] = vector_t{};
   for (int64_t q = 0; q < rows; ++q) {
-    for (int64_t v = 0; v < cols.kernel_size; ++v) {
-      const vector_t weight =
-          load<vector_t>(weights + (q * cols.kernel_size + v) * weight_stride + t0);
-      const acc_t* input_row = inputs + q * row_stride + tap_position(cols, phase_len, t0, v);
+    const acc_t* weight_row = weights + q * kernel_w * weight_stride + t0;
+    const acc_t* input_row = inputs + q * row_stride + t0;
+    for (int64_t v = 0; v < kernel_w; ++v) {
+      vector_t weight[kVectors];
+      for (int64_t k = 0; k < kVectors; ++k) {
+        weight[k] = load<vector_t>(weight_row + v * weight_stride + k * kLanes);
+      }
+      const acc_t* tap = input_row + taps[v];
       for (int64_t c = 0; c < kChannels; ++c) {
-        acc[c] += weight * load<vector_t>(input_row + c * channel_stride);
+        for (int64_t k = 0; k < kVectors; ++k) {
+          acc[c][k] += weight[k] * load<vector_t>(tap + c * channel_stride + k * kLanes);
+        }
       }
     }
   }
 }
 
-// grad_weight tile: for the lanes of vector_t (outputs) from t0 of one output row and one tap
-// (q, v),
-//     sums[t] += sum_{c < channels} grad_outputs[c * grad_stride + t0 + t]
-//                   * inputs[c * channel_stride + tap_position(t0, v) + t]
-// (inputs already offset to kernel row q).
-template <typename vector_t, typename acc_t>
-inline void grad_weight_tile(const Axis& cols, int64_t phase_len, int64_t channels, int64_t t0,
-                             int64_t v, const acc_t* grad_outputs, int64_t grad_stride,
-                             const acc_t* inputs, int64_t channel_stride, acc_t* sums) {
-  vector_t acc = load<vector_t>(sums);
-  const int64_t offset = tap_position(cols, phase_len, t0, v);
-  for (int64_t c = 0; c < channels; ++c) {
-    acc += load<vector_t>(grad_outputs + c * grad_stride + t0) *
-           load<vector_t>(inputs + c * channel_stride + offset);
+// Stores the first `count` lanes of kVectors vectors (plus `extra`, a buffer row, unless null)
+// to target[k * step]: whole vectors at once when the target row is contiguous.
+template <int64_t kVectors, typename vector_t, typename acc_t, typename scalar_t>
+INVOLUTION_CPU_INLINE void store_tile(const vector_t (&tile)[kVectors], const acc_t* extra,
+                                      int64_t count, scalar_t* target, int64_t step) {
+  constexpr int64_t kLanes = lanes<vector_t, acc_t>();
+  for (int64_t k = 0; k < kVectors; ++k) {
+    const vector_t values = extra ? tile[k] + load<vector_t>(extra + k * kLanes) : tile[k];
+    const int64_t lanes_here = std::min(kLanes, count - k * kLanes);
+    if (lanes_here <= 0) break;
+    if (std::is_same<scalar_t, acc_t>::value && step == 1 && lanes_here == kLanes) {
+      *reinterpret_cast<vector_t*>(target + k * kLanes) = values;
+    } else {
+      for (int64_t t = 0; t < lanes_here; ++t) {
+        target[(k * kLanes + t) * step] = static_cast<scalar_t>(values[t]);
+      }
+    }
   }
-  *reinterpret_cast<vector_t*>(sums) = acc;
+}
+
+// grad_weight tile: for kTaps consecutive kernel columns v0 + m and one vector of outputs from
+// t0 of one output row (inputs already offset to the kernel row),
+//     sums[m][t] += sum_{c < channels} grad_outputs[c * grad_stride + t0 + t]
+//                      * inputs[c * channel_stride + taps[v0 + m] + t0 + t]
+// Each grad_output load serves kTaps taps; the kTaps accumulators stay in registers.
+template <int64_t kTaps, typename vector_t, typename acc_t>
+INVOLUTION_CPU_INLINE void grad_weight_tile(const int64_t* taps, int64_t channels, int64_t t0,
+                                            const acc_t* grad_outputs, int64_t grad_stride,
+                                            const acc_t* inputs, int64_t channel_stride,
+                                            acc_t* sums, int64_t sum_stride) {
+  vector_t acc[kTaps];
+  for (int64_t m = 0; m < kTaps; ++m) acc[m] = load<vector_t>(sums + m * sum_stride + t0);
+  for (int64_t c = 0; c < channels; ++c) {
+    const vector_t grad = load<vector_t>(grad_outputs + c * grad_stride + t0);
+    const acc_t* input_row = inputs + c * channel_stride + t0;
+    for (int64_t m = 0; m < kTaps; ++m) acc[m] += grad * load<vector_t>(input_row + taps[m]);
+  }
+  for (int64_t m = 0; m < kTaps; ++m) {
+    *reinterpret_cast<vector_t*>(sums + m * sum_stride + t0) = acc[m];
+  }
 }
 
 // grad_input works on input columns by phase as well: input column w = r + stride * m (phase r)
@@ -228,27 +270,34 @@ inline int64_t phase_taps(const Axis& cols, const GradInputLayout& layout, int64
   return count;
 }
 
-// grad_input tile: for kChannels channels and the lanes of vector_t (input columns of one
-// phase, from m0) of one input row,
-//     acc[c][t] = sum_{q < rows, k < tap_count}
-//         weights[(q * KW + taps[k]) * length + m0 + t + offsets[k]]
+// grad_input tile: for kChannels channels and kVectors vectors of input columns of one phase,
+// from m0, of one input row,
+//     acc[c][k][t] = sum_{q < rows, n < tap_count}
+//         weights[(q * KW + taps[n]) * length + m0 + k * lanes + t + offsets[n]]
 //       * grads[c * channel_stride + q * length + (same index)]
 // i.e. the sum over taps (u, v) of weight[u, v, i_u, j] * grad_output[c, i_u, j] over the j
 // whose tap v reads this column, where i_u is the output row whose tap u reads this input row.
-template <int64_t kChannels, typename vector_t, typename acc_t>
-inline void grad_input_tile(const Axis& cols, int64_t rows, int64_t m0, const int64_t* taps,
-                            const int64_t* offsets, int64_t tap_count, const acc_t* weights,
-                            const acc_t* grads, int64_t length, int64_t channel_stride,
-                            vector_t (&acc)[kChannels]) {
-  for (int64_t c = 0; c < kChannels; ++c) acc[c] = vector_t{};
+template <int64_t kChannels, int64_t kVectors, typename vector_t, typename acc_t>
+INVOLUTION_CPU_INLINE void grad_input_tile(int64_t kernel_w, int64_t rows, int64_t m0,
+                                           const int64_t* taps, const int64_t* offsets,
+                                           int64_t tap_count, const acc_t* weights,
+                                           const acc_t* grads, int64_t length,
+                                           int64_t channel_stride,
+                                           vector_t (&acc)[kChannels][kVectors]) {
+  constexpr int64_t kLanes = lanes<vector_t, acc_t>();
+  for (int64_t c = 0; c < kChannels; ++c)
+    for (int64_t k = 0; k < kVectors; ++k) acc[c][k] = vector_t{};
   for (int64_t q = 0; q < rows; ++q) {
-    for (int64_t k = 0; k < tap_count; ++k) {
-      const int64_t offset = m0 + offsets[k];
-      const vector_t weight =
-          load<vector_t>(weights + (q * cols.kernel_size + taps[k]) * length + offset);
+    for (int64_t n = 0; n < tap_count; ++n) {
+      const int64_t offset = m0 + offsets[n];
+      const acc_t* weight_row = weights + (q * kernel_w + taps[n]) * length + offset;
+      vector_t weight[kVectors];
+      for (int64_t k = 0; k < kVectors; ++k) weight[k] = load<vector_t>(weight_row + k * kLanes);
       const acc_t* grad_row = grads + q * length + offset;
       for (int64_t c = 0; c < kChannels; ++c) {
-        acc[c] += weight * load<vector_t>(grad_row + c * channel_stride);
+        for (int64_t k = 0; k < kVectors; ++k) {
+          acc[c][k] += weight[k] * load<vector_t>(grad_row + c * channel_stride + k * kLanes);
+        }
       }
     }
   }

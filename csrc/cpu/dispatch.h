@@ -1,0 +1,64 @@
+// One entry point per ISA level for the CPU kernels: each compiles the kernel (always inlined,
+// kernels.h) for its level, with the tile shapes that fit that level's registers, and `run_at`
+// calls the one isa.h chose.
+//
+//   level    vector   wide tile (rows > 32 bytes)       narrow tile
+//   avx512   64 B     1 vector,  8 channels per load     32 B, 8 channels
+//   avx2     32 B     2 vectors, 4 channels per load     32 B, 8 channels
+//   default  16 B     2 vectors, 4 channels per load     16 B, 8 channels
+// (accumulators + weight vectors + one input stay within the level's 32 or 16 registers)
+#pragma once
+
+#include "isa.h"
+#include "kernels.h"
+
+namespace involution {
+namespace cpu {
+
+struct DefaultShapes {
+  using Wide = TileShape<16, 2, 4>;
+  using Narrow = TileShape<16, 1, 8>;
+};
+struct Avx2Shapes {
+  using Wide = TileShape<32, 2, 4>;
+  using Narrow = TileShape<32, 1, 8>;
+};
+struct Avx512Shapes {
+  using Wide = TileShape<64, 1, 8>;
+  using Narrow = TileShape<32, 1, 8>;
+};
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define INVOLUTION_TARGET_AVX2 __attribute__((target("avx2,fma,f16c,bmi,bmi2,lzcnt,movbe")))
+#define INVOLUTION_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,bmi,bmi2,lzcnt,movbe")))
+
+template <typename Kernel>
+INVOLUTION_TARGET_AVX512 void run_avx512(const Kernel& kernel) {
+  kernel.template run<Avx512Shapes>();
+}
+
+template <typename Kernel>
+INVOLUTION_TARGET_AVX2 void run_avx2(const Kernel& kernel) {
+  kernel.template run<Avx2Shapes>();
+}
+#endif
+
+template <typename Kernel>
+void run_default(const Kernel& kernel) {
+  kernel.template run<DefaultShapes>();
+}
+
+// kernel.run<Shapes>() compiled for the ISA level `level` (a level this build lacks runs the
+// portable code).
+template <typename Kernel>
+void run_at(Isa level, const Kernel& kernel) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  if (level == Isa::kAvx512) return run_avx512(kernel);
+  if (level == Isa::kAvx2) return run_avx2(kernel);
+#endif
+  run_default(kernel);
+}
+
+}  // namespace cpu
+}  // namespace involution
