@@ -446,19 +446,22 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     ctx = setup(args.device)
     try:
-        try:
-            trainer = Trainer(args, ctx)
-        except (CheckpointError, FileNotFoundError, ValueError) as error:
-            print(f"error: {error}", file=sys.stderr, flush=True)
-            return 2
+        trainer = Trainer(args, ctx)
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        cleanup(synchronise=False)
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
+    try:
         if args.eval_only:
             metrics = trainer.evaluate()
             trainer.log(f"val loss {metrics['val_loss']:.4f} top-1 {metrics['val_top1']:.2f}% "
                         f"top-5 {metrics['val_top5']:.2f}% ({len(trainer.val_set)} images)")
         else:
             trainer.train()
-    finally:
-        cleanup()
+    except BaseException:
+        cleanup(synchronise=False)
+        raise
+    cleanup()
     return 0
 
 

@@ -26,6 +26,7 @@ from involution_cuda.training import (  # noqa: E402
     RandomResizedCrop,
     ShardSampler,
     TrainSampler,
+    cleanup,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -295,7 +296,7 @@ def _sync_bn_process(rank: int, folder: str, x: torch.Tensor, grad: torch.Tensor
         torch.save((out.detach(), part.grad, layer.weight.grad, layer.bias.grad,
                     layer.running_mean, layer.running_var), f"{folder}/result{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        cleanup()
 
 
 @needs_gloo

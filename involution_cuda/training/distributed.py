@@ -53,8 +53,16 @@ def setup(device: Optional[str] = None) -> Context:
     return Context(rank, world_size, local_rank, target)
 
 
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
+def cleanup(synchronise: bool = True) -> None:
+    """Leaves the process group at the end of a run: after a barrier when ``synchronise`` (a
+    process that ends normally), at once otherwise (a failing process must end, so that torchrun
+    sees it and stops the others). A gloo group is left to the process's exit: with torch 2.4,
+    ``destroy_process_group`` after collectives run in backward (SyncBatchNorm) can hang."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if synchronise:
+        dist.barrier()
+    if dist.get_backend() != "gloo":
         dist.destroy_process_group()
 
 
