@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import involution_cuda  # noqa: E402
 from baselines import CompiledShiftAdd, depthwise_conv, load_official_cupy, shift_add  # noqa: E402
 from environment import environment  # noqa: E402
-from measure import Timer, last_level_cache_bytes, peak_memory, run_isolated, summarize  # noqa: E402
+from measure import Timer, keep_freed_memory, last_level_cache_bytes, peak_memory, run_isolated, summarize  # noqa: E402
 from report import print_table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -354,9 +354,9 @@ def parse_args(argv):
     parser.add_argument("--dtypes", nargs="+", help="default float32 (CPU); float32 bfloat16 (CUDA)")
     parser.add_argument("--methods", nargs="+", help="subset of methods to run (unfold always runs)")
     parser.add_argument("--shapes", nargs="+", help="subset of shapes by name (stage1 ... stage4, sweeps)")
-    parser.add_argument("--rounds", type=int, default=3, help="turns of the methods per group")
+    parser.add_argument("--rounds", type=int, default=5, help="turns of the methods per group")
     parser.add_argument("--min-runs", type=int, help="calls per chunk (default 2 on CPU, 10 on CUDA)")
-    parser.add_argument("--min-seconds", type=float, default=0.2, help="least time per CPU chunk")
+    parser.add_argument("--min-seconds", type=float, default=0.1, help="least time per CPU chunk")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per method and mode")
     parser.add_argument("--retries", type=int, default=2, help="re-measurements of an inconsistent group")
     parser.add_argument("--max-iqr", type=float, help="largest accepted IQR / median (default 0.25 CPU, 0.15 CUDA)")
@@ -397,6 +397,8 @@ def main(argv=None) -> int:
     preset = "full" if args.full else "quick"
     output = args.output or RESULTS / f"op_{device.type}_{preset}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
+    if not on_cuda:
+        keep_freed_memory()
     timer = Timer(device, args.min_runs, 0.0 if on_cuda else args.min_seconds)
     groups = [(s, d) for d in dtypes for s in shapes]
     results, skipped, started = [], [], time.monotonic()

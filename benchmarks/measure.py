@@ -34,6 +34,7 @@ from typing import Callable, List, Optional
 
 import torch
 
+_M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _FALLBACK_CACHE_BYTES = 32 * 2**20
 _SLEEP_CYCLES = 50_000_000  # ~25 ms at 2 GHz: time for the host to queue a whole chunk
@@ -112,6 +113,19 @@ def median_ms(run: Callable[[int], None], device: torch.device, repeats: int, wa
     for k in range(warmup):
         run(k)
     return summarize(Timer(device, repeats).chunk(run, warmup))["median_ms"]
+
+
+def keep_freed_memory() -> None:
+    """glibc keeps freed blocks of up to 1 GiB for reuse instead of returning them to the system
+    (glibc only). Otherwise whether a call's results land in fresh pages (page faults, zeroing by
+    the kernel) or in reused ones varies from call to call, and that, not the method, decides
+    the spread; a long-running program reuses its memory, as this setting makes every method do."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 2**30)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    except OSError:
+        pass
 
 
 def configure_cpu_allocator() -> None:
