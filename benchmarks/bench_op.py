@@ -359,7 +359,7 @@ def parse_args(argv):
     parser.add_argument("--min-seconds", type=float, default=0.1, help="least time per CPU chunk")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per method and mode")
     parser.add_argument("--retries", type=int, default=2, help="re-measurements of an inconsistent group")
-    parser.add_argument("--max-iqr", type=float, help="largest accepted IQR / median (default 0.25 CPU, 0.15 CUDA)")
+    parser.add_argument("--max-iqr", type=float, help="largest accepted IQR / median (default 0.5 CPU, 0.15 CUDA)")
     parser.add_argument("--rotate-factor", type=float, default=3.0, help="rotated inputs, in last-level caches")
     parser.add_argument("--rotate-cap-mb", type=float, default=2048.0, help="most memory the rotation may take")
     parser.add_argument("--deadline-s", type=float, help="start no group after this many seconds (default 420 on CUDA)")
@@ -375,7 +375,7 @@ def main(argv=None) -> int:
     on_cuda = device.type == "cuda"
     batch = args.batch or (64 if on_cuda else 8)
     args.min_runs = args.min_runs or (10 if on_cuda else 2)
-    args.max_iqr = args.max_iqr or (0.15 if on_cuda else 0.25)
+    args.max_iqr = args.max_iqr or (0.15 if on_cuda else 0.5)
     deadline = args.deadline_s if args.deadline_s is not None else (420.0 if on_cuda else math.inf)
     dtypes = [getattr(torch, d) for d in (args.dtypes or (["float32", "bfloat16"] if on_cuda else ["float32"]))]
     shapes = rednet50_shapes(batch) + (sweep_shapes(batch) if args.full else [])

@@ -33,6 +33,13 @@ def print_table(results: List[dict]) -> None:
               f"{(memory if memory is not None else NAN):>8.3f}{r.get('speedup_train_vs_best', NAN):>9.2f}  {notes}")
 
 
+def _commit(commit) -> str:
+    """Short hash, with "-dirty" when the tree had uncommitted changes."""
+    if not commit:
+        return "unknown"
+    return commit[:7] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def _shape(r: dict) -> str:
     return f"{r['shape']} (C{r['channels']}, {r['size']}², K{r['kernel']}, G{r['channels'] // r['group_channels']})"
 
@@ -41,7 +48,7 @@ def markdown(data: dict) -> str:
     env = data["environment"]
     lines = [f"*{env['device']} ({' '.join(env.get('isa_flags', [])) or 'no AVX'}; torch CPU capability "
              f"{env.get('torch_cpu_capability')}), {env['threads']} threads, torch {env['torch']}, batch "
-             f"{data['batch']}, {env['date'][:10]}, commit {str(env.get('commit'))[:7]}. Median of cold calls "
+             f"{data['batch']}, {env['date'][:10]}, commit {_commit(env.get('commit'))}. Median of cold calls "
              f"in ms (± is the interquartile range over the median); × floor: time over a streaming copy "
              f"of the op's minimal bytes measured in the same run; speed-ups and memory relative to unfold; "
              f"× best: forward+backward speed-up over the fastest other method.*", "",
