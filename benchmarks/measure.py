@@ -162,14 +162,6 @@ def peak_memory(device: torch.device, result: dict):
         result["peak_mb"] = max(0, _status_kib("VmHWM") - start) / 1024
 
 
-def copy_bandwidth_gbs(device: torch.device, megabytes: int = 512) -> float:
-    """Device-to-device copy bandwidth (read + write bytes per second), in GB/s."""
-    source = torch.empty(megabytes * 2**20, dtype=torch.uint8, device=device)
-    target = torch.empty_like(source)
-    ms = median_ms(lambda k: target.copy_(source), device, repeats=20, warmup=3)
-    return 2 * source.numel() / (ms * 1e-3) / 1e9
-
-
 _isolated_pool = None
 
 
