@@ -30,14 +30,31 @@ struct Axis {
   int64_t dilation;
 };
 
+// Element strides of the weight (batch, groups, kernel_h, kernel_w, out_h, out_w). The CUDA
+// kernels read the weight through them, so a view of a channels_last convolution output (the
+// layer's weight in a channels_last model) is read in place, not copied.
+struct WeightStrides {
+  int64_t batch, group, tap_row, tap_col, row, col;
+};
+
+// Strides of a contiguous weight.
+INVOLUTION_HOST_DEVICE WeightStrides contiguous_weight_strides(int64_t groups, const Axis& height,
+                                                               const Axis& width) {
+  const int64_t col = 1, row = width.output_size * col, tap_col = height.output_size * row;
+  const int64_t tap_row = width.kernel_size * tap_col, group = height.kernel_size * tap_row;
+  return {groups * group, group, tap_row, tap_col, row, col};
+}
+
 // The whole problem: input (batch, channels, height, width), weight
-// (batch, groups, height.kernel_size, width.kernel_size, height.output_size, width.output_size).
+// (batch, groups, height.kernel_size, width.kernel_size, height.output_size, width.output_size)
+// with strides `weight` (contiguous unless set otherwise).
 struct Problem {
   int64_t batch;
   int64_t channels;
   int64_t groups;
   Axis height;
   Axis width;
+  WeightStrides weight = contiguous_weight_strides(groups, height, width);
 };
 
 // Number of output positions along an axis; the caller guarantees the dilated kernel fits.
@@ -81,16 +98,19 @@ INVOLUTION_HOST_DEVICE int64_t group_of_channel(const Problem& problem, int64_t 
   return channel / channels_per_group(problem);
 }
 
-// Flat offset of weight[n, g, u, v, i, j] (contiguous layout).
+// Offset of weight[n, g, u, v, i, j] (through the problem's weight strides).
 INVOLUTION_HOST_DEVICE int64_t weight_offset(const Problem& p, int64_t n, int64_t g, int64_t u,
                                              int64_t v, int64_t i, int64_t j) {
-  return ((((n * p.groups + g) * p.height.kernel_size + u) * p.width.kernel_size + v) *
-              p.height.output_size + i) * p.width.output_size + j;
+  const WeightStrides& s = p.weight;
+  return n * s.batch + g * s.group + u * s.tap_row + v * s.tap_col + i * s.row + j * s.col;
 }
 
-// Distance between the weights of neighbouring taps v and v + 1 of one pixel.
-INVOLUTION_HOST_DEVICE int64_t weight_tap_stride(const Problem& p) {
-  return p.height.output_size * p.width.output_size;
+// Offset of grad_weight[n, g, u, v, i, j], always contiguous (a fresh result).
+INVOLUTION_HOST_DEVICE int64_t contiguous_weight_offset(const Problem& p, int64_t n, int64_t g,
+                                                        int64_t u, int64_t v, int64_t i,
+                                                        int64_t j) {
+  return ((((n * p.groups + g) * p.height.kernel_size + u) * p.width.kernel_size + v) *
+              p.height.output_size + i) * p.width.output_size + j;
 }
 
 // Flat offset of a (batch, channels, rows, cols) contiguous tensor element.

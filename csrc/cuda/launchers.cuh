@@ -4,7 +4,8 @@
 // Contract:
 //  - `set` picks the kernels (kernel_sets.h);
 //  - input-shaped and output-shaped tensors are contiguous in `layout` (NCHW, or channels_last
-//    NHWC); weight and grad_weight are always contiguous (B, G, KH, KW, Ho, Wo);
+//    NHWC); weight (B, G, KH, KW, Ho, Wo) is read through problem.weight's strides, grad_weight
+//    is written contiguous;
 //  - the baseline set runs channels-first tensors only: kBaseline with Layout::kChannelsLast is
 //    a programming error of the caller and returns cudaErrorInvalidValue, launching nothing;
 //  - raw device pointers and a cudaStream_t; instantiated for float, double, __half and

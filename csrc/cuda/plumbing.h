@@ -33,7 +33,8 @@ namespace involution {
 namespace cuda {
 
 // How the input-shaped and output-shaped tensors of a launch are laid out: contiguous NCHW, or
-// channels_last NHWC. The weight is always contiguous (B, G, KH, KW, Ho, Wo).
+// channels_last NHWC. The weight (B, G, KH, KW, Ho, Wo) is read through the problem's weight
+// strides; grad_weight is written contiguous.
 enum class Layout { kChannelsFirst, kChannelsLast };
 
 // ---- the launch ------------------------------------------------------------------------------

@@ -4,7 +4,9 @@
 // dispatch, and the result back in the memory format the op promises.
 //
 // Layouts: the baseline set reads and writes NCHW; the fast set the image-shaped operands' own
-// layout (NCHW or channels_last). Weight-shaped tensors are read and written contiguous.
+// layout (NCHW or channels_last). A weight operand is read in place through its strides (no
+// copy: in a channels_last model it is a view of a channels_last convolution output, 3× the
+// input's size); a weight-shaped result is written contiguous.
 #pragma once
 
 #include <ATen/Dispatch.h>
@@ -39,13 +41,20 @@ at::Tensor run_op(const Checked& checked, const at::Tensor& first, Shape first_s
   const auto format_of = [&](Shape shape) {
     return shape == Shape::kImage ? image_format : at::MemoryFormat::Contiguous;
   };
-  const at::Tensor first_in = first.contiguous(format_of(first_shape));
-  const at::Tensor second_in = second.contiguous(format_of(second_shape));
+  Problem problem = checked.problem();
+  // Image-shaped operands in the set's layout (a no-op when already in it); a weight as it is.
+  const auto operand = [&](const at::Tensor& tensor, Shape shape) {
+    if (shape == Shape::kImage) return tensor.contiguous(format_of(shape));
+    const at::IntArrayRef s = tensor.strides();
+    problem.weight = WeightStrides{s[0], s[1], s[2], s[3], s[4], s[5]};
+    return tensor;
+  };
+  const at::Tensor first_in = operand(first, first_shape);
+  const at::Tensor second_in = operand(second, second_shape);
   at::Tensor result = at::empty(checked.concrete_result_size(),
                                 first.options().memory_format(format_of(result_shape)));
   const Layout layout = image_format == at::MemoryFormat::ChannelsLast ? Layout::kChannelsLast
                                                                        : Layout::kChannelsFirst;
-  const Problem problem = checked.problem();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, first.scalar_type(), "run_op", [&] {
     using element_t = typename Element<scalar_t>::type;
     launch(set, layout, problem, reinterpret_cast<const element_t*>(first_in.const_data_ptr()),

@@ -88,7 +88,7 @@ struct ForwardChannelsFirst {
         const T* taps = weight + weight_offset(p, n, g, u, 0, i, j);
         for (int64_t v = 0; v < p.width.kernel_size; ++v) {
           const int64_t w = input_index(p.width, j, v);
-          const acc_t tap = Arith<T>::to_acc(read_only(taps + v * weight_tap_stride(p)));
+          const acc_t tap = Arith<T>::to_acc(read_only(taps + v * p.weight.tap_col));
           const bool in_input = row_inside && inside(w, p.width.input_size);
           const T* x = x_row + (in_input ? w : 0);
           INVOLUTION_UNROLL
@@ -137,7 +137,7 @@ struct GradInputChannelsFirst {
         for (int64_t v = 0; v < p.width.kernel_size; ++v) {
           int64_t j;
           if (!output_index(p.width, w, v, &j)) continue;
-          const acc_t tap = Arith<T>::to_acc(read_only(taps + v * weight_tap_stride(p) + j));
+          const acc_t tap = Arith<T>::to_acc(read_only(taps + v * p.weight.tap_col + j * p.weight.col));
           const T* go = go_row + j;
           INVOLUTION_UNROLL
           for (int k = 0; k < kChannelsPerThread; ++k) {
@@ -210,7 +210,7 @@ struct GradWeightChannelsFirst {
       INVOLUTION_UNROLL
       for (int k = 0; k < kTapsPerThread; ++k) {
         if (v0 + k < p.width.kernel_size) {
-          grad_weight[weight_offset(p, n, g, u, v0 + k, i, j)] = Arith<T>::from_acc(sum[k]);
+          grad_weight[contiguous_weight_offset(p, n, g, u, v0 + k, i, j)] = Arith<T>::from_acc(sum[k]);
         }
       }
     }

@@ -69,7 +69,7 @@ struct ForwardChannelsLast {
         const T* taps = weight + weight_offset(p, n, g, u, 0, i, j);
         for (int64_t v = 0; v < p.width.kernel_size; ++v) {
           const int64_t w = input_index(p.width, j, v);
-          const acc_t tap = Arith<T>::to_acc(read_only(taps + v * weight_tap_stride(p)));
+          const acc_t tap = Arith<T>::to_acc(read_only(taps + v * p.weight.tap_col));
           acc_t values[N] = {};  // padding reads zero and is multiplied: NaN/Inf taps propagate
           if (row_inside && inside(w, p.width.input_size)) {
             PackMath<T, N>::unpack(load_pack<N>(x_row + w * p.channels), values);
@@ -113,7 +113,7 @@ struct GradInputChannelsLast {
         for (int64_t v = 0; v < p.width.kernel_size; ++v) {
           int64_t j;
           if (!output_index(p.width, w, v, &j)) continue;
-          const acc_t tap = Arith<T>::to_acc(read_only(taps + v * weight_tap_stride(p) + j));
+          const acc_t tap = Arith<T>::to_acc(read_only(taps + v * p.weight.tap_col + j * p.weight.col));
           acc_t values[N];
           PackMath<T, N>::unpack(load_pack<N>(go_row + j * p.channels), values);
           INVOLUTION_UNROLL
@@ -206,7 +206,7 @@ struct GradWeightChannelsLast {
               sum += dot_with_input<N>(grads, x + c, in_input);
             }
           }
-          grad_weight[weight_offset(p, n, g, u, v, i, j)] = Arith<T>::from_acc(sum);
+          grad_weight[contiguous_weight_offset(p, n, g, u, v, i, j)] = Arith<T>::from_acc(sum);
         }
       }
     }
