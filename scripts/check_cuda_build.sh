@@ -3,7 +3,9 @@
 #  1. a full CUDA-enabled build against the CUDA torch wheel (own venv, .venv-cuda) links,
 #     imports, reports the CUDA kernels registered, and passes the tests (CUDA cases skip);
 #  2. scripts/check_cuda_kernels.sh: every .cu compiles for sm_80 and sm_90 with warnings as
-#     errors, no kernel spills registers, and the fast channels_last kernels use 128-bit loads.
+#     errors, no kernel spills registers, the fast channels_last kernels use 128-bit loads, and
+#     the static performance model (scripts/kernel_model.py) finds every fast kernel within its
+#     budget or a listed exception.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"

@@ -6,9 +6,14 @@
 #  3. in the sm_90 machine code (cuobjdump --dump-sass), every fast channels_last kernel with
 #     16-byte packs (run_items<fast::*ChannelsLast<T, N>>, N > 1; all 12 of them must be seen)
 #     loads with 128-bit global loads (LDG.E.128), and the two that store packs (forward,
-#     grad_input) store with STG.E.128.
+#     grad_input) store with STG.E.128;
+#  4. the static performance model (scripts/kernel_model.py --check, on the sm_90 code of the
+#     launchers.cu object compiled here): every fast kernel's predicted instruction-issue time and
+#     occupancy are within budget at the RedNet-50 shapes, or listed with a reason in
+#     scripts/kernel_budget_exceptions.json, and every launched kernel is in the SASS.
 # Prints a resource table per kernel and arch: registers, spill bytes, 128-bit loads and stores;
-# a kernel is named by the functor that run_items runs (baseline::Forward<float>, ...).
+# a kernel is named by the functor that run_items runs (baseline::Forward<float>, ...); then the
+# model's tables.
 # cuobjdump and nvdisasm come from the nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm wheels
 # (PYTHON names the interpreter whose site-packages hold them; default .venv-cuda's).
 set -euo pipefail
@@ -100,3 +105,7 @@ if failures:
     sys.exit(1)
 print(f"{len(rows)} kernels: no register spills; every 16-byte-pack kernel uses 128-bit accesses")
 PY
+
+# The static performance model, from the launchers object and ptxas report compiled above.
+"$python" scripts/kernel_model.py --check --object "$work/launchers.o" \
+  --ptxas-log "$work/launchers.ptxas"
