@@ -471,8 +471,8 @@ def apply_budget(rows: List[dict], exceptions: List[dict]) -> List[str]:
         for rule in entry["rules"]:
             if (index, rule) not in used:
                 failures.append(f"stale exception: {entry['kernel']} {entry.get('dtype', '*')} "
-                                f"{entry.get('layout', '*')} is within the {rule} budget now; "
-                                "remove it from the exceptions")
+                                f"{entry.get('layout', '*')} ({rule}) excuses nothing now (within "
+                                "budget, or no longer launched); remove it from the exceptions")
     return failures
 
 
