@@ -114,6 +114,29 @@ REALISTIC_PROBLEMS = [
 ]
 
 
+# Layouts a weight (B, G, KH, KW, Ho, Wo) can come in; the CUDA kernels read each in place.
+WEIGHT_LAYOUTS = ["contiguous", "conv_nhwc_view", "strided"]
+
+
+def weight_in_layout(weight, layout):
+    """The same values as `weight` in `layout`:
+    contiguous;
+    conv_nhwc_view: the Involution layer's weight in a channels_last model, a view of a
+        channels_last convolution output (B, G*KH*KW, Ho, Wo);
+    strided: every dimension permuted, with gaps and a storage offset (a slice of a bigger tensor).
+    """
+    if layout == "contiguous":
+        return weight.contiguous()
+    b, g, kh, kw, ho, wo = weight.shape
+    if layout == "conv_nhwc_view":
+        conv_shaped = weight.reshape(b, g * kh * kw, ho, wo)
+        return conv_shaped.contiguous(memory_format=torch.channels_last).view(weight.shape)
+    assert layout == "strided", layout
+    base = torch.empty(wo, kh, b, kw + 1, g, 2 * ho, dtype=weight.dtype, device=weight.device)
+    view = base.permute(2, 4, 1, 3, 5, 0)[:, :, :, 1:, ::2]
+    return view.copy_(weight)
+
+
 def assert_close(actual, expected, dtype):
     rtol, atol = TOLERANCES[dtype]
     torch.testing.assert_close(actual.double().cpu(), expected.double().cpu(), rtol=rtol, atol=atol)

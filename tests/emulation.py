@@ -2,8 +2,9 @@
 instrument compiled here with the package's own checks, never part of the installed package.
 
 ``ops()`` returns ``torch.ops.involution_cuda_emulated``, building the library on first use into
-``build/<name>``. With ninja (as scripts/setup.sh installs) torch's extension builder recompiles
-only what changed, headers included; without it (a bare GPU host) setuptools rebuilds it whole.
+``build/<name>``; each of its ops returns the tuple that ``Launch`` names. With ninja (as
+scripts/setup.sh installs) torch's extension builder recompiles only what changed, headers
+included; without it (a bare GPU host) setuptools rebuilds it whole.
 With ``INVOLUTION_SANITIZE=1`` (scripts/check_sanitizers.sh) it is built with AddressSanitizer
 and UndefinedBehaviorSanitizer, into its own folder.
 """
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.utils import cpp_extension
@@ -22,6 +24,18 @@ import involution_cuda  # noqa: F401  (the ops' library first: the emulation rai
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [str(ROOT / "tests" / "csrc" / "emulated_launch.cpp"), str(ROOT / "csrc" / "checks.cpp")]
+
+
+class Launch(NamedTuple):
+    """What an emulated op returns: ``Launch(*ops().forward(...))``."""
+
+    result: torch.Tensor
+    pack: int  # channels per pack of the functor that ran (1: channels-first)
+    most_items_per_thread: int
+    first_in_place: bool  # the kernels read the first operand itself, not a copy
+    second_in_place: bool
+
+
 SANITIZERS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 
 # Run as a script: the setuptools build used when ninja is missing (argv: name, cflags, ldflags).

@@ -22,7 +22,8 @@ from involution_cuda import reference
 
 import emulation
 from kernel_choice_probe import forward_and_backward_choices
-from conftest import GRADCHECK_PROBLEMS, REALISTIC_PROBLEMS, Problem, assert_close, needs_gpu
+from conftest import (GRADCHECK_PROBLEMS, REALISTIC_PROBLEMS, WEIGHT_LAYOUTS, Problem, assert_close,
+                      needs_gpu, weight_in_layout)
 
 LAYOUTS = [torch.contiguous_format, torch.channels_last]
 KERNEL_SETS = ["baseline", "fast"]
@@ -42,22 +43,25 @@ def reference_results(problem, x, w, grad):
     return out.detach(), grad_x, grad_w
 
 
-def emulated_launches(problem, x, w, grad, kernels="fast", max_blocks=NO_GRID_LIMIT):
-    """The three ops through emulated launches: (result, pack width, most items per thread)."""
+def emulated_launches(problem, x, w, grad, kernels="fast", max_blocks=NO_GRID_LIMIT,
+                      threads_limit=None):
+    """The three ops through emulated launches, an emulation.Launch each."""
     ops = emulation.ops()
     stride, padding, dilation = options_of(problem)
-    return (
-        ops.forward(x, w, stride, padding, dilation, kernels, max_blocks),
-        ops.grad_input(grad, w, list(x.shape[2:]), stride, padding, dilation, kernels, max_blocks),
+    launches = (
+        ops.forward(x, w, stride, padding, dilation, kernels, max_blocks, threads_limit),
+        ops.grad_input(grad, w, list(x.shape[2:]), stride, padding, dilation, kernels, max_blocks,
+                       threads_limit),
         ops.grad_weight(grad, x, w.shape[1], list(w.shape[2:4]), stride, padding, dilation, kernels,
-                        max_blocks),
+                        max_blocks, threads_limit),
     )
+    return tuple(emulation.Launch(*launch) for launch in launches)
 
 
 def emulated_results(problem, x, w, grad, kernels="fast", max_blocks=NO_GRID_LIMIT):
     """The three results through emulated launches, and each launch's pack width."""
     launches = emulated_launches(problem, x, w, grad, kernels, max_blocks)
-    return tuple(launch[0] for launch in launches), tuple(launch[1] for launch in launches)
+    return tuple(launch.result for launch in launches), tuple(launch.pack for launch in launches)
 
 
 def cuda_results(problem, x, w, grad, kernels):
@@ -86,8 +90,8 @@ def test_emulated_float64_matches_reference(problem, layout, kernels):
     expected = reference_results(problem, x, w, grad)
     for max_blocks in (NO_GRID_LIMIT, 1):
         launches = emulated_launches(problem, x, w, grad, kernels, max_blocks)
-        for (actual, _, _), wanted in zip(launches, expected):
-            torch.testing.assert_close(actual, wanted, rtol=1e-12, atol=1e-12)
+        for launch, wanted in zip(launches, expected):
+            torch.testing.assert_close(launch.result, wanted, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kernels", KERNEL_SETS)
@@ -99,12 +103,12 @@ def test_emulated_realistic_sizes_match_reference(problem, dtype, layout, kernel
     expected = reference_results(problem, x, w, grad)
     for max_blocks in (NO_GRID_LIMIT, 1):
         launches = emulated_launches(problem, x, w, grad, kernels, max_blocks)
-        for (actual, _, _), wanted in zip(launches, expected):
-            assert actual.dtype == dtype
-            assert_close(actual, wanted, dtype)
+        for launch, wanted in zip(launches, expected):
+            assert launch.result.dtype == dtype
+            assert_close(launch.result, wanted, dtype)
     # With one block of 256 threads, every op's grid-stride loop really runs several items per
     # thread: the items past the first 256 are right only because the loop reached them.
-    assert [launch[2] >= 2 for launch in launches] == [True, True, True]
+    assert [launch.most_items_per_thread >= 2 for launch in launches] == [True, True, True]
 
 
 @pytest.mark.parametrize("dtype, wide", [(torch.float64, 2), (torch.float32, 4), (torch.float16, 8),
@@ -180,8 +184,109 @@ def test_emulated_ops_validate_their_arguments():
     stride, padding, dilation = options_of(problem)
     with pytest.raises(ValueError, match="max_blocks"):
         emulated.forward(x, w, stride, padding, dilation, "fast", 0)
+    with pytest.raises(ValueError, match="threads_limit"):
+        emulated.forward(x, w, stride, padding, dilation, "fast", 1, -1)
     with pytest.raises(ValueError, match="weight"):
         emulated.forward(x, w[..., :-1], stride, padding, dilation, "fast", 1)
+
+
+# ---- the emulation's own instruments: NaN-poisoned results, operands read in place ------------
+
+@pytest.mark.parametrize("max_blocks", [NO_GRID_LIMIT, 1], ids=["full_grid", "one_block"])
+@pytest.mark.parametrize("threads_limit", [0, 100])
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16],
+                         ids=str)
+def test_emulated_results_are_nan_exactly_where_no_thread_wrote(dtype, layout, threads_limit,
+                                                                 max_blocks):
+    # The baseline kernels write item k to the result element at flat offset k (NCHW, the
+    # logical order) and thread t of a grid of T threads takes the items k = t (mod T). With only
+    # the first threads_limit threads running, the others' elements must come back NaN: the
+    # result buffer is poisoned before the launch, so no unwritten element can pass a test.
+    problem = REALISTIC_PROBLEMS[5]  # every op has more than 256 items: one block loops
+    x, w, grad = random_problem_tensors(problem, dtype, layout)
+    launches = emulated_launches(problem, x, w, grad, "baseline", max_blocks, threads_limit)
+    for launch, wanted in zip(launches, reference_results(problem, x, w, grad)):
+        flat, wanted = launch.result.reshape(-1), wanted.reshape(-1)
+        assert flat.numel() > 256
+        threads = min(-(-flat.numel() // 256), max_blocks) * 256
+        written = torch.arange(flat.numel()) % threads < threads_limit
+        assert torch.equal(torch.isnan(flat), ~written)
+        assert_close(flat[written], wanted[written], dtype)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["nchw", "nhwc"])
+def test_fast_kernels_leave_nan_where_no_thread_wrote(layout):
+    # The fast kernels' items cover several elements each (their mapping is theirs to change):
+    # with half the threads of one block running, part of each result is written, and exactly
+    # the written part is free of NaN and equal to the full launch's.
+    problem = REALISTIC_PROBLEMS[1]  # 16 channels per group: 16-byte packs in channels_last
+    x, w, grad = random_problem_tensors(problem, torch.float32, layout)
+    full = emulated_launches(problem, x, w, grad, "fast", max_blocks=1)
+    half = emulated_launches(problem, x, w, grad, "fast", max_blocks=1, threads_limit=128)
+    none = emulated_launches(problem, x, w, grad, "fast", max_blocks=1, threads_limit=0)
+    for all_threads, some, no_thread in zip(full, half, none):
+        assert all_threads.most_items_per_thread >= 2
+        assert not torch.isnan(all_threads.result).any()
+        assert torch.isnan(no_thread.result).all()
+        written = ~torch.isnan(some.result)
+        assert 0 < written.sum() < written.numel()
+        assert torch.equal(some.result[written], all_threads.result[written])
+
+
+# The baseline set reads image-shaped operands in NCHW, so it copies a channels_last one (an
+# image-sized copy); the fast set reads them in the call's own layout. Neither copies the weight,
+# which is G*KH*KW/C times the output (about 3x in a RedNet layer).
+def image_read_in_place(kernels, layout):
+    return kernels == "fast" or layout == torch.contiguous_format
+
+
+@pytest.mark.parametrize("weight_layout", WEIGHT_LAYOUTS)
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+@pytest.mark.parametrize("problem, dtype", [
+    (REALISTIC_PROBLEMS[1], torch.float32),  # stride (1, 2), 16 channels per group: packs
+    (REALISTIC_PROBLEMS[4], torch.bfloat16),  # a late RedNet stage: 7x7 kernels on 7x7
+], ids=str)
+def test_emulated_ops_read_the_weight_in_place(problem, dtype, kernels, layout, weight_layout):
+    x, w, grad = random_problem_tensors(problem, dtype, layout)
+    w = weight_in_layout(w, weight_layout)
+    assert w.is_contiguous() == (weight_layout == "contiguous")
+    forward, grad_input, grad_weight = launches = emulated_launches(problem, x, w, grad, kernels)
+    for launch, wanted in zip(launches, reference_results(problem, x, w, grad)):
+        assert_close(launch.result, wanted, dtype)
+    assert forward.second_in_place and grad_input.second_in_place  # the weight, never copied
+    image = image_read_in_place(kernels, layout)
+    assert (forward.first_in_place, grad_input.first_in_place) == (image, image)
+    assert (grad_weight.first_in_place, grad_weight.second_in_place) == (image, image)
+
+
+def test_channels_last_layer_hands_the_op_a_conv_view_weight(monkeypatch):
+    """The weight an Involution layer of a channels_last model passes to the op is the
+    conv_nhwc_view layout the tests above cover, and the emulated kernels read it in place."""
+    problem = Problem(2, 32, 2, (9, 11), (7, 7))
+    layer = involution_cuda.Involution(32, kernel_size=7, group_channels=16)
+    layer = layer.to(memory_format=torch.channels_last)
+    x, _, grad = random_problem_tensors(problem, torch.float32, torch.channels_last)
+    calls = []
+    real = involution_cuda.module.involution
+
+    def recording(input, weight, *args):
+        calls.append((input, weight))
+        return real(input, weight, *args)
+
+    monkeypatch.setattr(involution_cuda.module, "involution", recording)
+    layer(x)
+    [(x_seen, w)] = calls
+    w = w.detach()  # same storage and strides
+    assert x_seen is x
+    assert w.shape == (2, 2, 7, 7, 9, 11) and not w.is_contiguous()
+    assert w.stride() == weight_in_layout(torch.empty(w.shape), "conv_nhwc_view").stride()
+    for kernels in KERNEL_SETS:
+        launches = emulated_launches(problem, x, w, grad, kernels)
+        for launch, wanted in zip(launches, reference_results(problem, x, w, grad)):
+            assert_close(launch.result, wanted, torch.float32)
+        assert launches[0].second_in_place and launches[1].second_in_place
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,6 +340,38 @@ def test_cpu_results_do_not_depend_on_the_cuda_choice(kernels):
 
 
 # ---- on a GPU: both kernel sets against the reference ------------------------------------------
+
+@needs_gpu
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+def test_cuda_ops_do_not_copy_a_conv_view_weight(kernels):
+    # One group per channel makes the weight 49x an image (float32, 128 KiB each), so a copy of
+    # it would dwarf all the op allocates: its result, and for the baseline set an NCHW copy of
+    # the channels_last image operand and the NCHW result before it is laid out channels_last.
+    problem = Problem(2, 16, 16, (32, 32), (7, 7))
+    x, w, grad = random_problem_tensors(problem, torch.float32, torch.channels_last)
+    x, grad = x.cuda(), grad.cuda()
+    w = weight_in_layout(w.cuda(), "conv_nhwc_view")
+    assert not w.is_contiguous()
+    image_bytes = x.numel() * x.element_size()  # input, grad_output and both results alike
+    weight_bytes = w.numel() * w.element_size()
+    assert 3 * image_bytes < weight_bytes / 10
+    ops = torch.ops.involution_cuda
+    stride, padding, dilation = options_of(problem)
+    calls = [lambda: ops.involution(x, w, stride, padding, dilation, kernels),
+             lambda: ops.involution_grad_input(grad, w, list(x.shape[2:]), stride, padding,
+                                               dilation, kernels)]
+    for call in calls:
+        call()  # first-call initialisation stays out of the measurement
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        result = call()
+        torch.cuda.synchronize()
+        extra = torch.cuda.max_memory_allocated() - before
+        assert result.numel() * result.element_size() == image_bytes
+        assert image_bytes <= extra <= 3 * image_bytes, (extra, image_bytes, weight_bytes)
+        del result
+
 
 @needs_gpu
 @pytest.mark.parametrize("kernels", KERNEL_SETS)

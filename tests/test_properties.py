@@ -15,7 +15,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import involution_cuda  # noqa: E402
 import emulation  # noqa: E402
-from conftest import assert_close, needs_gpu  # noqa: E402
+from conftest import WEIGHT_LAYOUTS, assert_close, needs_gpu, weight_in_layout  # noqa: E402
 from involution_cuda import reference  # noqa: E402
 
 settings.register_profile("dev", max_examples=100, deadline=None, print_blob=True,
@@ -90,31 +90,37 @@ def test_random_problems_cuda(problem, dtype, seed, kernels):
 
 @given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1),
        channels_last=st.booleans(), per_group=st.sampled_from([None, 8, 16]),
-       max_blocks=st.sampled_from([1, 3, 1 << 20]), kernels=st.sampled_from(["baseline", "fast"]))
+       max_blocks=st.sampled_from([1, 3, 1 << 20]), kernels=st.sampled_from(["baseline", "fast"]),
+       weight_layout=st.sampled_from(WEIGHT_LAYOUTS))
 @example(problem=BATCH_ZERO, dtype=torch.float32, seed=0, channels_last=True, per_group=8,
-         max_blocks=1, kernels="fast")
+         max_blocks=1, kernels="fast", weight_layout="conv_nhwc_view")
 def test_random_problems_emulated_cuda_kernels(problem, dtype, seed, channels_last, per_group,
-                                               max_blocks, kernels):
+                                               max_blocks, kernels, weight_layout):
     """The CUDA kernels' per-thread code, run on the CPU for every thread of the CUDA grid
-    (shrunk to max_blocks so threads loop); per_group 8 / 16 makes 16-byte packs possible."""
+    (shrunk to max_blocks so threads loop); per_group 8 / 16 makes 16-byte packs possible. The
+    weight comes contiguous, as a channels_last layer makes it, or strided: read in place."""
     if per_group is not None:
         problem = dict(problem, channels=problem["groups"] * per_group)
     generator = torch.Generator().manual_seed(seed)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(problem["batch"], problem["channels"], *problem["size"], generator=generator,
                     dtype=torch.float64).to(dtype).contiguous(memory_format=layout)
-    w = torch.randn(problem["batch"], problem["groups"], *problem["kernel"], *problem["out"],
-                    generator=generator, dtype=torch.float64).to(dtype)
+    w = weight_in_layout(torch.randn(problem["batch"], problem["groups"], *problem["kernel"],
+                                     *problem["out"], generator=generator,
+                                     dtype=torch.float64).to(dtype), weight_layout)
     g = torch.randn(problem["batch"], problem["channels"], *problem["out"], generator=generator,
                     dtype=torch.float64).to(dtype).contiguous(memory_format=layout)
     options = problem["options"]
     stride, padding, dilation = (list(options[k]) for k in ("stride", "padding", "dilation"))
     emulated = emulation.ops()
-    out = emulated.forward(x, w, stride, padding, dilation, kernels, max_blocks)[0]
-    grad_x = emulated.grad_input(g, w, list(problem["size"]), stride, padding, dilation, kernels,
-                                 max_blocks)[0]
+    forward = emulation.Launch(*emulated.forward(x, w, stride, padding, dilation, kernels,
+                                                 max_blocks))
+    backward = emulation.Launch(*emulated.grad_input(g, w, list(problem["size"]), stride, padding,
+                                                     dilation, kernels, max_blocks))
     grad_w = emulated.grad_weight(g, x, problem["groups"], list(problem["kernel"]), stride,
                                   padding, dilation, kernels, max_blocks)[0]
+    assert forward.second_in_place and backward.second_in_place  # the weight is never copied
+    out, grad_x = forward.result, backward.result
     x_ref, w_ref = x.double().requires_grad_(), w.double().requires_grad_()
     expected = reference.involution(x_ref, w_ref, **options)
     expected_grads = torch.autograd.grad(expected, (x_ref, w_ref), g.double())
