@@ -5,8 +5,8 @@
 #  2. no kernel spills registers (ptxas -v);
 #  3. in the sm_90 machine code (cuobjdump --dump-sass), every fast channels_last kernel with
 #     16-byte packs (run_items<fast::*ChannelsLast<T, N>>, N > 1; all 12 of them must be seen)
-#     loads with 128-bit global loads (LDG.E.128), and the two that store packs (forward,
-#     grad_input) store with STG.E.128;
+#     and every row kernel (fast::*RowsChannelsLast, all 32) loads with 128-bit global loads
+#     (LDG.E.128), and those that store packs (forward, grad_input) store with STG.E.128;
 #  4. the static performance model (scripts/kernel_model.py --check, on the sm_90 code of the
 #     launchers.cu object compiled here): every fast kernel's predicted instruction-issue time and
 #     occupancy are within budget at the RedNet-50 shapes, or listed with a reason in
@@ -53,15 +53,15 @@ work = pathlib.Path(sys.argv[1])
 
 
 def readable(mangled):
-    name = subprocess.run(["c++filt", mangled], capture_output=True, text=True).stdout.strip()
+    # -p: without the parameter list (template arguments may hold parentheses themselves)
+    name = subprocess.run(["c++filt", "-p", mangled], capture_output=True, text=True).stdout.strip()
     name = name.replace("(anonymous namespace)::", "").replace("involution::", "")
     name = re.sub(r"^void ", "", name)
-    name = re.sub(r"\([^()]*\)$", "", name)  # the parameter list
     name = re.sub(r"^cuda::run_items<(.*?) ?>$", r"\1", name)  # the functor it runs
     return name.replace("cuda::", "")
 
 
-rows, failures, wide_pack_kernels = [], [], 0
+rows, failures, wide_pack_kernels, row_kernels = [], [], 0, 0
 for report in sorted(work.glob("*.ptxas")):
     text = report.read_text()
     kernels = re.findall(r"Compiling entry function '(\S+)' for '(sm_\d+)'(.*?)(?=ptxas info    : Compiling entry|\Z)",
@@ -87,8 +87,10 @@ for report in sorted(work.glob("*.ptxas")):
         if spills:
             failures.append(f"{arch} {name}: {spills} bytes of register spills")
         wide_pack = re.search(r"^fast::\w+ChannelsLast<[^,]+, (\d+)>$", name)
-        if arch == "sm_90" and wide_pack and int(wide_pack.group(1)) > 1:
-            wide_pack_kernels += 1
+        row_kernel = re.search(r"^fast::\w+RowsChannelsLast<", name)  # always 16-byte packs
+        if arch == "sm_90" and (row_kernel or wide_pack and int(wide_pack.group(1)) > 1):
+            wide_pack_kernels += not row_kernel
+            row_kernels += bool(row_kernel)
             if not wide_loads:
                 failures.append(f"{arch} {name}: no 128-bit global loads")
             if "GradWeight" not in name and not wide_stores:
@@ -100,6 +102,8 @@ for file, arch, name, registers, spills, loads, stores in rows:
     print(f"{file:<{width}} {arch:<6} {name:<48} {registers:>4} {spills:>7} {loads:>7} {stores:>7}")
 if wide_pack_kernels != 12:  # 3 ops x 4 dtypes: the check must see every one
     failures.append(f"expected 12 sm_90 kernels with 16-byte packs, found {wide_pack_kernels}")
+if row_kernels != 32:  # 2 ops x 4 dtypes x 2 kernel widths x 2 weight orders
+    failures.append(f"expected 32 sm_90 row kernels, found {row_kernels}")
 if failures:
     print("\n".join(["FAILED:"] + failures))
     sys.exit(1)

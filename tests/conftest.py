@@ -109,7 +109,7 @@ REALISTIC_PROBLEMS = [
     Problem(2, 32, 2, (29, 17), (3, 5), stride=(1, 2), dilation=(2, 1)),
     Problem(1, 48, 3, (15, 33), (5, 3), stride=(2, 1), padding=(1, 2), dilation=(1, 3)),
     Problem(3, 16, 16, (14, 9), (7, 7), stride=2),
-    Problem(2, 64, 4, (7, 7), (7, 7)),  # rows of <= 8 floats take the half-width CPU tiles
+    Problem(3, 64, 4, (7, 7), (7, 7)),  # rows of <= 8 floats take the half-width CPU tiles
     Problem(2, 24, 3, (6, 8), (3, 5), dilation=(2, 1)),
 ]
 

@@ -126,6 +126,48 @@ def test_channels_last_takes_16_byte_packs_when_groups_allow(dtype, wide):
     assert results[2].is_contiguous()
 
 
+# Problems the row kernels (csrc/cuda/fast/rows.h) take in channels_last: unit stride and
+# dilation along the width, kernel width 3 or 7; rows whose width is no multiple of the pixels per
+# thread (the last block is shifted), padding on both sides, height stride and dilation.
+ROW_PROBLEMS = [
+    Problem(2, 32, 2, (9, 11), (3, 3)),
+    Problem(4, 16, 1, (13, 10), (7, 7), stride=(2, 1), dilation=(2, 1)),
+    Problem(12, 16, 2, (5, 7), (5, 7), padding=(1, 3)),
+    Problem(8, 32, 4, (6, 9), (3, 7), padding=(0, 1)),
+]
+
+
+def row_kernel_items(problem, rows, cols, dtype, outputs_per_thread):
+    """Work items of a row kernel: (n, row, block of pixels, group, chunk of channels)."""
+    channels_per_thread = 4 if dtype == torch.float64 else 8
+    return (problem.batch * rows * -(-cols // outputs_per_thread) * problem.channels
+            // channels_per_thread)
+
+
+@pytest.mark.parametrize("weight_layout", ["contiguous", "conv_nhwc_view"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("problem", ROW_PROBLEMS, ids=str)
+def test_row_kernels_match_reference(problem, dtype, weight_layout):
+    x, w, grad = random_problem_tensors(problem, dtype, torch.channels_last)
+    w = weight_in_layout(w, weight_layout)
+    expected = reference_results(problem, x, w, grad)
+    launches = emulated_launches(problem, x, w, grad, "fast", max_blocks=1)
+    for launch, wanted in zip(launches, expected):
+        assert_close(launch.result, wanted, dtype)
+    # The row kernels ran: their item counts (one block of 256 threads loops over them) are not
+    # those of the one-pixel kernels. Forward: 4 pixels per thread (3 for float32 with the
+    # conv-view weight); grad_input: 2.
+    forward_outputs = 3 if dtype == torch.float32 and weight_layout == "conv_nhwc_view" else 4
+    out_h, out_w = problem.output_size()
+    forward_items = row_kernel_items(problem, out_h, out_w, dtype, forward_outputs)
+    grad_input_items = row_kernel_items(problem, *problem.size, dtype, 2)
+    one_pixel_items = problem.batch * out_h * out_w * problem.channels // (16 // dtype.itemsize)
+    assert -(-forward_items // 256) != -(-one_pixel_items // 256)  # the check below can tell
+    assert launches[0].most_items_per_thread == -(-forward_items // 256)
+    assert launches[1].most_items_per_thread == -(-grad_input_items // 256)
+    assert launches[0].pack == launches[1].pack == 16 // dtype.itemsize
+
+
 def test_channels_last_falls_back_to_single_channels():
     # 6 channels per group: no 16-byte pack of float32 fits inside a group.
     problem = Problem(1, 12, 2, (6, 5), (3, 3))

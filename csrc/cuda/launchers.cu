@@ -11,10 +11,19 @@ namespace involution {
 namespace cuda {
 namespace {
 
-// At least two blocks per SM leaves ptxas up to 128 registers per thread; without the minimum it
-// held some kernels at 64 registers and spilled their accumulators.
+// Blocks per SM that a kernel's register budget is sized for: a functor's own kMinBlocksPerSM,
+// else 2. At least two blocks per SM leaves ptxas up to 128 registers per thread; without the
+// minimum it held some kernels at 64 registers and spilled their accumulators.
+template <typename Functor, typename = void>
+struct MinBlocksPerSM { static constexpr int value = 2; };
 template <typename Functor>
-__global__ void __launch_bounds__(kThreadsPerBlock, 2) run_items(const Functor functor) {
+struct MinBlocksPerSM<Functor, decltype(void(Functor::kMinBlocksPerSM))> {
+  static constexpr int value = Functor::kMinBlocksPerSM;
+};
+
+template <typename Functor>
+__global__ void __launch_bounds__(kThreadsPerBlock, MinBlocksPerSM<Functor>::value)
+    run_items(const Functor functor) {
   functor(Thread{blockIdx.x, threadIdx.x, gridDim.x, blockDim.x});
 }
 

@@ -75,6 +75,10 @@ struct EmulatedLaunch {
 
   template <template <typename, int> class Kernel, typename T, int N>
   static int64_t pack_of(const Kernel<T, N>&) { return N; }
+  // The row kernels (fast/rows.h) always move 16-byte packs.
+  template <template <typename, int, cuda::fast::WeightOrder> class Kernel, typename T, int KW,
+            cuda::fast::WeightOrder Order>
+  static int64_t pack_of(const Kernel<T, KW, Order>&) { return cuda::fast::kWidePack<T>; }
   template <typename Functor>
   static int64_t pack_of(const Functor&) { return 1; }
 };

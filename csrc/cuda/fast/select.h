@@ -1,16 +1,19 @@
 // Choice of the fast kernel for a problem and its layout, and the entry points that launch it:
 //   fast::forward / grad_input / grad_weight(problem, layout, a, b, result, launch)
 // call `launch(functor)` with the functor of channels_first.h (NCHW) or channels_last.h (NHWC,
-// 16-byte packs when the tensors and the groups allow, else one channel per pack).
+// 16-byte packs when the tensors and the groups allow, else one channel per pack); forward and
+// grad_input in NHWC take the row kernels of rows.h where they apply (rows_apply).
 // `launch` is launchers.cu's Launcher on the GPU, or the emulated launch of the CPU tests.
 #pragma once
 
 #include <initializer_list>
+#include <type_traits>
 
 #include "../plumbing.h"
 #include "channels_first.h"
 #include "channels_last.h"
 #include "packs.h"
+#include "rows.h"
 
 namespace involution {
 namespace cuda {
@@ -32,9 +35,33 @@ void launch_for_layout(const Problem& p, Layout layout, const T* a, const T* b, 
   }
 }
 
+// Launches Rows<T, KW, order> when the row kernels apply to a channels_last problem (kernel
+// width KW of 3 or 7) and returns true; else false, launching nothing.
+template <template <typename, int, WeightOrder> class Rows, typename T, typename Launch>
+bool launch_rows(const Problem& p, Layout layout, const T* a, const T* b, T* result,
+                 std::initializer_list<const void*> packed, Launch&& launch) {
+  if (layout != Layout::kChannelsLast) return false;
+  const auto with_width = [&](auto width) {
+    constexpr int KW = decltype(width)::value;
+    if (!rows_apply<T>(p, KW, packed)) return false;
+    if (p.weight.col == 1) {
+      launch(Rows<T, KW, WeightOrder::kPixelsInner>{p, a, b, result});
+    } else {
+      launch(Rows<T, KW, WeightOrder::kTapsInner>{p, a, b, result});
+    }
+    return true;
+  };
+  return with_width(std::integral_constant<int, 7>{}) ||
+         with_width(std::integral_constant<int, 3>{});
+}
+
 template <typename T, typename Launch>
 void forward(const Problem& p, Layout layout, const T* input, const T* weight, T* output,
              Launch&& launch) {
+  if (launch_rows<ForwardRowsChannelsLast>(p, layout, input, weight, output, {input, output},
+                                           launch)) {
+    return;
+  }
   launch_for_layout<ForwardChannelsFirst, ForwardChannelsLast>(p, layout, input, weight, output,
                                                                {input, output}, launch);
 }
@@ -42,6 +69,10 @@ void forward(const Problem& p, Layout layout, const T* input, const T* weight, T
 template <typename T, typename Launch>
 void grad_input(const Problem& p, Layout layout, const T* grad_output, const T* weight,
                 T* grad_input, Launch&& launch) {
+  if (launch_rows<GradInputRowsChannelsLast>(p, layout, grad_output, weight, grad_input,
+                                             {grad_output, grad_input}, launch)) {
+    return;
+  }
   launch_for_layout<GradInputChannelsFirst, GradInputChannelsLast>(
       p, layout, grad_output, weight, grad_input, {grad_output, grad_input}, launch);
 }
