@@ -155,9 +155,10 @@ def test_row_kernels_match_reference(problem, dtype, weight_layout):
     for launch, wanted in zip(launches, expected):
         assert_close(launch.result, wanted, dtype)
     # The row kernels ran: their item counts (one block of 256 threads loops over them) are not
-    # those of the one-pixel kernels. Forward: 4 pixels per thread (3 for float32 with the
-    # conv-view weight); grad_input: 2.
-    forward_outputs = 3 if dtype == torch.float32 and weight_layout == "conv_nhwc_view" else 4
+    # those of the one-pixel kernels. Pixels per thread in the forward: 4 for half types, 3 for
+    # float32 (2 with the conv-view weight), 2 for float64; grad_input: 2.
+    forward_outputs = {torch.bfloat16: 4, torch.float64: 2}.get(
+        dtype, 2 if weight_layout == "conv_nhwc_view" else 3)
     out_h, out_w = problem.output_size()
     forward_items = row_kernel_items(problem, out_h, out_w, dtype, forward_outputs)
     grad_input_items = row_kernel_items(problem, *problem.size, dtype, 2)

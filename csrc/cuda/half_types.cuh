@@ -6,6 +6,9 @@
 // tests/half_pack_check.cu runs the same code on the host (nvcc, no GPU) to check it.
 #pragma once
 
+#include <cstdint>
+#include <cstring>
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -68,7 +71,27 @@ struct PairedPackMath {
   }
 };
 template <int N> struct PackMath<__half, N> : PairedPackMath<__half, N> {};
-template <int N> struct PackMath<__nv_bfloat16, N> : PairedPackMath<__nv_bfloat16, N> {};
+
+// bfloat16 is the top half of a float: a pair in one 32-bit word widens with one shift and one
+// mask (exact, NaN payloads kept), instead of unpacking and re-pairing the elements.
+template <int N>
+struct PackMath<__nv_bfloat16, N> : PairedPackMath<__nv_bfloat16, N> {
+  static INVOLUTION_HOST_DEVICE void unpack(const Pack<__nv_bfloat16, N>& pack,
+                                            float (&values)[N]) {
+    if (N % 2 == 1) {
+      PairedPackMath<__nv_bfloat16, N>::unpack(pack, values);
+      return;
+    }
+    uint32_t words[N / 2 > 0 ? N / 2 : 1];
+    memcpy(words, &pack, sizeof(pack));
+    INVOLUTION_UNROLL
+    for (int k = 0; k + 1 < N; k += 2) {
+      const uint32_t low = words[k / 2] << 16, high = words[k / 2] & 0xffff0000u;
+      memcpy(&values[k], &low, sizeof(float));
+      memcpy(&values[k + 1], &high, sizeof(float));
+    }
+  }
+};
 
 }  // namespace fast
 }  // namespace cuda

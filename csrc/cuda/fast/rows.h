@@ -119,7 +119,8 @@ template <typename T>
 inline bool rows_apply(const Problem& p, int kernel_width, std::initializer_list<const void*> bases) {
   const bool aligned = channels_last_pack<T>(p, bases) == kWidePack<T>;
   return aligned && p.width.stride == 1 && p.width.dilation == 1 &&
-         p.width.kernel_size == kernel_width && channels_per_group(p) % kRowChannels<T> == 0 &&
+         p.width.kernel_size == kernel_width && p.height.kernel_size <= 32 &&
+         channels_per_group(p) % kRowChannels<T> == 0 &&
          p.width.output_size >= kRowOutputs && p.width.input_size >= kRowOutputs &&
          (p.weight.col == 1 || p.weight.tap_col == 1);
 }
@@ -148,13 +149,13 @@ struct RowWeights {
   }
 };
 
-// Bit q set when column first + q of a row of `size` columns exists (q < 32): computed once per
-// item, so that the kernel rows only test bits.
-INVOLUTION_HOST_DEVICE uint32_t columns_inside(int64_t first, int count, int64_t size) {
+// Bit q set when index first + q·step of an axis of `size` exists (q < count <= 32): computed
+// once per item, so that the kernel rows only test bits.
+INVOLUTION_HOST_DEVICE uint32_t indices_inside(int64_t first, int64_t step, int64_t count,
+                                               int64_t size) {
   uint32_t mask = 0;
-  INVOLUTION_UNROLL
-  for (int q = 0; q < 32; ++q) {
-    if (q < count && inside(first + q, size)) mask |= uint32_t{1} << q;
+  for (int64_t q = 0; q < count; ++q) {
+    if (inside(first + q * step, size)) mask |= uint32_t{1} << q;
   }
   return mask;
 }
@@ -164,8 +165,12 @@ INVOLUTION_HOST_DEVICE uint32_t columns_inside(int64_t first, int count, int64_t
 template <typename T, int KW, WeightOrder Order>
 struct ForwardRowsChannelsLast {
   using acc_t = typename Arith<T>::acc_t;
-  // (3 pixels for float with the taps-inner weight: 4 spill under the 128-register cap)
-  static constexpr int V = Order == WeightOrder::kTapsInner && sizeof(T) == 4 ? 3 : kRowOutputs;
+  // Pixels per thread: as many as fit the 128-register cap without spilling (4 for half types,
+  // which amortise each widened element over more taps; 3 for float, 2 with the taps-inner
+  // weight, whose per-pixel bases take registers; 2 for double).
+  static constexpr int V = sizeof(T) == 2                                           ? 4
+                           : sizeof(T) == 4 && Order == WeightOrder::kPixelsInner ? 3
+                                                                                  : 2;
   static constexpr int CT = kRowChannels<T>;
   Problem p;
   const T* __restrict__ input;
@@ -181,20 +186,30 @@ struct ForwardRowsChannelsLast {
     const T* zeros = zero_block<T>();
     for (int64_t item = first_item(t); item < total; item += item_stride(t)) {
       const RowItem at = row_item<T, V>(p, item, p.height.output_size, p.width.output_size);
+      // Where the results go, computed up front: fewer values live across the kernel rows.
+      T* const out = output + pixel_offset(p.height.output_size, p.width.output_size, channels,
+                                           at.n, at.row, at.first, at.c0);
+      const int stored = static_cast<int>(at.stored);
       const int64_t left = at.first - p.width.padding;  // input column of tap 0 of pixel `first`
       const T* weights = weight + at.n * p.weight.batch + at.g * p.weight.group + at.row * p.weight.row;
-      const uint32_t inside_mask = columns_inside(left, V + KW - 1, in_w);
+      const uint32_t inside_mask = indices_inside(left, 1, V + KW - 1, in_w);
+      // The input rows of the tap rows u, and the offset of each one's window, advanced by a step.
+      const int64_t h = input_index(p.height, at.row, 0);
+      const uint32_t rows_inside =
+          indices_inside(h, p.height.dilation, p.height.kernel_size, p.height.input_size);
+      int64_t x_offset = pixel_offset(p.height.input_size, in_w, channels, at.n, h, left, at.c0);
+      const int64_t x_step = p.height.dilation * in_w * channels;
+      const T* w_row = weights;
       acc_t sum[V][CT] = {};
-      for (int64_t u = 0; u < p.height.kernel_size; ++u) {
-        const int64_t h = input_index(p.height, at.row, u);
-        const bool row_inside = inside(h, p.height.input_size);
-        const T* x = input + pixel_offset(p.height.input_size, in_w, channels, at.n,
-                                          row_inside ? h : 0, left, at.c0);
-        const RowWeights<T, KW, V, Order> taps(weights + u * p.weight.tap_row, p.weight, at.first);
+      for (int u = 0; u < p.height.kernel_size; ++u, x_offset += x_step, w_row += p.weight.tap_row) {
+        const bool row_inside = rows_inside >> u & 1;
+        const T* x = input + (row_inside ? x_offset : 0);
+        const RowWeights<T, KW, V, Order> taps(w_row, p.weight, at.first);
+        const uint32_t row_mask = row_inside ? inside_mask : 0u;  // columns read from this row
         INVOLUTION_UNROLL
         for (int q = 0; q < V + KW - 1; ++q, x += channels) {
           acc_t values[CT];
-          load_chunk(row_inside && (inside_mask >> q & 1) ? x : zeros, values);
+          load_chunk(row_mask >> q & 1 ? x : zeros, values);
           INVOLUTION_UNROLL
           for (int o = 0; o < V; ++o) {
             const int v = q - o;  // the tap of pixel first + o that reads this column
@@ -207,10 +222,7 @@ struct ForwardRowsChannelsLast {
       }
       INVOLUTION_UNROLL
       for (int o = 0; o < V; ++o) {
-        if (o < at.stored) continue;
-        store_chunk(output + pixel_offset(p.height.output_size, p.width.output_size, channels,
-                                          at.n, at.row, at.first + o, at.c0),
-                    sum[o]);
+        if (o >= stored) store_chunk(out + o * channels, sum[o]);
       }
     }
   }
@@ -237,10 +249,13 @@ struct GradInputRowsChannelsLast {
     const T* zeros = zero_block<T>();
     for (int64_t item = first_item(t); item < total; item += item_stride(t)) {
       const RowItem at = row_item<T, V>(p, item, p.height.input_size, p.width.input_size);
+      T* const out = grad_input + pixel_offset(p.height.input_size, p.width.input_size, channels,
+                                               at.n, at.row, at.first, at.c0);
+      const int stored = static_cast<int>(at.stored);
       // Output column read through tap KW − 1 by pixel `first`: the window's first column.
       const int64_t left = at.first + p.width.padding - (KW - 1);
       const T* weights = weight + at.n * p.weight.batch + at.g * p.weight.group;
-      const uint32_t inside_mask = columns_inside(left, V + KW - 1, out_w);
+      const uint32_t inside_mask = indices_inside(left, 1, V + KW - 1, out_w);
       acc_t sum[V][CT] = {};
       for (int64_t u = 0; u < p.height.kernel_size; ++u) {
         int64_t i;
@@ -267,10 +282,7 @@ struct GradInputRowsChannelsLast {
       }
       INVOLUTION_UNROLL
       for (int o = 0; o < V; ++o) {
-        if (o < at.stored) continue;
-        store_chunk(grad_input + pixel_offset(p.height.input_size, p.width.input_size, channels,
-                                              at.n, at.row, at.first + o, at.c0),
-                    sum[o]);
+        if (o >= stored) store_chunk(out + o * channels, sum[o]);
       }
     }
   }
