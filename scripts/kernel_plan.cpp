@@ -1,6 +1,7 @@
 // Launch plan of the CUDA kernels, host-only: for each problem read from stdin, calls the entry
 // points of csrc/cuda/kernel_sets.h (forward, grad_input, grad_weight) for every kernel set,
-// layout and element type with a recording `launch`, and prints one JSON line per launched
+// layout and element type with a recording `launch` (channels_last also with the conv-view
+// weight a channels_last layer hands the op), and prints one JSON line per launched
 // functor: its type name, items, threads per block and blocks. scripts/kernel_model.py matches
 // the names against the run_items<...> kernels of the SASS, so the geometry comes from the
 // kernels' own code, not from a copy of their formulas.
@@ -158,6 +159,18 @@ void plan_dtype(const std::string& name, const std::string& dtype,
       RecordingLaunch grad_weight{context};
       cu::grad_weight(set, layout, p, a, b, result, grad_weight);
     }
+    // In a channels_last model the layer's weight is a view of a channels_last convolution
+    // output (B, G·KH·KW, Ho, Wo): taps innermost. Forward and grad_input read it.
+    involution::Problem conv_view = p;
+    const int64_t taps = p.height.kernel_size * p.width.kernel_size, channels = p.groups * taps;
+    conv_view.weight = {p.height.output_size * p.width.output_size * channels, taps,
+                        p.width.kernel_size, 1, p.width.output_size * channels, channels};
+    Context context{name, dtype, set_name, "channels_last+conv_weight", "forward"};
+    RecordingLaunch forward{context};
+    cu::forward(set, cu::Layout::kChannelsLast, conv_view, a, b, result, forward);
+    context.op = "grad_input";
+    RecordingLaunch grad_input{context};
+    cu::grad_input(set, cu::Layout::kChannelsLast, conv_view, a, b, result, grad_input);
   }
 }
 

@@ -127,11 +127,13 @@ def test_channels_last_takes_16_byte_packs_when_groups_allow(dtype, wide):
 
 
 # Problems the row kernels (csrc/cuda/fast/rows.h) take in channels_last: unit stride and
-# dilation along the width, kernel width 3 or 7; rows whose width is no multiple of the pixels per
-# thread (the last block is shifted), padding on both sides, height stride and dilation.
+# dilation along the width, kernel width 3 or 7 (grad_input also unit height stride); rows whose
+# width is no multiple of the pixels per thread (the last block is shifted), padding on both
+# sides, height stride and dilation.
 ROW_PROBLEMS = [
     Problem(2, 32, 2, (9, 11), (3, 3)),
     Problem(4, 16, 1, (13, 10), (7, 7), stride=(2, 1), dilation=(2, 1)),
+    Problem(4, 16, 1, (13, 10), (7, 7), dilation=(2, 1)),
     Problem(12, 16, 2, (5, 7), (5, 7), padding=(1, 3)),
     Problem(8, 32, 4, (6, 9), (3, 7), padding=(0, 1)),
 ]
@@ -145,7 +147,8 @@ def row_kernel_items(problem, rows, cols, dtype, outputs_per_thread):
 
 
 @pytest.mark.parametrize("weight_layout", ["contiguous", "conv_nhwc_view"])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16],
+                         ids=str)
 @pytest.mark.parametrize("problem", ROW_PROBLEMS, ids=str)
 def test_row_kernels_match_reference(problem, dtype, weight_layout):
     x, w, grad = random_problem_tensors(problem, dtype, torch.channels_last)
@@ -156,12 +159,17 @@ def test_row_kernels_match_reference(problem, dtype, weight_layout):
         assert_close(launch.result, wanted, dtype)
     # The row kernels ran: their item counts (one block of 256 threads loops over them) are not
     # those of the one-pixel kernels. Pixels per thread in the forward: 4 for half types, 3 for
-    # float32 (2 with the conv-view weight), 2 for float64; grad_input: 2.
-    forward_outputs = {torch.bfloat16: 4, torch.float64: 2}.get(
-        dtype, 2 if weight_layout == "conv_nhwc_view" else 3)
+    # float32 (2 with the conv-view weight), 2 for float64; in grad_input 4 for half types with
+    # the conv-view weight, else 2.
+    half = dtype.itemsize == 2
+    forward_outputs = 4 if half else 2 if dtype == torch.float64 or weight_layout == "conv_nhwc_view" else 3
+    grad_input_outputs = 4 if half and weight_layout == "conv_nhwc_view" else 2
     out_h, out_w = problem.output_size()
     forward_items = row_kernel_items(problem, out_h, out_w, dtype, forward_outputs)
-    grad_input_items = row_kernel_items(problem, *problem.size, dtype, 2)
+    grad_input_items = row_kernel_items(problem, *problem.size, dtype, grad_input_outputs)
+    if problem.pairs()[1][0] != 1:  # grad_input's row kernel needs unit height stride
+        grad_input_items = (problem.batch * problem.size[0] * problem.size[1] * problem.channels
+                            // (16 // dtype.itemsize))
     one_pixel_items = problem.batch * out_h * out_w * problem.channels // (16 // dtype.itemsize)
     assert -(-forward_items // 256) != -(-one_pixel_items // 256)  # the check below can tell
     assert launches[0].most_items_per_thread == -(-forward_items // 256)

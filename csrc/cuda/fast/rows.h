@@ -1,4 +1,4 @@
-// The fast channels_last row kernels: one thread covers kRowOutputs (V) neighbouring pixels of a
+// The fast channels_last row kernels: one thread covers V (2 to 4) neighbouring pixels of a
 // row and a chunk of a group's channels, so that each input pack it loads serves up to V·KW
 // multiply-adds (V + KW − 1 loads per kernel row instead of V·KW) and each weight serves the
 // whole chunk. Taken where stride and dilation along the width are 1 and the kernel width is a
@@ -6,7 +6,7 @@
 //
 //   ForwardRowsChannelsLast      out[n, i, j, c] = sum_{u,v} w[n, g, u, v, i, j] * x[n, ih(i,u), j − pw + v, c]
 //   GradInputRowsChannelsLast    gx[n, h, w, c]  = sum_{u,v} w[n, g, u, v, i, w + pw − v] * go[n, i, w + pw − v, c]
-//                                                  over the rows i whose tap u reads h
+//                                                  with i = h + ph − u·dh (unit height stride)
 //
 // Designed for the instruction budget of the static model (scripts/kernel_model.py): the kernel
 // row is fully unrolled, so every weight and pack address is a base pointer plus an immediate;
@@ -29,7 +29,6 @@ namespace fast {
 // Pixels per thread along a row: 4 in the forward; 2 in grad_input, whose windows need more
 // registers (4 spills under the 128-register cap).
 constexpr int kRowOutputs = 4;
-constexpr int kGradInputRowOutputs = 2;
 
 // Channels per thread: 8 (V·8 = 32 float accumulators), 4 for double.
 template <typename T>
@@ -113,12 +112,15 @@ INVOLUTION_HOST_DEVICE int64_t row_items(const Problem& p, int64_t rows, int64_t
 }
 
 // Whether the row kernels can run a problem in channels_last with this weight: unit stride and
-// dilation along the width, a whole number of chunks per group, rows at least V pixels long
-// (input and output), 16-byte aligned packs, and a weight stride of 1 along pixels or taps.
+// dilation along the width (and the height, for grad_input: `unit_height_stride`), at most 32
+// kernel rows, a whole number of chunks per group, rows at least 4 pixels long (input and
+// output), 16-byte aligned packs, and a weight stride of 1 along pixels or taps.
 template <typename T>
-inline bool rows_apply(const Problem& p, int kernel_width, std::initializer_list<const void*> bases) {
+inline bool rows_apply(const Problem& p, int kernel_width, std::initializer_list<const void*> bases,
+                       bool unit_height_stride) {
   const bool aligned = channels_last_pack<T>(p, bases) == kWidePack<T>;
   return aligned && p.width.stride == 1 && p.width.dilation == 1 &&
+         (!unit_height_stride || p.height.stride == 1) &&
          p.width.kernel_size == kernel_width && p.height.kernel_size <= 32 &&
          channels_per_group(p) % kRowChannels<T> == 0 &&
          p.width.output_size >= kRowOutputs && p.width.input_size >= kRowOutputs &&
@@ -234,7 +236,10 @@ struct ForwardRowsChannelsLast {
 template <typename T, int KW, WeightOrder Order>
 struct GradInputRowsChannelsLast {
   using acc_t = typename Arith<T>::acc_t;
-  static constexpr int V = kGradInputRowOutputs, CT = kRowChannels<T>;
+  // Pixels per thread: as many as fit the 128-register cap without spilling on sm_80 and sm_90
+  // (4 for half types with the taps-inner weight, else 2).
+  static constexpr int V = Order == WeightOrder::kTapsInner && sizeof(T) == 2 ? 4 : 2;
+  static constexpr int CT = kRowChannels<T>;
   Problem p;
   const T* __restrict__ grad_output;
   const T* __restrict__ weight;
@@ -254,18 +259,24 @@ struct GradInputRowsChannelsLast {
       const int stored = static_cast<int>(at.stored);
       // Output column read through tap KW − 1 by pixel `first`: the window's first column.
       const int64_t left = at.first + p.width.padding - (KW - 1);
-      const T* weights = weight + at.n * p.weight.batch + at.g * p.weight.group;
       const uint32_t inside_mask = indices_inside(left, 1, V + KW - 1, out_w);
+      // Output row i = h + ph − u·dh of tap row u (unit height stride), the offsets of its window
+      // and weights advanced by a step per tap row; rows outside the output are skipped.
+      const int64_t i = at.row + p.height.padding;
+      const uint32_t rows_inside = indices_inside(i, -p.height.dilation, p.height.kernel_size,
+                                                  p.height.output_size);
+      int64_t go_offset = pixel_offset(p.height.output_size, out_w, channels, at.n, i, left, at.c0);
+      const int64_t go_step = -p.height.dilation * out_w * channels;
+      const T* w_row = weight + at.n * p.weight.batch + at.g * p.weight.group + i * p.weight.row;
+      const int64_t w_step = p.weight.tap_row - p.height.dilation * p.weight.row;
       acc_t sum[V][CT] = {};
-      for (int64_t u = 0; u < p.height.kernel_size; ++u) {
-        int64_t i;
-        if (!output_index(p.height, at.row, u, &i)) continue;
-        const T* go = grad_output + pixel_offset(p.height.output_size, out_w, channels, at.n, i,
-                                                 left, at.c0);
-        const RowWeights<T, KW, V + KW - 1, Order> taps(
-            weights + u * p.weight.tap_row + i * p.weight.row, p.weight, left);
+      for (int u = 0; u < p.height.kernel_size; ++u, go_offset += go_step, w_row += w_step) {
+        if (!(rows_inside >> u & 1)) continue;
+        const T* go = grad_output + go_offset;
+        const RowWeights<T, KW, V + KW - 1, Order> taps(w_row, p.weight, left);
         INVOLUTION_UNROLL
         for (int q = 0; q < V + KW - 1; ++q, go += channels) {
+          // Outside the output there is no pixel and no weight: zeros are read instead of both.
           const bool valid = inside_mask >> q & 1;
           acc_t values[CT];
           load_chunk(valid ? go : zeros, values);
@@ -273,8 +284,10 @@ struct GradInputRowsChannelsLast {
           for (int o = 0; o < V; ++o) {
             const int v = KW - 1 + o - q;  // the tap through which column reads pixel first + o
             if (v < 0 || v >= KW) continue;
-            // Outside the output there is no pixel and no weight: nothing is read, zero added.
-            const acc_t tap = valid ? Arith<T>::to_acc(read_only(taps.at(q, v))) : acc_t(0);
+            const acc_t tap =
+                Order == WeightOrder::kTapsInner
+                    ? Arith<T>::to_acc(read_only((valid ? taps.at(q, 0) : zeros) + v))
+                    : valid ? Arith<T>::to_acc(read_only(taps.at(q, v))) : acc_t(0);
             INVOLUTION_UNROLL
             for (int k = 0; k < CT; ++k) sum[o][k] += tap * values[k];
           }

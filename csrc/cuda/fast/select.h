@@ -39,11 +39,12 @@ void launch_for_layout(const Problem& p, Layout layout, const T* a, const T* b, 
 // width KW of 3 or 7) and returns true; else false, launching nothing.
 template <template <typename, int, WeightOrder> class Rows, typename T, typename Launch>
 bool launch_rows(const Problem& p, Layout layout, const T* a, const T* b, T* result,
-                 std::initializer_list<const void*> packed, Launch&& launch) {
+                 std::initializer_list<const void*> packed, bool unit_height_stride,
+                 Launch&& launch) {
   if (layout != Layout::kChannelsLast) return false;
   const auto with_width = [&](auto width) {
     constexpr int KW = decltype(width)::value;
-    if (!rows_apply<T>(p, KW, packed)) return false;
+    if (!rows_apply<T>(p, KW, packed, unit_height_stride)) return false;
     if (p.weight.col == 1) {
       launch(Rows<T, KW, WeightOrder::kPixelsInner>{p, a, b, result});
     } else {
@@ -59,7 +60,7 @@ template <typename T, typename Launch>
 void forward(const Problem& p, Layout layout, const T* input, const T* weight, T* output,
              Launch&& launch) {
   if (launch_rows<ForwardRowsChannelsLast>(p, layout, input, weight, output, {input, output},
-                                           launch)) {
+                                           /*unit_height_stride=*/false, launch)) {
     return;
   }
   launch_for_layout<ForwardChannelsFirst, ForwardChannelsLast>(p, layout, input, weight, output,
@@ -70,7 +71,8 @@ template <typename T, typename Launch>
 void grad_input(const Problem& p, Layout layout, const T* grad_output, const T* weight,
                 T* grad_input, Launch&& launch) {
   if (launch_rows<GradInputRowsChannelsLast>(p, layout, grad_output, weight, grad_input,
-                                             {grad_output, grad_input}, launch)) {
+                                             {grad_output, grad_input},
+                                             /*unit_height_stride=*/true, launch)) {
     return;
   }
   launch_for_layout<GradInputChannelsFirst, GradInputChannelsLast>(
