@@ -55,6 +55,23 @@ template <> struct Word<8> { using type = uint2; };
 template <> struct Word<16> { using type = uint4; };
 #endif
 
+#if defined(__CUDA_ARCH__)
+// A weak global store of a whole pack in one instruction (st.global.v4.b32 for 16 bytes).
+template <typename T, int N>
+__device__ __forceinline__ void store_word(T* address, const Pack<T, N>& pack) {
+  using word_t = typename Word<sizeof(Pack<T, N>)>::type;
+  word_t word;
+  memcpy(&word, &pack, sizeof(word));
+  if constexpr (sizeof(word) == 16) {
+    asm("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(address), "r"(word.x), "r"(word.y),
+        "r"(word.z), "r"(word.w)
+        : "memory");
+  } else {
+    *reinterpret_cast<word_t*>(address) = word;  // one element or one pair: one store anyway
+  }
+}
+#endif
+
 // Aligned pack load and store. On the GPU a 16-byte pack is one 128-bit access; an unaligned
 // one would fault, so the CPU emulation checks the alignment that the GPU relies on.
 template <int N, typename T>
@@ -78,12 +95,10 @@ INVOLUTION_HOST_DEVICE Pack<T, N> load_pack(const T* address) {
 template <int N, typename T>
 INVOLUTION_HOST_DEVICE void store_pack(T* address, const Pack<T, N>& pack) {
 #if defined(__CUDA_ARCH__)
-  // One vector store instruction (__stwb: the default write-back policy); a plain assignment
-  // may be split by the compiler into element stores.
-  using word_t = typename Word<sizeof(Pack<T, N>)>::type;
-  word_t word;
-  memcpy(&word, &pack, sizeof(word));
-  __stwb(reinterpret_cast<word_t*>(address), word);
+  // One plain vector store (STG.E.128 for 16 bytes). The compiler may split an assignment of
+  // the pack, or of its vector word, into element stores (it did after an unrelated change), and
+  // __stwb gives STG.E.128.STRONG.SM, which orders memory for nothing: hence the PTX store.
+  store_word(address, pack);
 #else
   if (reinterpret_cast<std::uintptr_t>(address) % sizeof(Pack<T, N>) != 0) {
     throw std::logic_error("fast kernel: misaligned pack store");
