@@ -177,6 +177,80 @@ def test_row_kernels_match_reference(problem, dtype, weight_layout):
     assert launches[0].pack == launches[1].pack == 16 // dtype.itemsize
 
 
+# Problems the grad_weight row kernel (csrc/cuda/fast/grad_weight_rows.h) takes in channels_last:
+# 16 channels per group, unit stride and dilation along the width, kernel width 3 or 7; odd
+# widths (the last block of 4 pixels is shifted), padding on both sides, height stride and
+# dilation, a kernel taller than the image.
+GRAD_WEIGHT_ROW_PROBLEMS = [
+    Problem(4, 32, 2, (9, 11), (3, 3)),
+    Problem(4, 16, 1, (13, 10), (7, 7), stride=(2, 1), dilation=(2, 1)),
+    Problem(3, 48, 3, (5, 7), (5, 7), padding=(1, 3)),
+    Problem(6, 64, 4, (6, 9), (3, 7), padding=(0, 1)),
+    Problem(12, 16, 1, (3, 5), (9, 3), padding=(4, 2)),
+]
+
+
+def grad_weight_row_items(problem, dtype):
+    """Work items of the grad_weight row kernel: (n, slice of kernel rows, row, block, group),
+    with as many kernel rows per item as GradWeightRowsChannelsLast::make chooses."""
+    pixels = 1 if dtype == torch.float64 else 4
+    out_h, out_w = problem.output_size()
+    base = problem.batch * out_h * -(-out_w // pixels) * problem.groups
+    kernel_h = problem.pairs()[0][0]
+    slices = min(-(-(1 << 19) // base), kernel_h)
+    rows_per_item = -(-kernel_h // slices)
+    return base * -(-kernel_h // rows_per_item), rows_per_item
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("problem", GRAD_WEIGHT_ROW_PROBLEMS, ids=str)
+def test_grad_weight_row_kernel_matches_reference(problem, dtype):
+    x, w, grad = random_problem_tensors(problem, dtype, torch.channels_last)
+    expected = reference_results(problem, x, w, grad)[2]
+    launch = emulated_launches(problem, x, w, grad, "fast", max_blocks=1)[2]
+    assert_close(launch.result, expected, dtype)
+    assert launch.result.is_contiguous()
+    # The row kernel ran: its item count (one block of 256 threads loops over them) is not the
+    # one-pixel kernel's (one item per (n, g, i, j)).
+    items, _ = grad_weight_row_items(problem, dtype)
+    out_h, out_w = problem.output_size()
+    one_pixel_items = problem.batch * problem.groups * out_h * out_w
+    assert -(-items // 256) != -(-one_pixel_items // 256)  # the check below can tell
+    assert launch.most_items_per_thread == -(-items // 256)
+    assert launch.pack == 16 // dtype.itemsize
+
+
+def direct_grad_weight(problem, x, grad):
+    """grad_weight by one product and channel sum per tap (float64): cheap where the unfold
+    reference would need gigabytes."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = problem.pairs()
+    out_h, out_w = problem.output_size()
+    b, c, g = problem.batch, problem.channels, problem.groups
+    padded = torch.nn.functional.pad(x.double(), (pw, pw, ph, ph))
+    grad = grad.double()
+    result = torch.empty(b, g, kh, kw, out_h, out_w, dtype=torch.float64)
+    for u in range(kh):
+        for v in range(kw):
+            window = padded[:, :, u * dh:u * dh + (out_h - 1) * sh + 1:sh,
+                            v * dw:v * dw + (out_w - 1) * sw + 1:sw]
+            result[:, :, u, v] = (grad * window).view(b, g, c // g, out_h, out_w).sum(2)
+    return result
+
+
+def test_grad_weight_row_kernel_splits_kernel_rows_evenly():
+    # Enough (n, row, block, group) items that an item covers 2 of the 7 kernel rows (4 slices:
+    # rows 0-1, 2-3, 4-5, 6): the loop over an item's kernel rows advances input and result.
+    problem = Problem(12000, 16, 1, (4, 8), (7, 3), stride=(1, 1), padding=(3, 1))
+    items, rows_per_item = grad_weight_row_items(problem, torch.float32)
+    assert rows_per_item == 2 and items == 4 * 12000 * 4 * 2
+    x, w, grad = random_problem_tensors(problem, torch.float32, torch.channels_last)
+    stride, padding, dilation = options_of(problem)
+    launch = emulation.Launch(*emulation.ops().grad_weight(
+        grad, x, 1, [7, 3], stride, padding, dilation, "fast", NO_GRID_LIMIT, None))
+    assert launch.most_items_per_thread == 1 and launch.pack == 4
+    assert_close(launch.result, direct_grad_weight(problem, x, grad), torch.float32)
+
+
 def test_channels_last_falls_back_to_single_channels():
     # 6 channels per group: no 16-byte pack of float32 fits inside a group.
     problem = Problem(1, 12, 2, (6, 5), (3, 3))

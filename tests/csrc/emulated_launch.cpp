@@ -79,6 +79,10 @@ struct EmulatedLaunch {
   template <template <typename, int, cuda::fast::WeightOrder> class Kernel, typename T, int KW,
             cuda::fast::WeightOrder Order>
   static int64_t pack_of(const Kernel<T, KW, Order>&) { return cuda::fast::kWidePack<T>; }
+  template <typename T, int KW>
+  static int64_t pack_of(const cuda::fast::GradWeightRowsChannelsLast<T, KW>&) {
+    return cuda::fast::kWidePack<T>;
+  }
   template <typename Functor>
   static int64_t pack_of(const Functor&) { return 1; }
 };

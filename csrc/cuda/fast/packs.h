@@ -46,6 +46,11 @@ struct PackMath {
   }
 };
 
+// The widening of packs held in registers for a whole item (grad_weight's grads): PackMath, except
+// where half_types.cuh picks a form that ptxas allocates better for values live that long.
+template <typename T, int N>
+struct HeldPackMath : PackMath<T, N> {};
+
 #if defined(__CUDA_ARCH__)
 // The unsigned word of each pack size that __ldg loads in one instruction.
 template <int Bytes> struct Word;

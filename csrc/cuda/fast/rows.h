@@ -151,6 +151,17 @@ struct RowWeights {
   }
 };
 
+// Bit q set when column first + q of a row of `size` columns exists (q < count <= 32; unrolled,
+// count is a compile-time constant at every call).
+INVOLUTION_HOST_DEVICE uint32_t columns_inside(int64_t first, int count, int64_t size) {
+  uint32_t mask = 0;
+  INVOLUTION_UNROLL
+  for (int q = 0; q < 32; ++q) {
+    if (q < count && inside(first + q, size)) mask |= uint32_t{1} << q;
+  }
+  return mask;
+}
+
 // Bit q set when index first + q·step of an axis of `size` exists (q < count <= 32): computed
 // once per item, so that the kernel rows only test bits.
 INVOLUTION_HOST_DEVICE uint32_t indices_inside(int64_t first, int64_t step, int64_t count,
@@ -194,7 +205,7 @@ struct ForwardRowsChannelsLast {
       const int stored = static_cast<int>(at.stored);
       const int64_t left = at.first - p.width.padding;  // input column of tap 0 of pixel `first`
       const T* weights = weight + at.n * p.weight.batch + at.g * p.weight.group + at.row * p.weight.row;
-      const uint32_t inside_mask = indices_inside(left, 1, V + KW - 1, in_w);
+      const uint32_t inside_mask = columns_inside(left, V + KW - 1, in_w);
       // The input rows of the tap rows u, and the offset of each one's window, advanced by a step.
       const int64_t h = input_index(p.height, at.row, 0);
       const uint32_t rows_inside =
@@ -259,7 +270,7 @@ struct GradInputRowsChannelsLast {
       const int stored = static_cast<int>(at.stored);
       // Output column read through tap KW − 1 by pixel `first`: the window's first column.
       const int64_t left = at.first + p.width.padding - (KW - 1);
-      const uint32_t inside_mask = indices_inside(left, 1, V + KW - 1, out_w);
+      const uint32_t inside_mask = columns_inside(left, V + KW - 1, out_w);
       // Output row i = h + ph − u·dh of tap row u (unit height stride), the offsets of its window
       // and weights advanced by a step per tap row; rows outside the output are skipped.
       const int64_t i = at.row + p.height.padding;

@@ -2,7 +2,8 @@
 //   fast::forward / grad_input / grad_weight(problem, layout, a, b, result, launch)
 // call `launch(functor)` with the functor of channels_first.h (NCHW) or channels_last.h (NHWC,
 // 16-byte packs when the tensors and the groups allow, else one channel per pack); forward and
-// grad_input in NHWC take the row kernels of rows.h where they apply (rows_apply).
+// grad_input in NHWC take the row kernels of rows.h where they apply (rows_apply), grad_weight
+// in NHWC the row kernel of grad_weight_rows.h (grad_weight_rows_apply).
 // `launch` is launchers.cu's Launcher on the GPU, or the emulated launch of the CPU tests.
 #pragma once
 
@@ -12,6 +13,7 @@
 #include "../plumbing.h"
 #include "channels_first.h"
 #include "channels_last.h"
+#include "grad_weight_rows.h"
 #include "packs.h"
 #include "rows.h"
 
@@ -82,6 +84,18 @@ void grad_input(const Problem& p, Layout layout, const T* grad_output, const T* 
 template <typename T, typename Launch>
 void grad_weight(const Problem& p, Layout layout, const T* grad_output, const T* input,
                  T* grad_weight, Launch&& launch) {
+  if (layout == Layout::kChannelsLast) {
+    const auto with_width = [&](auto width) {
+      constexpr int KW = decltype(width)::value;
+      if (!grad_weight_rows_apply<T>(p, KW, {grad_output, input})) return false;
+      launch(GradWeightRowsChannelsLast<T, KW>::make(p, grad_output, input, grad_weight));
+      return true;
+    };
+    if (with_width(std::integral_constant<int, 7>{}) ||
+        with_width(std::integral_constant<int, 3>{})) {
+      return;
+    }
+  }
   launch_for_layout<GradWeightChannelsFirst, GradWeightChannelsLast>(
       p, layout, grad_output, input, grad_weight, {grad_output, input}, launch);
 }
