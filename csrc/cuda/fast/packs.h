@@ -55,6 +55,13 @@ template <> struct Word<8> { using type = uint2; };
 template <> struct Word<16> { using type = uint4; };
 #endif
 
+// Whether T is bfloat16: specialised where the type is defined (half_types.cuh, the emulation),
+// for kernels that widen its bits themselves.
+template <typename T>
+struct IsBfloat16 {
+  static constexpr bool value = false;
+};
+
 // Aligned pack load and store. On the GPU a 16-byte pack is one 128-bit access; an unaligned
 // one would fault, so the CPU emulation checks the alignment that the GPU relies on.
 template <int N, typename T>
