@@ -170,25 +170,30 @@ def test_row_kernels_match_reference(problem, dtype, weight_layout):
 
 # Problems the channels-first row kernels (csrc/cuda/fast/rows_channels_first.h) take: as
 # ROW_PROBLEMS, plus rows as short as the 4 pixels of a thread, a width of 4 + 3 (the last block
-# shifted by 3), 24 channels per group (3 chunks of 8) and height stride and dilation with
-# padding. In each, the items at the tensor's two ends take the one-pixel kernels' code.
+# shifted by 3; float32 grad_weight's rows of 5 are shorter than its blocks of 7), 24 channels
+# per group (3 chunks of 8) and height stride and dilation with padding. In each, the items at
+# the tensor's two ends take the one-pixel kernels' code.
 CF_ROW_PROBLEMS = ROW_PROBLEMS + [
     Problem(24, 16, 2, (4, 4), (3, 3)),
     Problem(3, 48, 2, (7, 7), (7, 7), padding=(3, 2)),
     Problem(8, 16, 2, (8, 12), (3, 3), stride=(3, 1), padding=(2, 1), dilation=(2, 1)),
+    Problem(4, 16, 2, (5, 15), (3, 7)),  # float32 grad_weight's blocks of 7: the last shifted by 6
 ]
 
 
 def cf_row_kernel_items(problem, dtype):
     """Work items of the channels-first row kernels: forward and grad_input (n, g, chunk of 8
     channels, row, block of 4 pixels; float64: 4 channels, 2 pixels); grad_weight (n, g, kernel
-    row, row, block)."""
+    row, row, block of 4 pixels; float32 with 7 taps per row: 7; float64: 2), None where its
+    rows are shorter than a block (the one-pixel kernel runs)."""
     chunk, pixels = (4, 2) if dtype == torch.float64 else (8, 4)
+    gw_pixels = {torch.float64: 2, torch.float32: 7 if problem.kernel[1] == 7 else 4}.get(dtype, 4)
     out_h, out_w = problem.output_size()
     in_h, in_w = problem.size
     chunks = problem.batch * problem.channels // chunk
+    gw_items = problem.batch * problem.groups * problem.kernel[0] * out_h * -(-out_w // gw_pixels)
     return (chunks * out_h * -(-out_w // pixels), chunks * in_h * -(-in_w // pixels),
-            problem.batch * problem.groups * problem.kernel[0] * out_h * -(-out_w // pixels))
+            gw_items if out_w >= gw_pixels else None)
 
 
 @pytest.mark.parametrize("weight_layout", ["contiguous", "conv_nhwc_view"])
@@ -210,11 +215,14 @@ def test_channels_first_row_kernels_match_reference(problem, dtype, weight_layou
     told = []
     for launch, items, pixel_items in zip(launches, cf_row_kernel_items(problem, dtype),
                                           one_pixel_items):
+        if items is None:  # grad_weight on rows shorter than its blocks
+            assert launch.most_items_per_thread == -(-pixel_items // 256)
+            continue
         assert launch.most_items_per_thread == -(-items // 256)
         told.append(-(-items // 256) != -(-pixel_items // 256))  # whether the check can tell
     # (float64 forward and grad_input items hold 4 channels × 2 pixels, half the elements of the
     # one-pixel kernels' 16 channels: for few items their counts may agree.)
-    assert told[2] and (dtype == torch.float64 or all(told))
+    assert told[-1] and (dtype == torch.float64 or all(told))
     assert [launch.pack for launch in launches] == [1, 1, 1]
 
 

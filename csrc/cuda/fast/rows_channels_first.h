@@ -67,13 +67,13 @@ INVOLUTION_HOST_DEVICE int64_t cf_row_items(const Problem& p, int64_t chunks, in
 }
 
 // Whether the channels-first row kernels can run a problem: unit stride and dilation along the
-// width, kernel width KW, rows at least V pixels long (input and output), and, with a weight to
+// width, kernel width KW, rows at least V (`pixels`) pixels long (input and output), and, with a weight to
 // read (forward, grad_input), a whole number of chunks per group and a weight stride of 1 along
 // pixels or taps.
 template <typename T>
-inline bool cf_rows_apply(const Problem& p, int kernel_width, bool reads_weight) {
+inline bool cf_rows_apply(const Problem& p, int kernel_width, bool reads_weight, int pixels) {
   return p.width.stride == 1 && p.width.dilation == 1 && p.width.kernel_size == kernel_width &&
-         p.width.output_size >= kCfRowOutputs<T> && p.width.input_size >= kCfRowOutputs<T> &&
+         p.width.output_size >= pixels && p.width.input_size >= pixels &&
          (!reads_weight || (channels_per_group(p) % kCfRowChannels<T> == 0 &&
                             (p.weight.col == 1 || p.weight.tap_col == 1)));
 }
@@ -394,7 +394,18 @@ struct GradInputRowsChannelsFirst {
 template <typename T, int KW>
 struct GradWeightRowsChannelsFirst {
   using acc_t = typename Arith<T>::acc_t;
-  static constexpr int V = kCfRowOutputs<T>, kWindow = V + KW - 1;
+  // 7 pixels for float at KW = 7 (the V·KW sums are the only accumulators; the RedNet row
+  // widths 56, 28, 14 and 7 are multiples of 7, so no block is shifted); the half types spill
+  // with 7 on sm_80 (13 window values and their selectors beside the 49 sums), double with 4.
+  static constexpr int V = sizeof(T) == 8 ? 2 : KW == 7 && sizeof(T) == 4 ? 7 : 4;
+  static constexpr int kWindow = V + KW - 1;
+  // Two channels per trip halve the loop's own instructions per multiply-add (four spill; so do
+  // two in some sm_80 builds, whose register allocation differs).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  static constexpr int kChannelsPerTrip = 1;
+#else
+  static constexpr int kChannelsPerTrip = 2;
+#endif
   static constexpr bool kChannelsFirstRows = true;
   Problem p;
   const T* __restrict__ grad_output;
@@ -445,12 +456,14 @@ struct GradWeightRowsChannelsFirst {
       const T* go = grad_output + plane_offset(p.channels, out_h, out_w, at.n, c0, at.row, at.first);
       acc_t sum[V][KW] = {};
       int64_t c = 0;
-      // Two channels per trip halve the loop's own instructions per multiply-add.
-      for (; c + 2 <= per_group; c += 2, x += 2 * in_plane, go += 2 * out_plane) {
-        add_channel(go, x, masks, sum);
-        add_channel(go + out_plane, x + in_plane, masks, sum);
+      for (; c + kChannelsPerTrip <= per_group;
+           c += kChannelsPerTrip, x += kChannelsPerTrip * in_plane, go += kChannelsPerTrip * out_plane) {
+        INVOLUTION_UNROLL
+        for (int k = 0; k < kChannelsPerTrip; ++k) {
+          add_channel(go + k * out_plane, x + k * in_plane, masks, sum);
+        }
       }
-      if (c < per_group) add_channel(go, x, masks, sum);
+      for (; c < per_group; ++c, x += in_plane, go += out_plane) add_channel(go, x, masks, sum);
       T* gw = grad_weight + contiguous_weight_offset(p, at.n, at.g, u, 0, at.row, at.first);
       INVOLUTION_UNROLL
       for (int v = 0; v < KW; ++v, gw += out_plane) {

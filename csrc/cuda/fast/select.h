@@ -65,7 +65,7 @@ bool launch_cf_rows(const Problem& p, Layout layout, const T* a, const T* b, T* 
   if (layout != Layout::kChannelsFirst) return false;
   const auto with_width = [&](auto width) {
     constexpr int KW = decltype(width)::value;
-    if (!cf_rows_apply<T>(p, KW, true)) return false;
+    if (!cf_rows_apply<T>(p, KW, true, Rows<T, KW, WeightOrder::kPixelsInner>::V)) return false;
     if (p.weight.col == 1) {
       launch(Rows<T, KW, WeightOrder::kPixelsInner>{p, a, b, result});
     } else {
@@ -84,7 +84,7 @@ bool launch_cf_grad_weight_rows(const Problem& p, Layout layout, const T* a, con
   if (layout != Layout::kChannelsFirst) return false;
   const auto with_width = [&](auto width) {
     constexpr int KW = decltype(width)::value;
-    if (!cf_rows_apply<T>(p, KW, false)) return false;
+    if (!cf_rows_apply<T>(p, KW, false, GradWeightRowsChannelsFirst<T, KW>::V)) return false;
     launch(GradWeightRowsChannelsFirst<T, KW>{p, a, b, result});
     return true;
   };
