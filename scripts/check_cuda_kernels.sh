@@ -7,6 +7,7 @@
 #     16-byte packs (run_items<fast::*ChannelsLast<T, N>>, N > 1; all 12 of them must be seen)
 #     and every row kernel (fast::*RowsChannelsLast, all 40) loads with 128-bit global loads
 #     (LDG.E.128), and those that store packs (forward, grad_input) store with plain STG.E.128;
+#     the channels-first row kernels (fast::*RowsChannelsFirst, all 40) must be seen too;
 #  4. the static performance model (scripts/kernel_model.py --check, on the sm_90 code of the
 #     launchers.cu object compiled here): every fast kernel's predicted instruction-issue time and
 #     occupancy are within budget at the RedNet-50 shapes, or listed with a reason in
@@ -61,7 +62,7 @@ def readable(mangled):
     return name.replace("cuda::", "")
 
 
-rows, failures, wide_pack_kernels, row_kernels = [], [], 0, 0
+rows, failures, wide_pack_kernels, row_kernels, cf_row_kernels = [], [], 0, 0, 0
 for report in sorted(work.glob("*.ptxas")):
     text = report.read_text()
     kernels = re.findall(r"Compiling entry function '(\S+)' for '(sm_\d+)'(.*?)(?=ptxas info    : Compiling entry|\Z)",
@@ -89,6 +90,7 @@ for report in sorted(work.glob("*.ptxas")):
             failures.append(f"{arch} {name}: {spills} bytes of register spills")
         wide_pack = re.search(r"^fast::\w+ChannelsLast<[^,]+, (\d+)>$", name)
         row_kernel = re.search(r"^fast::\w+RowsChannelsLast<", name)  # always 16-byte packs
+        cf_row_kernels += arch == "sm_90" and bool(re.search(r"^fast::\w+RowsChannelsFirst<", name))
         if arch == "sm_90" and (row_kernel or wide_pack and int(wide_pack.group(1)) > 1):
             wide_pack_kernels += not row_kernel
             row_kernels += bool(row_kernel)
@@ -106,6 +108,8 @@ if wide_pack_kernels != 12:  # 3 ops x 4 dtypes: the check must see every one
 # forward, grad_input: 4 dtypes x 2 kernel widths x 2 weight orders each; grad_weight: 4 x 2
 if row_kernels != 40:
     failures.append(f"expected 40 sm_90 row kernels, found {row_kernels}")
+if cf_row_kernels != 40:  # 2 ops x 4 dtypes x 2 widths x 2 weight orders + grad_weight x 4 x 2
+    failures.append(f"expected 40 sm_90 channels-first row kernels, found {cf_row_kernels}")
 if failures:
     print("\n".join(["FAILED:"] + failures))
     sys.exit(1)

@@ -251,6 +251,88 @@ def test_grad_weight_row_kernel_splits_kernel_rows_evenly():
     assert_close(launch.result, direct_grad_weight(problem, x, grad), torch.float32)
 
 
+# Problems the channels-first row kernels (csrc/cuda/fast/rows_channels_first.h) take: as
+# ROW_PROBLEMS, plus rows as short as the 4 pixels of a thread, a width of 4 + 3 (the last block
+# shifted by 3; float32 grad_weight's rows of 5 are shorter than its blocks of 7), 24 channels
+# per group (3 chunks of 8) and height stride and dilation with padding. In each, the items at
+# the tensor's two ends take the one-pixel kernels' code.
+CF_ROW_PROBLEMS = ROW_PROBLEMS + [
+    Problem(24, 16, 2, (4, 4), (3, 3)),
+    Problem(3, 48, 2, (7, 7), (7, 7), padding=(3, 2)),
+    Problem(8, 16, 2, (8, 12), (3, 3), stride=(3, 1), padding=(2, 1), dilation=(2, 1)),
+    Problem(4, 16, 2, (5, 15), (3, 7)),  # float32 grad_weight's blocks of 7: the last shifted by 6
+]
+
+
+def cf_row_kernel_items(problem, dtype):
+    """Work items of the channels-first row kernels: forward and grad_input (n, g, chunk of 8
+    channels, row, block of 4 pixels; float64: 4 channels, 2 pixels); grad_weight (n, g, kernel
+    row, row, block of 4 pixels; float32 with 7 taps per row: 7; float64: 2), None where its
+    rows are shorter than a block (the one-pixel kernel runs)."""
+    chunk, pixels = (4, 2) if dtype == torch.float64 else (8, 4)
+    gw_pixels = {torch.float64: 2, torch.float32: 7 if problem.kernel[1] == 7 else 4}.get(dtype, 4)
+    out_h, out_w = problem.output_size()
+    in_h, in_w = problem.size
+    chunks = problem.batch * problem.channels // chunk
+    gw_items = problem.batch * problem.groups * problem.kernel[0] * out_h * -(-out_w // gw_pixels)
+    return (chunks * out_h * -(-out_w // pixels), chunks * in_h * -(-in_w // pixels),
+            gw_items if out_w >= gw_pixels else None)
+
+
+@pytest.mark.parametrize("weight_layout", ["contiguous", "conv_nhwc_view"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("problem", CF_ROW_PROBLEMS, ids=str)
+def test_channels_first_row_kernels_match_reference(problem, dtype, weight_layout):
+    x, w, grad = random_problem_tensors(problem, dtype, torch.contiguous_format)
+    w = weight_in_layout(w, weight_layout)
+    expected = reference_results(problem, x, w, grad)
+    launches = emulated_launches(problem, x, w, grad, "fast", max_blocks=1)
+    for launch, wanted in zip(launches, expected):
+        assert_close(launch.result, wanted, dtype)
+    # The row kernels ran: one block of 256 threads loops over their items, whose counts are
+    # not those of the one-pixel kernels (16 channels, or a row of up to 8 taps, at one pixel).
+    out_h, out_w = problem.output_size()
+    sixteens = problem.batch * problem.groups * -(-problem.channels // problem.groups // 16)
+    one_pixel_items = (sixteens * out_h * out_w, sixteens * problem.size[0] * problem.size[1],
+                       problem.batch * problem.groups * problem.kernel[0] * out_h * out_w)
+    told = []
+    for launch, items, pixel_items in zip(launches, cf_row_kernel_items(problem, dtype),
+                                          one_pixel_items):
+        if items is None:  # grad_weight on rows shorter than its blocks
+            assert launch.most_items_per_thread == -(-pixel_items // 256)
+            continue
+        assert launch.most_items_per_thread == -(-items // 256)
+        told.append(-(-items // 256) != -(-pixel_items // 256))  # whether the check can tell
+    # (float64 forward and grad_input items hold 4 channels × 2 pixels, half the elements of the
+    # one-pixel kernels' 16 channels: for few items their counts may agree.)
+    assert told[-1] and (dtype == torch.float64 or all(told))
+    assert [launch.pack for launch in launches] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_channels_first_row_kernels_propagate_nan_and_inf_like_the_reference(dtype):
+    # NaN and Inf weights at padding taps, in an image that is not the first (the row kernels'
+    # own padding path, not the one-pixel code at the tensor's ends); Inf inputs and
+    # grad_output next to the padding, which a padding column must not pick up.
+    problem = Problem(3, 16, 2, (6, 9), (3, 7))
+    x, w, grad = random_problem_tensors(problem, dtype, torch.contiguous_format)
+    w, x, grad = w.clone(), x.clone(), grad.clone()
+    w[1, 0, 0, 0, 0, 0] = float("nan")  # top-left tap of pixel (0, 0): a padding row and column
+    w[1, 1, 1, 6, 3, 8] = float("inf")  # right-most tap of the last pixel of a row: padding
+    w[2, 1, 0, 2, 4, 4] = float("nan")  # a padding row only
+    x[1, 3, 2, 0] = float("inf")
+    grad[2, 5, 0, 8] = float("inf")
+    launches = emulated_launches(problem, x, w, grad, "fast", max_blocks=1)
+    forward_items = cf_row_kernel_items(problem, dtype)[0]
+    assert launches[0].most_items_per_thread == -(-forward_items // 256)
+    for launch, wanted in zip(launches, reference_results(problem, x, w, grad)):
+        assert torch.equal(torch.isnan(launch.result), torch.isnan(wanted))
+        assert torch.equal(torch.isinf(launch.result), torch.isinf(wanted))
+        finite = torch.isfinite(wanted)
+        assert_close(launch.result[finite], wanted[finite], dtype)
+    assert torch.isnan(launches[0].result[1, :8, 0, 0]).all()
+
+
 def test_channels_last_falls_back_to_single_channels():
     # 6 channels per group: no 16-byte pack of float32 fits inside a group.
     problem = Problem(1, 12, 2, (6, 5), (3, 3))

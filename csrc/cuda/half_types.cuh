@@ -32,6 +32,8 @@ template <> struct Arith<__nv_bfloat16> {
 
 namespace fast {
 
+template <> struct IsBfloat16<__nv_bfloat16> { static constexpr bool value = true; };
+
 // Pair conversions of the half types: two elements per instruction.
 INVOLUTION_HOST_DEVICE float2 widen_pair(__half first, __half second) {
   return __half22float2(__halves2half2(first, second));

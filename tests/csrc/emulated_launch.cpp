@@ -43,6 +43,7 @@ template <> struct Arith<c10::BFloat16> {
   static float to_acc(c10::BFloat16 value) { return static_cast<float>(value); }
   static c10::BFloat16 from_acc(float value) { return c10::BFloat16(value); }
 };
+template <> struct fast::IsBfloat16<c10::BFloat16> { static constexpr bool value = true; };
 
 }  // namespace cuda
 
@@ -59,7 +60,7 @@ struct EmulatedLaunch {
 
   template <typename Functor>
   void operator()(const Functor& functor) {
-    pack = pack_of(functor);
+    pack = channels_first_rows<Functor>(0) ? 1 : pack_of(functor);
     const int64_t items = functor.items();
     if (items == 0) return;  // the CUDA launcher launches nothing
     const int64_t blocks = cuda::blocks_for(items, max_blocks);
@@ -85,6 +86,11 @@ struct EmulatedLaunch {
   }
   template <typename Functor>
   static int64_t pack_of(const Functor&) { return 1; }
+  // The channels-first row kernels (fast/rows_channels_first.h) move single elements.
+  template <typename Functor>
+  static constexpr bool channels_first_rows(decltype(Functor::kChannelsFirstRows, 0)) { return true; }
+  template <typename Functor>
+  static constexpr bool channels_first_rows(...) { return false; }
 };
 
 using Result = std::tuple<at::Tensor, int64_t, int64_t, bool, bool>;

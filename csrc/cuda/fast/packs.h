@@ -77,6 +77,13 @@ __device__ __forceinline__ void store_word(T* address, const Pack<T, N>& pack) {
 }
 #endif
 
+// Whether T is bfloat16: specialised where the type is defined (half_types.cuh, the emulation),
+// for kernels that widen its bits themselves.
+template <typename T>
+struct IsBfloat16 {
+  static constexpr bool value = false;
+};
+
 // Aligned pack load and store. On the GPU a 16-byte pack is one 128-bit access; an unaligned
 // one would fault, so the CPU emulation checks the alignment that the GPU relies on.
 template <int N, typename T>

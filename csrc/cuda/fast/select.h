@@ -3,7 +3,8 @@
 // call `launch(functor)` with the functor of channels_first.h (NCHW) or channels_last.h (NHWC,
 // 16-byte packs when the tensors and the groups allow, else one channel per pack); forward and
 // grad_input in NHWC take the row kernels of rows.h where they apply (rows_apply), grad_weight
-// in NHWC the row kernel of grad_weight_rows.h (grad_weight_rows_apply).
+// in NHWC the row kernel of grad_weight_rows.h (grad_weight_rows_apply), all three in NCHW
+// those of rows_channels_first.h (cf_rows_apply).
 // `launch` is launchers.cu's Launcher on the GPU, or the emulated launch of the CPU tests.
 #pragma once
 
@@ -16,6 +17,7 @@
 #include "grad_weight_rows.h"
 #include "packs.h"
 #include "rows.h"
+#include "rows_channels_first.h"
 
 namespace involution {
 namespace cuda {
@@ -58,11 +60,47 @@ bool launch_rows(const Problem& p, Layout layout, const T* a, const T* b, T* res
          with_width(std::integral_constant<int, 3>{});
 }
 
+// Launches Rows<T, KW, order> when the channels-first row kernels apply (kernel width KW of 3
+// or 7) and returns true; else false, launching nothing.
+template <template <typename, int, WeightOrder> class Rows, typename T, typename Launch>
+bool launch_cf_rows(const Problem& p, Layout layout, const T* a, const T* b, T* result,
+                    Launch&& launch) {
+  if (layout != Layout::kChannelsFirst) return false;
+  const auto with_width = [&](auto width) {
+    constexpr int KW = decltype(width)::value;
+    if (!cf_rows_apply<T>(p, KW, true, Rows<T, KW, WeightOrder::kPixelsInner>::V)) return false;
+    if (p.weight.col == 1) {
+      launch(Rows<T, KW, WeightOrder::kPixelsInner>{p, a, b, result});
+    } else {
+      launch(Rows<T, KW, WeightOrder::kTapsInner>{p, a, b, result});
+    }
+    return true;
+  };
+  return with_width(std::integral_constant<int, 7>{}) ||
+         with_width(std::integral_constant<int, 3>{});
+}
+
+// The same for grad_weight, which reads no weight.
+template <typename T, typename Launch>
+bool launch_cf_grad_weight_rows(const Problem& p, Layout layout, const T* a, const T* b,
+                                T* result, Launch&& launch) {
+  if (layout != Layout::kChannelsFirst) return false;
+  const auto with_width = [&](auto width) {
+    constexpr int KW = decltype(width)::value;
+    if (!cf_rows_apply<T>(p, KW, false, GradWeightRowsChannelsFirst<T, KW>::V)) return false;
+    launch(GradWeightRowsChannelsFirst<T, KW>{p, a, b, result});
+    return true;
+  };
+  return with_width(std::integral_constant<int, 7>{}) ||
+         with_width(std::integral_constant<int, 3>{});
+}
+
 template <typename T, typename Launch>
 void forward(const Problem& p, Layout layout, const T* input, const T* weight, T* output,
              Launch&& launch) {
   if (launch_rows<ForwardRowsChannelsLast>(p, layout, input, weight, output, {input, output},
-                                           /*unit_height_stride=*/false, launch)) {
+                                           /*unit_height_stride=*/false, launch) ||
+      launch_cf_rows<ForwardRowsChannelsFirst>(p, layout, input, weight, output, launch)) {
     return;
   }
   launch_for_layout<ForwardChannelsFirst, ForwardChannelsLast>(p, layout, input, weight, output,
@@ -74,7 +112,9 @@ void grad_input(const Problem& p, Layout layout, const T* grad_output, const T* 
                 T* grad_input, Launch&& launch) {
   if (launch_rows<GradInputRowsChannelsLast>(p, layout, grad_output, weight, grad_input,
                                              {grad_output, grad_input},
-                                             /*unit_height_stride=*/true, launch)) {
+                                             /*unit_height_stride=*/true, launch) ||
+      launch_cf_rows<GradInputRowsChannelsFirst>(p, layout, grad_output, weight, grad_input,
+                                                 launch)) {
     return;
   }
   launch_for_layout<GradInputChannelsFirst, GradInputChannelsLast>(
@@ -96,6 +136,7 @@ void grad_weight(const Problem& p, Layout layout, const T* grad_output, const T*
       return;
     }
   }
+  if (launch_cf_grad_weight_rows(p, layout, grad_output, input, grad_weight, launch)) return;
   launch_for_layout<GradWeightChannelsFirst, GradWeightChannelsLast>(
       p, layout, grad_output, input, grad_weight, {grad_output, input}, launch);
 }
