@@ -46,21 +46,8 @@ constexpr int kGradWeightRowOutputs = sizeof(T) == 8 ? 1 : 4;
 // about 8 waves of 2 blocks per SM on 132 SMs, so that the last wave's idle SMs cost little.
 constexpr int64_t kGradWeightRowTargetItems = int64_t{1} << 19;
 
-#if defined(__CUDACC__)
-__device__ alignas(16) const unsigned char kGradWeightZeroBlock[kGradWeightRowChannels * 8] = {};
-#endif
-
-// Zeros for one group of kGradWeightRowChannels elements: what a padding column loads.
-template <typename T>
-INVOLUTION_HOST_DEVICE const T* grad_weight_zero_block() {
-  static_assert(kGradWeightRowChannels * sizeof(T) <= kGradWeightRowChannels * 8, "covers a group");
-#if defined(__CUDA_ARCH__)
-  return reinterpret_cast<const T*>(kGradWeightZeroBlock);
-#else
-  alignas(16) static const unsigned char zeros[kGradWeightRowChannels * 8] = {};
-  return reinterpret_cast<const T*>(zeros);
-#endif
-}
+static_assert(kGradWeightRowChannels * sizeof(double) <= kZeroBlockBytes,
+              "a padding column reads one group of zeros");
 
 // Loads the group's kGradWeightRowChannels channels at x (16-byte packs) as accumulation values.
 template <typename T>
@@ -134,7 +121,7 @@ struct GradWeightRowsChannelsLast {
     const int64_t out_w = p.width.output_size, out_h = p.height.output_size;
     const int64_t in_w = p.width.input_size, channels = p.channels;
     const int64_t tap_stride = geometry.tap_stride, row_stride = KW * tap_stride;
-    const T* zeros = grad_weight_zero_block<T>();
+    const T* zeros = zero_block<T>();
     for (int64_t item = first_item(t); item < geometry.items; item += item_stride(t)) {
       // Ordered (n, slice, row, block, g), groups fastest: a warp's lanes load neighbouring
       // channels of the same pixels.

@@ -40,21 +40,24 @@ enum class WeightOrder {
   kTapsInner,    // the kernel tap (a view of a channels_last (B, G·KH·KW, Ho, Wo) conv output)
 };
 
+// Bytes of zeros that a read in the padding loads instead (one group of 16 doubles at most).
+constexpr int kZeroBlockBytes = 128;
+
 #if defined(__CUDACC__)
-__device__ alignas(16) const unsigned char kZeroBlock[64] = {};
+__device__ alignas(16) const unsigned char kZeroBlock[kZeroBlockBytes] = {};
 #endif
 
-// 64 bytes of zeros: what a pack read in the padding loads instead.
+// The block of zeros, as elements of T.
 template <typename T>
 INVOLUTION_HOST_DEVICE const T* zero_block() {
-  static_assert(kRowChannels<T> * sizeof(T) <= 64, "the zero block covers one chunk");
 #if defined(__CUDA_ARCH__)
   return reinterpret_cast<const T*>(kZeroBlock);
 #else
-  alignas(16) static const unsigned char zeros[64] = {};
+  alignas(16) static const unsigned char zeros[kZeroBlockBytes] = {};
   return reinterpret_cast<const T*>(zeros);
 #endif
 }
+static_assert(kRowChannels<double> * sizeof(double) <= kZeroBlockBytes, "zeros for a chunk");
 
 // Loads a chunk of kRowChannels<T> channels (its packs) into accumulation-type values.
 template <typename T>

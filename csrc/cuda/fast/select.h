@@ -39,60 +39,69 @@ void launch_for_layout(const Problem& p, Layout layout, const T* a, const T* b, 
   }
 }
 
+// Calls try_width(std::integral_constant<int, KW>) for the kernel widths the row kernels are
+// built for (7, then 3) until one returns true, as it does when it launched a kernel.
+template <typename TryWidth>
+bool for_row_kernel_widths(const TryWidth& try_width) {
+  return try_width(std::integral_constant<int, 7>{}) ||
+         try_width(std::integral_constant<int, 3>{});
+}
+
+// Launches Rows<T, KW, order>, with the order whose weight stride is 1 (rows_apply and
+// cf_rows_apply accept only such weights).
+template <template <typename, int, WeightOrder> class Rows, int KW, typename T, typename Launch>
+void launch_in_weight_order(const Problem& p, const T* a, const T* b, T* result,
+                            Launch&& launch) {
+  if (p.weight.col == 1) {
+    launch(Rows<T, KW, WeightOrder::kPixelsInner>{p, a, b, result});
+  } else {
+    launch(Rows<T, KW, WeightOrder::kTapsInner>{p, a, b, result});
+  }
+}
+
 // Launches Rows<T, KW, order> when the row kernels apply to a channels_last problem (kernel
 // width KW of 3 or 7) and returns true; else false, launching nothing.
 template <template <typename, int, WeightOrder> class Rows, typename T, typename Launch>
 bool launch_rows(const Problem& p, Layout layout, const T* a, const T* b, T* result,
                  std::initializer_list<const void*> packed, bool unit_height_stride,
                  Launch&& launch) {
-  if (layout != Layout::kChannelsLast) return false;
-  const auto with_width = [&](auto width) {
-    constexpr int KW = decltype(width)::value;
-    if (!rows_apply<T>(p, KW, packed, unit_height_stride)) return false;
-    if (p.weight.col == 1) {
-      launch(Rows<T, KW, WeightOrder::kPixelsInner>{p, a, b, result});
-    } else {
-      launch(Rows<T, KW, WeightOrder::kTapsInner>{p, a, b, result});
-    }
-    return true;
-  };
-  return with_width(std::integral_constant<int, 7>{}) ||
-         with_width(std::integral_constant<int, 3>{});
+  return layout == Layout::kChannelsLast && for_row_kernel_widths([&](auto width) {
+           constexpr int KW = decltype(width)::value;
+           if (!rows_apply<T>(p, KW, packed, unit_height_stride)) return false;
+           launch_in_weight_order<Rows, KW>(p, a, b, result, launch);
+           return true;
+         });
 }
 
-// Launches Rows<T, KW, order> when the channels-first row kernels apply (kernel width KW of 3
-// or 7) and returns true; else false, launching nothing.
+// The same for the channels-first row kernels.
 template <template <typename, int, WeightOrder> class Rows, typename T, typename Launch>
 bool launch_cf_rows(const Problem& p, Layout layout, const T* a, const T* b, T* result,
                     Launch&& launch) {
-  if (layout != Layout::kChannelsFirst) return false;
-  const auto with_width = [&](auto width) {
-    constexpr int KW = decltype(width)::value;
-    if (!cf_rows_apply<T>(p, KW, true, Rows<T, KW, WeightOrder::kPixelsInner>::V)) return false;
-    if (p.weight.col == 1) {
-      launch(Rows<T, KW, WeightOrder::kPixelsInner>{p, a, b, result});
-    } else {
-      launch(Rows<T, KW, WeightOrder::kTapsInner>{p, a, b, result});
-    }
-    return true;
-  };
-  return with_width(std::integral_constant<int, 7>{}) ||
-         with_width(std::integral_constant<int, 3>{});
+  return layout == Layout::kChannelsFirst && for_row_kernel_widths([&](auto width) {
+           constexpr int KW = decltype(width)::value;
+           if (!cf_rows_apply<T>(p, KW, true, Rows<T, KW, WeightOrder::kPixelsInner>::V)) {
+             return false;
+           }
+           launch_in_weight_order<Rows, KW>(p, a, b, result, launch);
+           return true;
+         });
 }
 
-// The same for grad_weight, which reads no weight.
+// The grad_weight row kernels (they read no weight): channels_last or channels-first.
 template <typename T, typename Launch>
-bool launch_cf_grad_weight_rows(const Problem& p, Layout layout, const T* a, const T* b,
-                                T* result, Launch&& launch) {
-  if (layout != Layout::kChannelsFirst) return false;
-  const auto with_width = [&](auto width) {
+bool launch_grad_weight_rows(const Problem& p, Layout layout, const T* grad_output,
+                             const T* input, T* grad_weight, Launch&& launch) {
+  return for_row_kernel_widths([&](auto width) {
     constexpr int KW = decltype(width)::value;
-    if (!cf_rows_apply<T>(p, KW, false, GradWeightRowsChannelsFirst<T, KW>::V)) return false;
-    launch(GradWeightRowsChannelsFirst<T, KW>{p, a, b, result});
+    if (layout == Layout::kChannelsLast) {
+      if (!grad_weight_rows_apply<T>(p, KW, {grad_output, input})) return false;
+      launch(GradWeightRowsChannelsLast<T, KW>::make(p, grad_output, input, grad_weight));
+    } else {
+      if (!cf_rows_apply<T>(p, KW, false, GradWeightRowsChannelsFirst<T, KW>::V)) return false;
+      launch(GradWeightRowsChannelsFirst<T, KW>{p, grad_output, input, grad_weight});
+    }
     return true;
-  };
-  return with_width(std::integral_constant<int, 7>{}) ||
-         with_width(std::integral_constant<int, 3>{});
+  });
 }
 
 template <typename T, typename Launch>
@@ -124,19 +133,7 @@ void grad_input(const Problem& p, Layout layout, const T* grad_output, const T* 
 template <typename T, typename Launch>
 void grad_weight(const Problem& p, Layout layout, const T* grad_output, const T* input,
                  T* grad_weight, Launch&& launch) {
-  if (layout == Layout::kChannelsLast) {
-    const auto with_width = [&](auto width) {
-      constexpr int KW = decltype(width)::value;
-      if (!grad_weight_rows_apply<T>(p, KW, {grad_output, input})) return false;
-      launch(GradWeightRowsChannelsLast<T, KW>::make(p, grad_output, input, grad_weight));
-      return true;
-    };
-    if (with_width(std::integral_constant<int, 7>{}) ||
-        with_width(std::integral_constant<int, 3>{})) {
-      return;
-    }
-  }
-  if (launch_cf_grad_weight_rows(p, layout, grad_output, input, grad_weight, launch)) return;
+  if (launch_grad_weight_rows(p, layout, grad_output, input, grad_weight, launch)) return;
   launch_for_layout<GradWeightChannelsFirst, GradWeightChannelsLast>(
       p, layout, grad_output, input, grad_weight, {grad_output, input}, launch);
 }
