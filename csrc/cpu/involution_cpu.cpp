@@ -61,9 +61,10 @@ struct ForwardTasks {
   cpu::Rows4<const scalar_t> input;
   cpu::WeightRows<const scalar_t> weight;
   cpu::Rows4<scalar_t> output;
+  int64_t block;  // output rows per task
   template <typename Shape>
   INVOLUTION_CPU_INLINE void run(int64_t begin, int64_t end) const {
-    cpu::forward_tasks<scalar_t, Shape>(p, input, weight, output, begin, end);
+    cpu::forward_tasks<scalar_t, Shape>(p, input, weight, output, block, begin, end);
   }
 };
 
@@ -104,8 +105,10 @@ at::Tensor involution_cpu(const at::Tensor& input, const at::Tensor& weight,
     const auto x = rows_of(input.const_data_ptr<scalar_t>(), input);
     const auto w = weight_rows_of(weight.const_data_ptr<scalar_t>(), weight);
     const auto out = rows_of(output.mutable_data_ptr<scalar_t>(), output);
-    run_tasks<scalar_t>(p.batch * p.groups * p.height.output_size, p.width.output_size,
-                        ForwardTasks<scalar_t>{p, x, w, out});
+    const int64_t block = cpu::forward_block_rows(p, at::get_num_threads());
+    const int64_t blocks = (p.height.output_size + block - 1) / block;
+    run_tasks<scalar_t>(p.batch * p.groups * blocks, p.width.output_size,
+                        ForwardTasks<scalar_t>{p, x, w, out, block});
   });
   return output;
 }

@@ -98,33 +98,58 @@ inline std::vector<int64_t> tap_positions(const Axis& cols, int64_t phase_len) {
   return taps;
 }
 
-// Prefetches part `part` of `parts` of what forward task `task` reads first from memory: its
-// weight rows, and the input row its last kernel row reads (the one row the previous task of
-// its group did not read). In parts, so that the requests spread over the previous task.
-template <typename scalar_t>
-INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const scalar_t> input,
-                                                 WeightRows<const scalar_t> weight, int64_t task,
-                                                 int64_t part, int64_t parts) {
-  const Task t = decode_task(task, p.height.output_size, p.groups);
-  const int64_t taps = p.height.kernel_size * p.width.kernel_size;
-  for (int64_t tap = part; tap < taps; tap += parts) {
-    prefetch_row(weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, t.r),
-                 weight.step(), p.width.output_size);
-  }
-  const int64_t h = input_index(p.height, t.r, p.height.kernel_size - 1);
-  if (!inside(h, p.height.input_size)) return;
-  const int64_t per_group = channels_per_group(p);
-  for (int64_t c = t.g * per_group + part; c < (t.g + 1) * per_group; c += parts) {
-    prefetch_row(input.row(t.n, c, h), input.step, p.width.input_size);
+// Output rows per forward task: a task copies the padded input rows of its block once per
+// channel, (rows - 1) * stride + (KH - 1) * dilation + 1 of them, so longer blocks copy each
+// input row fewer times; blocks are kept short enough to leave every thread several tasks.
+inline int64_t forward_block_rows(const Problem& p, int64_t threads) {
+  const int64_t rows = p.height.output_size;
+  int64_t block = std::min<int64_t>(rows, 8);
+  while (block > 1 && p.batch * p.groups * ((rows + block - 1) / block) < 4 * threads) block /= 2;
+  return block;
+}
+
+// Input rows a block of `block` output rows reads (buffer row b holds input row first + b).
+inline int64_t block_input_rows(const Axis& rows, int64_t block) {
+  return (block - 1) * rows.stride + (rows.kernel_size - 1) * rows.dilation + 1;
+}
+
+// Loads, for `count` channels from c_first, the padded input rows first .. first + rows_count
+// into the task's buffer (layout: padded_input_layout); rows outside the input are zero, so
+// that the zero padding is multiplied as in the reference.
+template <typename scalar_t, typename acc_t>
+INVOLUTION_CPU_INLINE void load_padded_block(Rows4<const scalar_t> input, const Axis& rows,
+                                             const Axis& cols, const PaddedInputLayout& layout,
+                                             int64_t n, int64_t c_first, int64_t count,
+                                             int64_t first, int64_t rows_count, acc_t* buffer) {
+  for (int64_t cc = 0; cc < count; ++cc) {
+    for (int64_t b = 0; b < rows_count; ++b) {
+      acc_t* target = buffer + cc * layout.channel_stride + b * layout.row_length;
+      if (inside(first + b, rows.input_size)) {
+        load_padded_input_row(input.row(n, c_first + cc, first + b), input.step, cols,
+                              layout.phase_len, target);
+      } else {
+        std::fill(target, target + layout.row_length, acc_t(0));
+      }
+    }
   }
 }
 
-// Forward tasks [begin, end) of the B * G * Ho tasks; task (n, g, i) computes output row i of
-// every channel of group g. The row's weights are loaded once and reused by all its channels.
+// The weights a forward tile reads: in place where the weight rows are contiguous rows of the
+// accumulation type, otherwise (and for a row's last, partial tile) from a padded copy.
+template <typename acc_t>
+struct WeightTile {
+  const acc_t* data;
+  int64_t row_stride, tap_stride;  // kernel row u, kernel column v
+};
+
+// Forward tasks [begin, end) of the B * G * blocks tasks; task (n, g, b) computes output rows
+// b * block .. of every channel of group g. Its channels are taken kChannels at a time: their
+// padded input rows are copied once, then every output row of the block reads them.
 template <typename scalar_t, typename Shape>
 INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t> input,
                                          WeightRows<const scalar_t> weight,
-                                         Rows4<scalar_t> output, int64_t begin, int64_t end) {
+                                         Rows4<scalar_t> output, int64_t block, int64_t begin,
+                                         int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
   using vector_t = Vector<acc_t, Shape::bytes>;
   constexpr int64_t kVectors = Shape::vectors, kChannels = Shape::channels;
@@ -132,61 +157,69 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
-  const PaddedInputLayout layout = padded_input_layout(rows, cols, kTile);
-  const int64_t padded_outputs = layout.padded_outputs;
+  const int64_t blocks = (rows.output_size + block - 1) / block;
+  const int64_t input_rows = block_input_rows(rows, block);
+  const PaddedInputLayout layout = padded_input_layout(cols, kTile, input_rows);
   const std::vector<int64_t> taps = tap_positions(cols, layout.phase_len);
-  std::vector<acc_t> weights(rows.kernel_size * cols.kernel_size * padded_outputs);
+  const int64_t kernel_taps = rows.kernel_size * cols.kernel_size;
+  // Output columns [copied_from, padded_outputs) read the copy.
+  constexpr bool kSameType = std::is_same<scalar_t, acc_t>::value;
+  const int64_t copied_from =
+      kSameType && weight.step() == 1 ? cols.output_size / kTile * kTile : 0;
+  const int64_t copied_length = layout.padded_outputs - copied_from;
+  std::vector<acc_t> weight_copy(block * kernel_taps * copied_length);
   std::vector<acc_t> inputs(kChannels * layout.channel_stride);
-  std::vector<acc_t> padding_terms(padded_outputs);  // sum of weight * 0 over padding rows
-  std::vector<int64_t> input_rows(rows.kernel_size);  // input row read by each valid kernel row
   for (int64_t task = begin; task < end; ++task) {
-    const Task t = decode_task(task, rows.output_size, p.groups);
-    const int64_t n = t.n, g = t.g, i = t.r;
-    std::fill(padding_terms.begin(), padding_terms.end(), acc_t(0));
-    int64_t valid = 0;  // kernel rows that read inside the input (others read zero padding)
-    for (int64_t u = 0; u < rows.kernel_size; ++u) {
-      const int64_t h = input_index(rows, i, u);
-      if (!inside(h, rows.input_size)) {
-        for (int64_t v = 0; v < cols.kernel_size; ++v) {
-          multiply_by_zero_into(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
-                                padding_terms.data());
-        }
-        continue;
+    const Task t = decode_task(task, blocks, p.groups);
+    const int64_t n = t.n, g = t.g, i0 = t.r * block;
+    const int64_t i1 = std::min(i0 + block, rows.output_size);
+    for (int64_t r = 0; r < i1 - i0 && copied_length > 0; ++r) {
+      for (int64_t tap = 0; tap < kernel_taps; ++tap) {
+        const scalar_t* row = weight.row(n, g, tap / cols.kernel_size, tap % cols.kernel_size, i0 + r);
+        load_row(row + copied_from * weight.step(), weight.step(), cols.output_size - copied_from,
+                 weight_copy.data() + (r * kernel_taps + tap) * copied_length, copied_length);
       }
-      input_rows[valid] = h;
-      for (int64_t v = 0; v < cols.kernel_size; ++v) {
-        load_row(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
-                 weights.data() + (valid * cols.kernel_size + v) * padded_outputs, padded_outputs);
-      }
-      ++valid;
     }
-    const int64_t chunks = (per_group + kChannels - 1) / kChannels;
+    auto weight_tile = [&](int64_t i, int64_t t0) -> WeightTile<acc_t> {
+      if (t0 >= copied_from) {
+        return {weight_copy.data() + (i - i0) * kernel_taps * copied_length + t0 - copied_from,
+                cols.kernel_size * copied_length, copied_length};
+      }
+      const scalar_t* row = weight.row(n, g, 0, 0, i) + t0;
+      return {reinterpret_cast<const acc_t*>(row), weight.strides[2], weight.strides[3]};
+    };
+    const int64_t first_row = i0 * rows.stride - rows.padding;
     for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannels) {
       const int64_t count = std::min(kChannels, (g + 1) * per_group - c_first);
-      if (task + 1 < end) {
-        prefetch_forward_task(p, input, weight, task + 1, (c_first - g * per_group) / kChannels, chunks);
-      }
-      load_padded_inputs(input, cols, layout, n, c_first, count, input_rows.data(), valid,
-                         inputs.data());
-      for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
-        const int64_t width = std::min(kTile, cols.output_size - t0);
-        auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc) {
-          store_tile<kVectors>(tile, padding_terms.data() + t0, width,
-                               output.row(n, c_first + cc, i) + t0 * output.step, output.step);
-        };
-        if (count == kChannels) {
-          vector_t acc[kChannels][kVectors];
-          forward_tile<kChannels, kVectors>(cols.kernel_size, valid, taps.data(), t0,
-                                            weights.data(), padded_outputs, inputs.data(),
-                                            layout.channel_stride, layout.row_length, acc);
-          for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc);
-        } else {
-          for (int64_t cc = 0; cc < count; ++cc) {
-            vector_t acc[1][kVectors];
-            forward_tile<1, kVectors>(cols.kernel_size, valid, taps.data(), t0, weights.data(),
-                                      padded_outputs, inputs.data() + cc * layout.channel_stride,
-                                      layout.channel_stride, layout.row_length, acc);
-            store_channel(acc[0], cc);
+      load_padded_block(input, rows, cols, layout, n, c_first, count, first_row, input_rows,
+                        inputs.data());
+      for (int64_t i = i0; i < i1; ++i) {
+        // kernel row u of output row i reads buffer row (i - i0) * stride + u * dilation
+        const acc_t* row_inputs = inputs.data() + (i - i0) * rows.stride * layout.row_length;
+        const int64_t row_stride = rows.dilation * layout.row_length;
+        for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
+          const int64_t width = std::min(kTile, cols.output_size - t0);
+          const WeightTile<acc_t> w = weight_tile(i, t0);
+          auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc) {
+            store_tile<kVectors>(tile, width, output.row(n, c_first + cc, i) + t0 * output.step,
+                                 output.step);
+          };
+          if (count == kChannels) {
+            vector_t acc[kChannels][kVectors];
+            forward_tile<kChannels, kVectors>(rows.kernel_size, cols.kernel_size, taps.data(),
+                                              w.data, w.row_stride, w.tap_stride,
+                                              row_inputs + t0, layout.channel_stride, row_stride,
+                                              acc);
+            for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc);
+          } else {
+            for (int64_t cc = 0; cc < count; ++cc) {
+              vector_t acc[1][kVectors];
+              forward_tile<1, kVectors>(rows.kernel_size, cols.kernel_size, taps.data(), w.data,
+                                        w.row_stride, w.tap_stride,
+                                        row_inputs + cc * layout.channel_stride + t0,
+                                        layout.channel_stride, row_stride, acc);
+              store_channel(acc[0], cc);
+            }
           }
         }
       }
@@ -278,7 +311,7 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
           const int64_t width = std::min(kTile, columns - m0);
           const int64_t step = cols.stride * grad_input.step;
           auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc) {
-            store_tile<kVectors>(tile, static_cast<const acc_t*>(nullptr), width,
+            store_tile<kVectors>(tile, width,
                                  grad_input.row(n, c_first + cc, h) +
                                      (phase + cols.stride * m0) * grad_input.step,
                                  step);
@@ -367,7 +400,7 @@ INVOLUTION_CPU_INLINE void grad_weight_tasks(const Problem& p, Rows4<const scala
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   const int64_t per_group = channels_per_group(p);
-  const PaddedInputLayout layout = padded_input_layout(rows, cols, kTile);
+  const PaddedInputLayout layout = padded_input_layout(cols, kTile, rows.kernel_size);
   const int64_t padded_outputs = layout.padded_outputs;
   const std::vector<int64_t> taps = tap_positions(cols, layout.phase_len);
   std::vector<acc_t> grads(kGradWeightChannels * padded_outputs);

@@ -54,21 +54,22 @@ inline int64_t phase_length(const Axis& cols, int64_t padded_outputs) {
   return padded_outputs + (cols.kernel_size - 1) * cols.dilation / cols.stride;
 }
 
-// Buffers of the padded input rows of a task: per channel, one phase-split row for each kernel
-// row, for `padded_outputs` outputs (used by the forward and grad_weight kernels alike).
+// Buffers of the padded input rows of a task: per channel, `rows_per_channel` phase-split rows
+// for `padded_outputs` outputs (used by the forward and grad_weight kernels alike).
 struct PaddedInputLayout {
   int64_t padded_outputs;  // outputs per row, padded to whole tiles
   int64_t phase_len;       // positions per phase
   int64_t row_length;      // one row: stride * phase_len
-  int64_t channel_stride;  // one channel: kernel_size rows
+  int64_t channel_stride;  // one channel: rows_per_channel rows
 };
 
-inline PaddedInputLayout padded_input_layout(const Axis& rows, const Axis& cols, int64_t tile) {
+inline PaddedInputLayout padded_input_layout(const Axis& cols, int64_t tile,
+                                             int64_t rows_per_channel) {
   PaddedInputLayout layout;
   layout.padded_outputs = round_up(cols.output_size, tile);
   layout.phase_len = phase_length(cols, layout.padded_outputs);
   layout.row_length = cols.stride * layout.phase_len;
-  layout.channel_stride = rows.kernel_size * layout.row_length;
+  layout.channel_stride = rows_per_channel * layout.row_length;
   return layout;
 }
 
@@ -158,28 +159,28 @@ INVOLUTION_CPU_INLINE void store(const source_t& source, int64_t count, scalar_t
   for (int64_t k = 0; k < count; ++k) target[k * step] = static_cast<scalar_t>(source[k]);
 }
 
-// Forward tile: for kChannels channels and kVectors vectors of outputs from t0 of one output
-// row,
-//     acc[c][k][t] = sum over the `rows` valid kernel rows q and all kernel columns v of
-//         weights[(q * KW + v) * weight_stride + t0 + k * lanes + t]
-//       * inputs[c * channel_stride + q * row_stride + taps[v] + t0 + k * lanes + t]
+// Forward tile: for kChannels channels and kVectors vectors of outputs of one output row
+// (`weights` and `inputs` point at the tile's first output),
+//     acc[c][k][t] = sum over kernel rows q < kernel_h and kernel columns v < kernel_w of
+//         weights[q * weight_row_stride + v * weight_tap_stride + k * lanes + t]
+//       * inputs[c * channel_stride + q * row_stride + taps[v] + k * lanes + t]
 // Each weight load serves kChannels channels; the accumulators stay in registers.
 template <int64_t kChannels, int64_t kVectors, typename vector_t, typename acc_t>
-INVOLUTION_CPU_INLINE void forward_tile(int64_t kernel_w, int64_t rows, const int64_t* taps,
-                                        int64_t t0, const acc_t* weights, int64_t weight_stride,
-                                        const acc_t* inputs, int64_t channel_stride,
-                                        int64_t row_stride,
+INVOLUTION_CPU_INLINE void forward_tile(int64_t kernel_h, int64_t kernel_w, const int64_t* taps,
+                                        const acc_t* weights, int64_t weight_row_stride,
+                                        int64_t weight_tap_stride, const acc_t* inputs,
+                                        int64_t channel_stride, int64_t row_stride,
                                         vector_t (&acc)[kChannels][kVectors]) {
   constexpr int64_t kLanes = lanes<vector_t, acc_t>();
   for (int64_t c = 0; c < kChannels; ++c)
     for (int64_t k = 0; k < kVectors; ++k) acc[c][k] = vector_t{};
-  for (int64_t q = 0; q < rows; ++q) {
-    const acc_t* weight_row = weights + q * kernel_w * weight_stride + t0;
-    const acc_t* input_row = inputs + q * row_stride + t0;
+  for (int64_t q = 0; q < kernel_h; ++q) {
+    const acc_t* weight_row = weights + q * weight_row_stride;
+    const acc_t* input_row = inputs + q * row_stride;
     for (int64_t v = 0; v < kernel_w; ++v) {
       vector_t weight[kVectors];
       for (int64_t k = 0; k < kVectors; ++k) {
-        weight[k] = load<vector_t>(weight_row + v * weight_stride + k * kLanes);
+        weight[k] = load<vector_t>(weight_row + v * weight_tap_stride + k * kLanes);
       }
       const acc_t* tap = input_row + taps[v];
       for (int64_t c = 0; c < kChannels; ++c) {
@@ -191,21 +192,21 @@ INVOLUTION_CPU_INLINE void forward_tile(int64_t kernel_w, int64_t rows, const in
   }
 }
 
-// Stores the first `count` lanes of kVectors vectors (plus `extra`, a buffer row, unless null)
-// to target[k * step]: whole vectors at once when the target row is contiguous.
-template <int64_t kVectors, typename vector_t, typename acc_t, typename scalar_t>
-INVOLUTION_CPU_INLINE void store_tile(const vector_t (&tile)[kVectors], const acc_t* extra,
-                                      int64_t count, scalar_t* target, int64_t step) {
+// Stores the first `count` lanes of kVectors vectors to target[k * step]: whole vectors at
+// once when the target row is contiguous.
+template <int64_t kVectors, typename vector_t, typename scalar_t>
+INVOLUTION_CPU_INLINE void store_tile(const vector_t (&tile)[kVectors], int64_t count,
+                                      scalar_t* target, int64_t step) {
+  using acc_t = std::decay_t<decltype(tile[0][0])>;
   constexpr int64_t kLanes = lanes<vector_t, acc_t>();
   for (int64_t k = 0; k < kVectors; ++k) {
-    const vector_t values = extra ? tile[k] + load<vector_t>(extra + k * kLanes) : tile[k];
     const int64_t lanes_here = std::min(kLanes, count - k * kLanes);
     if (lanes_here <= 0) break;
     if (std::is_same<scalar_t, acc_t>::value && step == 1 && lanes_here == kLanes) {
-      *reinterpret_cast<vector_t*>(target + k * kLanes) = values;
+      *reinterpret_cast<vector_t*>(target + k * kLanes) = tile[k];
     } else {
       for (int64_t t = 0; t < lanes_here; ++t) {
-        target[(k * kLanes + t) * step] = static_cast<scalar_t>(values[t]);
+        target[(k * kLanes + t) * step] = static_cast<scalar_t>(tile[k][t]);
       }
     }
   }
