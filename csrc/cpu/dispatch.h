@@ -2,11 +2,12 @@
 // kernels.h) for its level, with the tile shapes that fit that level's registers, and `run_at`
 // calls the one isa.h chose.
 //
-//   level    vector   wide tile (rows > 32 bytes)       narrow tile
-//   avx512   64 B     1 vector,  8 channels per load     32 B, 8 channels
-//   avx2     32 B     2 vectors, 4 channels per load     32 B, 8 channels
-//   default  16 B     2 vectors, 4 channels per load     16 B, 8 channels
-// (accumulators + weight vectors + one input stay within the level's 32 or 16 registers)
+//   level    vector   wide tile (rows > 32 bytes)       narrow tile       forward, two rows
+//   avx512   64 B     1 vector,  8 channels per load     32 B, 8 channels  64 B (narrow 32 B), 8 channels
+//   avx2     32 B     2 vectors, 4 channels per load     32 B, 8 channels  32 B, 4 channels
+//   default  16 B     2 vectors, 4 channels per load     16 B, 8 channels  16 B, 4 channels
+// (accumulators + weight vectors + one input stay within the level's 32 or 16 registers; the
+// two-row forward tile holds 2 * channels accumulators, two weights and one input)
 #pragma once
 
 #include "isa.h"
@@ -18,14 +19,20 @@ namespace cpu {
 struct DefaultShapes {
   using Wide = TileShape<16, 2, 4>;
   using Narrow = TileShape<16, 1, 8>;
+  using Pair = TileShape<16, 1, 4>;
+  using PairNarrow = Pair;
 };
 struct Avx2Shapes {
   using Wide = TileShape<32, 2, 4>;
   using Narrow = TileShape<32, 1, 8>;
+  using Pair = TileShape<32, 1, 4>;
+  using PairNarrow = Pair;
 };
 struct Avx512Shapes {
   using Wide = TileShape<64, 1, 8>;
   using Narrow = TileShape<32, 1, 8>;
+  using Pair = TileShape<64, 1, 8>;
+  using PairNarrow = TileShape<32, 1, 8>;
 };
 
 #if defined(__GNUC__) && defined(__x86_64__)

@@ -35,13 +35,20 @@ struct TaskRange {
   int64_t begin, end;
   template <typename Shapes>
   INVOLUTION_CPU_INLINE void run() const {
-    if (narrow) {
-      tasks.template run<typename Shapes::Narrow>(begin, end);
-    } else {
-      tasks.template run<typename Shapes::Wide>(begin, end);
-    }
+    tasks.template run<Shapes>(narrow, begin, end);
   }
 };
+
+// Runs tasks.run_shape<Shape>(begin, end) with the narrow or the wide shape of `Shapes`.
+template <typename Shapes, typename Tasks>
+INVOLUTION_CPU_INLINE void run_narrow_or_wide(const Tasks& tasks, bool narrow, int64_t begin,
+                                              int64_t end) {
+  if (narrow) {
+    tasks.template run_shape<typename Shapes::Narrow>(begin, end);
+  } else {
+    tasks.template run_shape<typename Shapes::Wide>(begin, end);
+  }
+}
 
 // Runs the tasks [0, count) on the intra-op thread pool at the chosen ISA level, with narrow
 // tiles when a row of `row_length` accumulators fits in 32 bytes (kernels.h: narrow).
@@ -63,8 +70,15 @@ struct ForwardTasks {
   cpu::Rows4<scalar_t> output;
   int64_t block;  // output rows per task
   template <typename Shape>
-  INVOLUTION_CPU_INLINE void run(int64_t begin, int64_t end) const {
+  INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
     cpu::forward_tasks<scalar_t, Shape>(p, input, weight, output, block, begin, end);
+  }
+  // Two-row tiles where consecutive output rows share input rows (kernels.h: forward_tasks).
+  template <typename Shapes>
+  INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
+    if (p.height.stride != p.height.dilation) return run_narrow_or_wide<Shapes>(*this, narrow, begin, end);
+    if (narrow) return run_shape<typename Shapes::PairNarrow>(begin, end);
+    run_shape<typename Shapes::Pair>(begin, end);
   }
 };
 
@@ -75,8 +89,12 @@ struct GradInputTasks {
   cpu::WeightRows<const scalar_t> weight;
   cpu::Rows4<scalar_t> grad_input;
   template <typename Shape>
-  INVOLUTION_CPU_INLINE void run(int64_t begin, int64_t end) const {
+  INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
     cpu::grad_input_tasks<scalar_t, Shape>(p, grad_output, weight, grad_input, begin, end);
+  }
+  template <typename Shapes>
+  INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
+    run_narrow_or_wide<Shapes>(*this, narrow, begin, end);
   }
 };
 
@@ -87,8 +105,12 @@ struct GradWeightTasks {
   cpu::Rows4<const scalar_t> input;
   cpu::WeightRows<scalar_t> grad_weight;
   template <typename Shape>
-  INVOLUTION_CPU_INLINE void run(int64_t begin, int64_t end) const {
+  INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
     cpu::grad_weight_tasks<scalar_t, Shape>(p, grad_output, input, grad_weight, begin, end);
+  }
+  template <typename Shapes>
+  INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
+    run_narrow_or_wide<Shapes>(*this, narrow, begin, end);
   }
 };
 

@@ -134,6 +134,34 @@ INVOLUTION_CPU_INLINE void load_padded_block(Rows4<const scalar_t> input, const 
   }
 }
 
+// Prefetches part `part` of `parts` of what forward task `task` (blocks of `block` output rows)
+// reads: its weight rows and the input rows of its channels. In parts, so that the requests
+// spread over the previous task; a single stream per row is too short for the hardware
+// prefetchers to follow, and there are kernel_h * kernel_w of them.
+template <typename scalar_t>
+INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const scalar_t> input,
+                                                 WeightRows<const scalar_t> weight, int64_t block,
+                                                 int64_t task, int64_t part, int64_t parts) {
+  const int64_t blocks = (p.height.output_size + block - 1) / block;
+  const Task t = decode_task(task, blocks, p.groups);
+  const int64_t i0 = t.r * block, i1 = std::min(i0 + block, p.height.output_size);
+  const int64_t taps = p.height.kernel_size * p.width.kernel_size;
+  for (int64_t k = part; k < taps * (i1 - i0); k += parts) {
+    const int64_t tap = k % taps, i = i0 + k / taps;
+    prefetch_row(weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, i),
+                 weight.step(), p.width.output_size);
+  }
+  const int64_t per_group = channels_per_group(p);
+  const int64_t first = i0 * p.height.stride - p.height.padding;
+  const int64_t count = block_input_rows(p.height, i1 - i0);
+  for (int64_t k = part; k < per_group * count; k += parts) {
+    const int64_t h = first + k % count;
+    if (inside(h, p.height.input_size)) {
+      prefetch_row(input.row(t.n, t.g * per_group + k / count, h), input.step, p.width.input_size);
+    }
+  }
+}
+
 // The weights a forward tile reads: in place where the weight rows are contiguous rows of the
 // accumulation type, otherwise (and for a row's last, partial tile) from a padded copy.
 template <typename acc_t>
@@ -189,36 +217,65 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
       return {reinterpret_cast<const acc_t*>(row), weight.strides[2], weight.strides[3]};
     };
     const int64_t first_row = i0 * rows.stride - rows.padding;
+    const int64_t chunks = (per_group + kChannels - 1) / kChannels;
     for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannels) {
       const int64_t count = std::min(kChannels, (g + 1) * per_group - c_first);
       load_padded_block(input, rows, cols, layout, n, c_first, count, first_row, input_rows,
                         inputs.data());
-      for (int64_t i = i0; i < i1; ++i) {
-        // kernel row u of output row i reads buffer row (i - i0) * stride + u * dilation
-        const acc_t* row_inputs = inputs.data() + (i - i0) * rows.stride * layout.row_length;
-        const int64_t row_stride = rows.dilation * layout.row_length;
+      const int64_t row_stride = rows.dilation * layout.row_length;
+      // Two rows at a time where their kernel rows share input rows (forward_pair_tile).
+      const int64_t row_step = kVectors == 1 && rows.stride == rows.dilation ? 2 : 1;
+      const int64_t steps = (block + row_step - 1) / row_step;
+      for (int64_t i = i0; i < i1; i += row_step) {
+        const int64_t rows_here = std::min(row_step, i1 - i);
+        if (task + 1 < end) {
+          prefetch_forward_task(p, input, weight, block, task + 1,
+                                (c_first - g * per_group) / kChannels * steps + (i - i0) / row_step,
+                                chunks * steps);
+        }
         for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
           const int64_t width = std::min(kTile, cols.output_size - t0);
-          const WeightTile<acc_t> w = weight_tile(i, t0);
-          auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc) {
-            store_tile<kVectors>(tile, width, output.row(n, c_first + cc, i) + t0 * output.step,
+          auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc, int64_t row) {
+            store_tile<kVectors>(tile, width, output.row(n, c_first + cc, row) + t0 * output.step,
                                  output.step);
           };
-          if (count == kChannels) {
-            vector_t acc[kChannels][kVectors];
-            forward_tile<kChannels, kVectors>(rows.kernel_size, cols.kernel_size, taps.data(),
-                                              w.data, w.row_stride, w.tap_stride,
-                                              row_inputs + t0, layout.channel_stride, row_stride,
-                                              acc);
-            for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc);
-          } else {
-            for (int64_t cc = 0; cc < count; ++cc) {
-              vector_t acc[1][kVectors];
-              forward_tile<1, kVectors>(rows.kernel_size, cols.kernel_size, taps.data(), w.data,
-                                        w.row_stride, w.tap_stride,
-                                        row_inputs + cc * layout.channel_stride + t0,
-                                        layout.channel_stride, row_stride, acc);
-              store_channel(acc[0], cc);
+          // kernel row u of output row i reads buffer row (i - i0) * stride + u * dilation
+          auto tile_inputs = [&](int64_t row) {
+            return inputs.data() + (row - i0) * rows.stride * layout.row_length + t0;
+          };
+          if (rows_here == 2 && count == kChannels) {
+            const WeightTile<acc_t> upper = weight_tile(i, t0), lower = weight_tile(i + 1, t0);
+            vector_t acc[2][kChannels];
+            forward_pair_tile<kChannels>(rows.kernel_size, cols.kernel_size, taps.data(),
+                                         upper.data, lower.data, upper.row_stride,
+                                         upper.tap_stride, tile_inputs(i), layout.channel_stride,
+                                         row_stride, acc);
+            for (int64_t r = 0; r < 2; ++r) {
+              for (int64_t cc = 0; cc < count; ++cc) {
+                const vector_t tile[kVectors] = {acc[r][cc]};
+                store_channel(tile, cc, i + r);
+              }
+            }
+            continue;
+          }
+          for (int64_t row = i; row < i + rows_here; ++row) {
+            const WeightTile<acc_t> w = weight_tile(row, t0);
+            if (count == kChannels) {
+              vector_t acc[kChannels][kVectors];
+              forward_tile<kChannels, kVectors>(rows.kernel_size, cols.kernel_size, taps.data(),
+                                                w.data, w.row_stride, w.tap_stride,
+                                                tile_inputs(row), layout.channel_stride,
+                                                row_stride, acc);
+              for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc, row);
+            } else {
+              for (int64_t cc = 0; cc < count; ++cc) {
+                vector_t acc[1][kVectors];
+                forward_tile<1, kVectors>(rows.kernel_size, cols.kernel_size, taps.data(), w.data,
+                                          w.row_stride, w.tap_stride,
+                                          tile_inputs(row) + cc * layout.channel_stride,
+                                          layout.channel_stride, row_stride, acc);
+                store_channel(acc[0], cc, row);
+              }
             }
           }
         }
