@@ -40,6 +40,40 @@ def test_realistic_sizes_match_reference(problem, dtype, device):
     check_against_reference(problem, dtype, device)
 
 
+# The CPU forward's blocks of up to 8 output rows and its two-row tiles (kernel row step equal
+# to the stride): output heights that leave a single row or a short last block, channel counts
+# per group that leave a partial channel chunk (4 or 8 per chunk), row steps 1 and 2, widths
+# with a partial last tile.
+ROW_BLOCK_PROBLEMS = [
+    Problem(1, 5, 1, (1, 9), (3, 3)),
+    Problem(2, 6, 2, (9, 11), (5, 3)),
+    Problem(1, 9, 1, (17, 13), (7, 7)),
+    Problem(2, 12, 3, (19, 20), (3, 5), stride=2, dilation=2),
+    Problem(1, 16, 2, (23, 7), (3, 3), stride=(2, 1), dilation=(2, 3)),
+    Problem(1, 8, 2, (10, 10), (3, 3), stride=(2, 1), dilation=1),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("problem", ROW_BLOCK_PROBLEMS, ids=str)
+def test_row_blocks_match_reference(problem, dtype, device):
+    check_against_reference(problem, dtype, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_infinite_weight_on_padding_gives_nan_as_reference(device):
+    """A tap in the zero padding multiplies its weight by 0: an Inf weight there gives NaN."""
+    x = torch.randn(1, 4, 9, 9, device=device)
+    w = torch.randn(1, 1, 3, 3, 9, 9, device=device)
+    w[0, 0, 0, 1, 0, 4] = float("inf")  # kernel row 0 of output row 0 reads the padding
+    out = involution_cuda.involution(x, w, padding=1)
+    expected = reference.involution(x.double(), w.double(), padding=1)
+    assert torch.equal(out.isnan(), expected.isnan()) and out.isnan().sum() == 4
+    finite = ~expected.isnan()
+    assert_close(out[finite], expected[finite], torch.float32)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("problem", GRADCHECK_PROBLEMS, ids=str)
 def test_gradcheck(problem, device):
