@@ -104,9 +104,10 @@ struct GradWeightTasks {
   cpu::Rows4<const scalar_t> grad_output;
   cpu::Rows4<const scalar_t> input;
   cpu::WeightRows<scalar_t> grad_weight;
+  int64_t block;  // output rows per task
   template <typename Shape>
   INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
-    cpu::grad_weight_tasks<scalar_t, Shape>(p, grad_output, input, grad_weight, begin, end);
+    cpu::grad_weight_tasks<scalar_t, Shape>(p, grad_output, input, grad_weight, block, begin, end);
   }
   template <typename Shapes>
   INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
@@ -127,7 +128,7 @@ at::Tensor involution_cpu(const at::Tensor& input, const at::Tensor& weight,
     const auto x = rows_of(input.const_data_ptr<scalar_t>(), input);
     const auto w = weight_rows_of(weight.const_data_ptr<scalar_t>(), weight);
     const auto out = rows_of(output.mutable_data_ptr<scalar_t>(), output);
-    const int64_t block = cpu::forward_block_rows(p, at::get_num_threads());
+    const int64_t block = cpu::task_block_rows(p, at::get_num_threads());
     const int64_t blocks = (p.height.output_size + block - 1) / block;
     run_tasks<scalar_t>(p.batch * p.groups * blocks, p.width.output_size,
                         ForwardTasks<scalar_t>{p, x, w, out, block});
@@ -167,8 +168,10 @@ at::Tensor involution_grad_weight_cpu(const at::Tensor& grad_output, const at::T
     const auto go = rows_of(grad_output.const_data_ptr<scalar_t>(), grad_output);
     const auto x = rows_of(input.const_data_ptr<scalar_t>(), input);
     const auto gw = weight_rows_of(grad_weight.mutable_data_ptr<scalar_t>(), grad_weight);
-    run_tasks<scalar_t>(p.batch * p.groups * p.height.output_size, p.width.output_size,
-                        GradWeightTasks<scalar_t>{p, go, x, gw});
+    const int64_t block = cpu::task_block_rows(p, at::get_num_threads());
+    const int64_t blocks = (p.height.output_size + block - 1) / block;
+    run_tasks<scalar_t>(p.batch * p.groups * blocks, p.width.output_size,
+                        GradWeightTasks<scalar_t>{p, go, x, gw, block});
   });
   return grad_weight;
 }

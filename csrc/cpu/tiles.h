@@ -146,13 +146,6 @@ INVOLUTION_CPU_INLINE void load_row(const scalar_t* row, int64_t step, int64_t c
   load_shifted_row(row, step, count, 0, buffer, length);
 }
 
-// terms[k] += row[k * step] * 0 for k < count: 0, or NaN where the row holds a NaN or an Inf
-// (what a tap in the zero padding contributes).
-template <typename scalar_t, typename acc_t>
-INVOLUTION_CPU_INLINE void multiply_by_zero_into(const scalar_t* row, int64_t step, int64_t count, acc_t* terms) {
-  for (int64_t k = 0; k < count; ++k) terms[k] += static_cast<acc_t>(row[k * step]) * acc_t(0);
-}
-
 // Stores the first `count` entries of a tile (a Vector) or of a buffer row (a pointer).
 template <typename scalar_t, typename source_t>
 INVOLUTION_CPU_INLINE void store(const source_t& source, int64_t count, scalar_t* target, int64_t step) {
@@ -261,25 +254,29 @@ INVOLUTION_CPU_INLINE void store_tile(const vector_t (&tile)[kVectors], int64_t 
   }
 }
 
-// grad_weight tile: for kTaps consecutive kernel columns v0 + m and one vector of outputs from
-// t0 of one output row (inputs already offset to the kernel row),
-//     sums[m][t] += sum_{c < channels} grad_outputs[c * grad_stride + t0 + t]
-//                      * inputs[c * channel_stride + taps[v0 + m] + t0 + t]
-// Each grad_output load serves kTaps taps; the kTaps accumulators stay in registers.
-template <int64_t kTaps, typename vector_t, typename acc_t>
-INVOLUTION_CPU_INLINE void grad_weight_tile(const int64_t* taps, int64_t channels, int64_t t0,
-                                            const acc_t* grad_outputs, int64_t grad_stride,
-                                            const acc_t* inputs, int64_t channel_stride,
-                                            acc_t* sums, int64_t sum_stride) {
-  vector_t acc[kTaps];
-  for (int64_t m = 0; m < kTaps; ++m) acc[m] = load<vector_t>(sums + m * sum_stride + t0);
+// grad_weight tile of one vector of outputs and kTaps consecutive kernel columns: the sums over
+// `channels` channels of grad_output * input for the upper output row (kernel row u, grads
+// `upper`) and the lower one (kernel row u - 1, grads `lower`), where kUpper / kLower say the
+// input row reaches them (forward_pair_tile's sharing, seen from the weight's side):
+//     acc[r][m][t] = sum_c grads_r[c * grad_stride + t] * input_row[c * channel_stride + taps[m] + t]
+// Each input load serves both rows; each grad_output load serves kTaps taps.
+template <bool kUpper, bool kLower, int64_t kTaps, typename vector_t, typename acc_t>
+INVOLUTION_CPU_INLINE void grad_weight_pair_tile(int64_t channels, const int64_t* taps,
+                                                 const acc_t* upper, const acc_t* lower,
+                                                 int64_t grad_stride, const acc_t* input_row,
+                                                 int64_t channel_stride,
+                                                 vector_t (&acc)[2][kTaps]) {
+  for (int64_t m = 0; m < kTaps; ++m) acc[0][m] = acc[1][m] = vector_t{};
   for (int64_t c = 0; c < channels; ++c) {
-    const vector_t grad = load<vector_t>(grad_outputs + c * grad_stride + t0);
-    const acc_t* input_row = inputs + c * channel_stride + t0;
-    for (int64_t m = 0; m < kTaps; ++m) acc[m] += grad * load<vector_t>(input_row + taps[m]);
-  }
-  for (int64_t m = 0; m < kTaps; ++m) {
-    *reinterpret_cast<vector_t*>(sums + m * sum_stride + t0) = acc[m];
+    vector_t upper_grad{}, lower_grad{};
+    if (kUpper) upper_grad = load<vector_t>(upper + c * grad_stride);
+    if (kLower) lower_grad = load<vector_t>(lower + c * grad_stride);
+    const acc_t* inputs = input_row + c * channel_stride;
+    for (int64_t m = 0; m < kTaps; ++m) {
+      const vector_t x = load<vector_t>(inputs + taps[m]);
+      if (kUpper) acc[0][m] += upper_grad * x;
+      if (kLower) acc[1][m] += lower_grad * x;
+    }
   }
 }
 
