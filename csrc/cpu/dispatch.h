@@ -2,12 +2,14 @@
 // kernels.h) for its level, with the tile shapes that fit that level's registers, and `run_at`
 // calls the one isa.h chose.
 //
-//   level    vector   wide tile (rows > 32 bytes)       narrow tile       forward, two rows
-//   avx512   64 B     1 vector,  8 channels per load     32 B, 8 channels  64 B (narrow 32 B), 8 channels
+//   level    vector   grad_input: wide tile               narrow tile       forward (Pair)
+//                     (rows > 32 bytes)                                    wide / narrow
+//   avx512   64 B     1 vector,  8 channels per load     32 B, 8 channels  64 B / 32 B, 8 channels
 //   avx2     32 B     2 vectors, 4 channels per load     32 B, 8 channels  32 B, 4 channels
 //   default  16 B     2 vectors, 4 channels per load     16 B, 8 channels  16 B, 4 channels
 // (accumulators + weight vectors + one input stay within the level's 32 or 16 registers; the
-// two-row forward tile holds 2 * channels accumulators, two weights and one input)
+// two-row forward tile holds 2 * channels accumulators, two weights and one input).
+// grad_weight takes one vector of the wide or narrow width (4 taps x 2 rows of accumulators).
 #pragma once
 
 #include "isa.h"

@@ -1,0 +1,46 @@
+// CPU forward kernel launch: dtype dispatch, blocks of output rows, parallel tasks (kernels.h).
+#include "ops_cpu.h"
+#include "run_tasks.h"
+
+namespace involution {
+namespace cpu {
+namespace {
+
+// The kernel of kernels.h with its operands bound: run<Shapes>(narrow, begin, end) runs tasks.
+template <typename scalar_t>
+struct ForwardTasks {
+  const Problem& p;
+  Rows4<const scalar_t> input;
+  WeightRows<const scalar_t> weight;
+  Rows4<scalar_t> output;
+  int64_t block;  // output rows per task
+  template <typename Shape>
+  INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
+    forward_tasks<scalar_t, Shape>(p, input, weight, output, block, begin, end);
+  }
+  // One-vector tiles: two output rows each where their kernel rows share input rows
+  // (kernels.h: forward_tasks), else one.
+  template <typename Shapes>
+  INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
+    if (narrow) return run_shape<typename Shapes::PairNarrow>(begin, end);
+    run_shape<typename Shapes::Pair>(begin, end);
+  }
+};
+
+}  // namespace
+
+void run_forward(const Problem& p, const at::Tensor& input, const at::Tensor& weight,
+                 const at::Tensor& output) {
+  INVOLUTION_DISPATCH_TYPES(input.scalar_type(), "involution_cpu", [&] {
+    const auto x = rows_of(input.const_data_ptr<scalar_t>(), input);
+    const auto w = weight_rows_of(weight.const_data_ptr<scalar_t>(), weight);
+    const auto out = rows_of(output.mutable_data_ptr<scalar_t>(), output);
+    const int64_t block = task_block_rows(p, at::get_num_threads());
+    const int64_t blocks = (p.height.output_size + block - 1) / block;
+    run_tasks<scalar_t>(p.batch * p.groups * blocks, p.width.output_size,
+                        ForwardTasks<scalar_t>{p, x, w, out, block});
+  });
+}
+
+}  // namespace cpu
+}  // namespace involution

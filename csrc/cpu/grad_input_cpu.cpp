@@ -1,0 +1,42 @@
+// CPU grad_input kernel launch: dtype dispatch, parallel tasks (kernels.h).
+#include "ops_cpu.h"
+#include "run_tasks.h"
+
+namespace involution {
+namespace cpu {
+namespace {
+
+// The kernel of kernels.h with its operands bound: run<Shapes>(narrow, begin, end) runs tasks.
+template <typename scalar_t>
+struct GradInputTasks {
+  const Problem& p;
+  Rows4<const scalar_t> grad_output;
+  WeightRows<const scalar_t> weight;
+  Rows4<scalar_t> grad_input;
+  template <typename Shape>
+  INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
+    grad_input_tasks<scalar_t, Shape>(p, grad_output, weight, grad_input, begin, end);
+  }
+  template <typename Shapes>
+  INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
+    run_narrow_or_wide<Shapes>(*this, narrow, begin, end);
+  }
+};
+
+}  // namespace
+
+void run_grad_input(const Problem& p, const at::Tensor& grad_output,
+                    const at::Tensor& weight, const at::Tensor& grad_input) {
+  INVOLUTION_DISPATCH_TYPES(grad_output.scalar_type(), "involution_grad_input_cpu", [&] {
+    const auto go = rows_of(grad_output.const_data_ptr<scalar_t>(), grad_output);
+    const auto w = weight_rows_of(weight.const_data_ptr<scalar_t>(), weight);
+    const auto gx = rows_of(grad_input.mutable_data_ptr<scalar_t>(), grad_input);
+    // Rows are split by stride phase: a tile covers one phase of an input row.
+    const int64_t phase_length = (p.width.input_size + p.width.stride - 1) / p.width.stride;
+    run_tasks<scalar_t>(p.batch * p.groups * p.height.input_size, phase_length,
+                        GradInputTasks<scalar_t>{p, go, w, gx});
+  });
+}
+
+}  // namespace cpu
+}  // namespace involution

@@ -1,0 +1,46 @@
+// CPU grad_weight kernel launch: dtype dispatch, blocks of output rows, parallel tasks (kernels.h).
+#include "ops_cpu.h"
+#include "run_tasks.h"
+
+namespace involution {
+namespace cpu {
+namespace {
+
+// The kernel of kernels.h with its operands bound: run<Shapes>(narrow, begin, end) runs tasks.
+template <typename scalar_t>
+struct GradWeightTasks {
+  const Problem& p;
+  Rows4<const scalar_t> grad_output;
+  Rows4<const scalar_t> input;
+  WeightRows<scalar_t> grad_weight;
+  int64_t block;  // output rows per task
+  template <typename Shape>
+  INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
+    grad_weight_tasks<scalar_t, Shape>(p, grad_output, input, grad_weight, block, begin, end);
+  }
+  // Tiles of one vector: only the vector width of the shape matters (one instantiation where
+  // the narrow and wide shapes have the same width).
+  template <typename Shapes>
+  INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
+    if (narrow) return run_shape<TileShape<Shapes::Narrow::bytes, 1, 1>>(begin, end);
+    run_shape<TileShape<Shapes::Wide::bytes, 1, 1>>(begin, end);
+  }
+};
+
+}  // namespace
+
+void run_grad_weight(const Problem& p, const at::Tensor& grad_output,
+                     const at::Tensor& input, const at::Tensor& grad_weight) {
+  INVOLUTION_DISPATCH_TYPES(input.scalar_type(), "involution_grad_weight_cpu", [&] {
+    const auto go = rows_of(grad_output.const_data_ptr<scalar_t>(), grad_output);
+    const auto x = rows_of(input.const_data_ptr<scalar_t>(), input);
+    const auto gw = weight_rows_of(grad_weight.mutable_data_ptr<scalar_t>(), grad_weight);
+    const int64_t block = task_block_rows(p, at::get_num_threads());
+    const int64_t blocks = (p.height.output_size + block - 1) / block;
+    run_tasks<scalar_t>(p.batch * p.groups * blocks, p.width.output_size,
+                        GradWeightTasks<scalar_t>{p, go, x, gw, block});
+  });
+}
+
+}  // namespace cpu
+}  // namespace involution
