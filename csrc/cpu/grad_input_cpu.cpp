@@ -13,13 +13,17 @@ struct GradInputTasks {
   Rows4<const scalar_t> grad_output;
   WeightRows<const scalar_t> weight;
   Rows4<scalar_t> grad_input;
+  int64_t block;  // input rows per task
   template <typename Shape>
   INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
-    grad_input_tasks<scalar_t, Shape>(p, grad_output, weight, grad_input, begin, end);
+    grad_input_tasks<scalar_t, Shape>(p, grad_output, weight, grad_input, block, begin, end);
   }
+  // One-vector tiles: two input rows each where the rows' stride and dilation are 1
+  // (kernels.h: grad_input_tasks), else one.
   template <typename Shapes>
   INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
-    run_narrow_or_wide<Shapes>(*this, narrow, begin, end);
+    if (narrow) return run_shape<typename Shapes::PairNarrow>(begin, end);
+    run_shape<typename Shapes::Pair>(begin, end);
   }
 };
 
@@ -33,8 +37,10 @@ void run_grad_input(const Problem& p, const at::Tensor& grad_output,
     const auto gx = rows_of(grad_input.mutable_data_ptr<scalar_t>(), grad_input);
     // Rows are split by stride phase: a tile covers one phase of an input row.
     const int64_t phase_length = (p.width.input_size + p.width.stride - 1) / p.width.stride;
-    run_tasks<scalar_t>(p.batch * p.groups * p.height.input_size, phase_length,
-                        GradInputTasks<scalar_t>{p, go, w, gx});
+    const int64_t block = task_block_rows(p, p.height.input_size, at::get_num_threads());
+    const int64_t blocks = (p.height.input_size + block - 1) / block;
+    run_tasks<scalar_t>(p.batch * p.groups * blocks, phase_length,
+                        GradInputTasks<scalar_t>{p, go, w, gx, block});
   });
 }
 

@@ -35,7 +35,7 @@ void run_grad_weight(const Problem& p, const at::Tensor& grad_output,
     const auto go = rows_of(grad_output.const_data_ptr<scalar_t>(), grad_output);
     const auto x = rows_of(input.const_data_ptr<scalar_t>(), input);
     const auto gw = weight_rows_of(grad_weight.mutable_data_ptr<scalar_t>(), grad_weight);
-    const int64_t block = task_block_rows(p, at::get_num_threads());
+    const int64_t block = task_block_rows(p, p.height.output_size, at::get_num_threads());
     const int64_t blocks = (p.height.output_size + block - 1) / block;
     run_tasks<scalar_t>(p.batch * p.groups * blocks, p.width.output_size,
                         GradWeightTasks<scalar_t>{p, go, x, gw, block});

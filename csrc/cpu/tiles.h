@@ -319,28 +319,30 @@ inline int64_t phase_taps(const Axis& cols, const GradInputLayout& layout, int64
 
 // grad_input tile: for kChannels channels and kVectors vectors of input columns of one phase,
 // from m0, of one input row,
-//     acc[c][k][t] = sum_{q < rows, n < tap_count}
+//     acc[c][k][t] = sum_{q < kernel_h with grad_rows[q] >= 0, n < tap_count}
 //         weights[(q * KW + taps[n]) * length + m0 + k * lanes + t + offsets[n]]
-//       * grads[c * channel_stride + q * length + (same index)]
+//       * grads[c * channel_stride + grad_rows[q] + (same index)]
 // i.e. the sum over taps (u, v) of weight[u, v, i_u, j] * grad_output[c, i_u, j] over the j
-// whose tap v reads this column, where i_u is the output row whose tap u reads this input row.
+// whose tap v reads this column, where i_u is the output row whose tap u reads this input row
+// (grad_rows[u]: that row's offset in the grads buffer, -1 when kernel row u reads none).
 template <int64_t kChannels, int64_t kVectors, typename vector_t, typename acc_t>
-INVOLUTION_CPU_INLINE void grad_input_tile(int64_t kernel_w, int64_t rows, int64_t m0,
+INVOLUTION_CPU_INLINE void grad_input_tile(int64_t kernel_h, int64_t kernel_w, int64_t m0,
                                            const int64_t* taps, const int64_t* offsets,
                                            int64_t tap_count, const acc_t* weights,
-                                           const acc_t* grads, int64_t length,
-                                           int64_t channel_stride,
+                                           const acc_t* grads, const int64_t* grad_rows,
+                                           int64_t length, int64_t channel_stride,
                                            vector_t (&acc)[kChannels][kVectors]) {
   constexpr int64_t kLanes = lanes<vector_t, acc_t>();
   for (int64_t c = 0; c < kChannels; ++c)
     for (int64_t k = 0; k < kVectors; ++k) acc[c][k] = vector_t{};
-  for (int64_t q = 0; q < rows; ++q) {
+  for (int64_t q = 0; q < kernel_h; ++q) {
+    if (grad_rows[q] < 0) continue;
     for (int64_t n = 0; n < tap_count; ++n) {
       const int64_t offset = m0 + offsets[n];
       const acc_t* weight_row = weights + (q * kernel_w + taps[n]) * length + offset;
       vector_t weight[kVectors];
       for (int64_t k = 0; k < kVectors; ++k) weight[k] = load<vector_t>(weight_row + k * kLanes);
-      const acc_t* grad_row = grads + q * length + offset;
+      const acc_t* grad_row = grads + grad_rows[q] + offset;
       for (int64_t c = 0; c < kChannels; ++c) {
         for (int64_t k = 0; k < kVectors; ++k) {
           acc[c][k] += weight[k] * load<vector_t>(grad_row + c * channel_stride + k * kLanes);
@@ -348,6 +350,58 @@ INVOLUTION_CPU_INLINE void grad_input_tile(int64_t kernel_w, int64_t rows, int64
       }
     }
   }
+}
+
+// One grad_output row of a two-row grad_input tile (grad_input_pair_tile): its taps serve the
+// upper input row (kernel row u - 1, weights `upper`) and the lower one (kernel row u, weights
+// `lower`) where kUpper / kLower say the row reaches them.
+template <bool kUpper, bool kLower, int64_t kChannels, typename vector_t, typename acc_t>
+INVOLUTION_CPU_INLINE void grad_input_pair_step(int64_t m0, const int64_t* taps,
+                                                const int64_t* offsets, int64_t tap_count,
+                                                const acc_t* upper, const acc_t* lower,
+                                                int64_t length, const acc_t* grad_row,
+                                                int64_t channel_stride,
+                                                vector_t (&acc)[2][kChannels]) {
+  for (int64_t n = 0; n < tap_count; ++n) {
+    const int64_t offset = m0 + offsets[n];
+    vector_t upper_weight{}, lower_weight{};
+    if (kUpper) upper_weight = load<vector_t>(upper + taps[n] * length + offset);
+    if (kLower) lower_weight = load<vector_t>(lower + taps[n] * length + offset);
+    for (int64_t c = 0; c < kChannels; ++c) {
+      const vector_t grad = load<vector_t>(grad_row + c * channel_stride + offset);
+      if (kUpper) acc[0][c] += upper_weight * grad;
+      if (kLower) acc[1][c] += lower_weight * grad;
+    }
+  }
+}
+
+// grad_input tile of two consecutive input rows (row stride and dilation 1): kernel row u + 1
+// of the lower row reads the grad_output row of kernel row u of the upper one, so each
+// grad_output load serves both. `upper` / `lower` are the rows' weights (kernel row u at
+// u * kernel_w * length, zero where it reads no output row), `grads` the upper row's kernel
+// row 0 (row -1 is the lower row's kernel row 0), `grad_stride` one grad_output row.
+template <int64_t kChannels, typename vector_t, typename acc_t>
+INVOLUTION_CPU_INLINE void grad_input_pair_tile(int64_t kernel_h, int64_t kernel_w, int64_t m0,
+                                                const int64_t* taps, const int64_t* offsets,
+                                                int64_t tap_count, const acc_t* upper,
+                                                const acc_t* lower, const acc_t* grads,
+                                                int64_t grad_stride, int64_t length,
+                                                int64_t channel_stride,
+                                                vector_t (&acc)[2][kChannels]) {
+  for (int64_t c = 0; c < kChannels; ++c) acc[0][c] = acc[1][c] = vector_t{};
+  const int64_t kernel_row = kernel_w * length;
+  grad_input_pair_step<false, true, kChannels>(m0, taps, offsets, tap_count, upper, lower, length,
+                                               grads + grad_stride, channel_stride, acc);
+  for (int64_t u = 1; u < kernel_h; ++u) {
+    grad_input_pair_step<true, true, kChannels>(m0, taps, offsets, tap_count,
+                                                upper + (u - 1) * kernel_row,
+                                                lower + u * kernel_row, length,
+                                                grads - (u - 1) * grad_stride, channel_stride, acc);
+  }
+  grad_input_pair_step<true, false, kChannels>(m0, taps, offsets, tap_count,
+                                               upper + (kernel_h - 1) * kernel_row, lower, length,
+                                               grads - (kernel_h - 1) * grad_stride,
+                                               channel_stride, acc);
 }
 
 }  // namespace cpu
