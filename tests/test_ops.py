@@ -62,6 +62,21 @@ def test_row_blocks_match_reference(problem, dtype, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("size", [(0, 5), (4, 0)], ids=["no_rows", "no_columns"])
+def test_input_with_no_rows_or_columns_and_padding(size, device):
+    """An input of zero height or width still has outputs when the padding covers the kernel:
+    every tap reads the zero padding, so the output and grad_weight are zero (the reference's
+    unfold refuses empty inputs)."""
+    problem = Problem(1, 4, 2, size, (3, 3), padding=2)
+    x, w = problem.tensors(device=device, requires_grad=True)
+    out = involution_cuda.involution(x, w, **problem.options)
+    assert out.shape == (1, 4, *problem.output_size()) and out.numel() > 0
+    grad_x, grad_w = torch.autograd.grad(out, (x, w), torch.randn_like(out))
+    assert torch.equal(out, torch.zeros_like(out)) and torch.equal(grad_w, torch.zeros_like(w))
+    assert grad_x.shape == x.shape
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_infinite_weight_on_padding_gives_nan_as_reference(device):
     """A tap in the zero padding multiplies its weight by 0: an Inf weight there gives NaN."""
     x = torch.randn(1, 4, 9, 9, device=device)

@@ -88,7 +88,7 @@ inline std::vector<int64_t> tap_positions(const Axis& cols, int64_t phase_len) {
 // (KH - 1) * dilation + 1 of them for the forward, so longer blocks copy each row fewer times;
 // blocks are kept short enough to leave every thread several tasks.
 inline int64_t task_block_rows(const Problem& p, int64_t rows, int64_t threads) {
-  int64_t block = std::min<int64_t>(rows, 8);
+  int64_t block = std::max<int64_t>(std::min<int64_t>(rows, 8), 1);  // 1 when there are no rows
   while (block > 1 && p.batch * p.groups * ((rows + block - 1) / block) < 4 * threads) block /= 2;
   return block;
 }
