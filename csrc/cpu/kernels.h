@@ -4,18 +4,20 @@
 //   grad_input   gx[n,c,h,w]     = sum_{(u,v,i,j) reading (h,w)} w[n,g(c),u,v,i,j] * go[n,c,i,j]
 //   grad_weight  gw[n,g,u,v,i,j] = sum_{c in g} go[n,c,i,j] * x[n,c, ih(i,u), iw(j,v)]
 //
-// Work mapping: the work is split into tasks that each own whole rows of the result (for the
-// forward, output row i of every channel of group g of image n), so there are no atomics and
-// results are deterministic. Tensors are read and written through their strides (any layout,
-// channels_last included, without copies).
+// Work mapping: the work is split into tasks that each own a block of whole rows of the result
+// (for the forward, up to 8 output rows of every channel of group g of image n), so there are
+// no atomics and results are deterministic; a task copies the rows its block reads once.
+// Tensors are read and written through their strides (any layout, channels_last included).
 //
 // Tiling: a task's inner loops run over tiles of kVectors vector registers of outputs, for
-// kChannels channels at once (TileShape); isa.h / dispatch.h choose the shape and compile the
-// kernels for each ISA level. The kernels here are always inlined into those entry points.
+// kChannels channels at once (TileShape), and over two rows at once where the kernel's row step
+// lets consecutive rows share what they read; isa.h / dispatch.h choose the shape and compile
+// the kernels for each ISA level. The kernels here are always inlined into those entry points.
 //
-// Zero padding is multiplied, not skipped, exactly as in the unfold reference: a tap in the
-// padding adds weight * 0 to the forward and grad_output * 0 to grad_weight, so a NaN or Inf
-// there propagates as it does in the reference (and is 0 otherwise).
+// Zero padding is multiplied, not skipped, exactly as in the unfold reference: the padded rows
+// of a block are zero rows, so a tap in the padding adds weight * 0 to the forward and
+// grad_output * 0 to grad_weight, and a NaN or Inf there propagates as it does in the
+// reference (and is 0 otherwise).
 #pragma once
 
 #include <ATen/OpMathType.h>
