@@ -40,7 +40,7 @@ from . import models
 from .convert import CheckpointError, convert_checkpoint, load_checkpoint
 from .models.rednet import MIXERS, RedNet
 from .training import data as datalib
-from .training.distributed import Context, cleanup, convert_sync_batchnorm, setup
+from .training.distributed import Context, cleanup, convert_sync_batchnorm, exit_process, setup
 
 CHECKPOINT_FORMAT = "involution_cuda.train/1"
 MODEL_NAMES = ("rednet26", "rednet38", "rednet50", "rednet101", "rednet152")
@@ -466,4 +466,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

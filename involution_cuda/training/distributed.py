@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from typing import Optional
 
 import torch
@@ -64,6 +65,18 @@ def cleanup(synchronise: bool = True) -> None:
         dist.barrier()
     if dist.get_backend() != "gloo":
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> None:
+    """Ends the process with exit status ``code``. A process still in a (gloo) group ends at
+    once, its output flushed, without Python's teardown: with torch 2.4 the gloo group's
+    destruction at exit can abort the process ("terminate called without an active exception")
+    after a run that succeeded, and ``destroy_process_group`` can hang (see :func:`cleanup`)."""
+    if dist.is_available() and dist.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 class _AllReduceSum(torch.autograd.Function):
