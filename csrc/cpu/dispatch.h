@@ -1,15 +1,14 @@
-// One entry point per ISA level for the CPU kernels: each compiles the kernel (always inlined,
-// kernels.h) for its level, with the tile shapes that fit that level's registers, and `run_at`
+// One entry point per ISA level for the CPU kernels: each compiles the kernels (always inlined,
+// *_tasks.h) for its level, with the tile shapes that fit that level's registers, and `run_at`
 // calls the one isa.h chose.
 //
-//   level    vector   grad_input: wide tile               narrow tile       forward (Pair)
-//                     (rows > 32 bytes)                                    wide / narrow
-//   avx512   64 B     1 vector,  8 channels per load     32 B, 8 channels  64 B / 32 B, 8 channels
-//   avx2     32 B     2 vectors, 4 channels per load     32 B, 8 channels  32 B, 4 channels
-//   default  16 B     2 vectors, 4 channels per load     16 B, 8 channels  16 B, 4 channels
-// (accumulators + weight vectors + one input stay within the level's 32 or 16 registers; the
-// two-row forward tile holds 2 * channels accumulators, two weights and one input).
-// grad_weight takes one vector of the wide or narrow width (4 taps x 2 rows of accumulators).
+//   level    vector   Wide: rows over 32 bytes     Narrow: rows of up to 32 bytes
+//   avx512   64 B     1 vector, 8 channels         32 B, 8 channels
+//   avx2     32 B     1 vector, 4 channels         as Wide
+//   default  16 B     1 vector, 4 channels         as Wide
+// The forward and grad_input tiles compute two rows at once where they can: 2 * channels
+// accumulators, the weights and one input stay within the level's 32 or 16 registers.
+// grad_weight takes one vector of the shape's width (4 taps x 2 rows of accumulators).
 #pragma once
 
 #include "isa.h"
@@ -19,22 +18,16 @@ namespace involution {
 namespace cpu {
 
 struct DefaultShapes {
-  using Wide = TileShape<16, 2, 4>;
-  using Narrow = TileShape<16, 1, 8>;
-  using Pair = TileShape<16, 1, 4>;
-  using PairNarrow = Pair;
+  using Wide = TileShape<16, 1, 4>;
+  using Narrow = Wide;
 };
 struct Avx2Shapes {
-  using Wide = TileShape<32, 2, 4>;
-  using Narrow = TileShape<32, 1, 8>;
-  using Pair = TileShape<32, 1, 4>;
-  using PairNarrow = Pair;
+  using Wide = TileShape<32, 1, 4>;
+  using Narrow = Wide;
 };
 struct Avx512Shapes {
   using Wide = TileShape<64, 1, 8>;
   using Narrow = TileShape<32, 1, 8>;
-  using Pair = TileShape<64, 1, 8>;
-  using PairNarrow = TileShape<32, 1, 8>;
 };
 
 #if defined(__GNUC__) && defined(__x86_64__)

@@ -1,4 +1,6 @@
-// CPU forward kernel launch: dtype dispatch, blocks of output rows, parallel tasks (kernels.h).
+// CPU forward kernel launch: dtype dispatch, blocks of output rows, parallel tasks
+// (forward_tasks.h).
+#include "forward_tasks.h"
 #include "ops_cpu.h"
 #include "run_tasks.h"
 
@@ -6,7 +8,8 @@ namespace involution {
 namespace cpu {
 namespace {
 
-// The kernel of kernels.h with its operands bound: run<Shapes>(narrow, begin, end) runs tasks.
+// The kernel of forward_tasks.h with its operands bound: run<Shapes>(narrow, begin, end)
+// runs tasks.
 template <typename scalar_t>
 struct ForwardTasks {
   const Problem& p;
@@ -19,11 +22,11 @@ struct ForwardTasks {
     forward_tasks<scalar_t, Shape>(p, input, weight, output, block, begin, end);
   }
   // One-vector tiles: two output rows each where their kernel rows share input rows
-  // (kernels.h: forward_tasks), else one.
+  // (forward_tasks.h), else one.
   template <typename Shapes>
   INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
-    if (narrow) return run_shape<typename Shapes::PairNarrow>(begin, end);
-    run_shape<typename Shapes::Pair>(begin, end);
+    if (narrow) return run_shape<typename Shapes::Narrow>(begin, end);
+    run_shape<typename Shapes::Wide>(begin, end);
   }
 };
 

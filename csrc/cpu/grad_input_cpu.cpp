@@ -1,4 +1,5 @@
-// CPU grad_input kernel launch: dtype dispatch, parallel tasks (kernels.h).
+// CPU grad_input kernel launch: dtype dispatch, parallel tasks (grad_input_tasks.h).
+#include "grad_input_tasks.h"
 #include "ops_cpu.h"
 #include "run_tasks.h"
 
@@ -6,7 +7,8 @@ namespace involution {
 namespace cpu {
 namespace {
 
-// The kernel of kernels.h with its operands bound: run<Shapes>(narrow, begin, end) runs tasks.
+// The kernel of grad_input_tasks.h with its operands bound: run<Shapes>(narrow, begin, end)
+// runs tasks.
 template <typename scalar_t>
 struct GradInputTasks {
   const Problem& p;
@@ -19,11 +21,11 @@ struct GradInputTasks {
     grad_input_tasks<scalar_t, Shape>(p, grad_output, weight, grad_input, block, begin, end);
   }
   // One-vector tiles: two input rows each where the rows' stride and dilation are 1
-  // (kernels.h: grad_input_tasks), else one.
+  // (grad_input_tasks.h), else one.
   template <typename Shapes>
   INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
-    if (narrow) return run_shape<typename Shapes::PairNarrow>(begin, end);
-    run_shape<typename Shapes::Pair>(begin, end);
+    if (narrow) return run_shape<typename Shapes::Narrow>(begin, end);
+    run_shape<typename Shapes::Wide>(begin, end);
   }
 };
 

@@ -1,4 +1,6 @@
-// CPU grad_weight kernel launch: dtype dispatch, blocks of output rows, parallel tasks (kernels.h).
+// CPU grad_weight kernel launch: dtype dispatch, blocks of output rows, parallel tasks
+// (grad_weight_tasks.h).
+#include "grad_weight_tasks.h"
 #include "ops_cpu.h"
 #include "run_tasks.h"
 
@@ -6,7 +8,8 @@ namespace involution {
 namespace cpu {
 namespace {
 
-// The kernel of kernels.h with its operands bound: run<Shapes>(narrow, begin, end) runs tasks.
+// The kernel of grad_weight_tasks.h with its operands bound: run<Shapes>(narrow, begin, end)
+// runs tasks.
 template <typename scalar_t>
 struct GradWeightTasks {
   const Problem& p;

@@ -36,17 +36,6 @@ struct TaskRange {
   }
 };
 
-// Runs tasks.run_shape<Shape>(begin, end) with the narrow or the wide shape of `Shapes`.
-template <typename Shapes, typename Tasks>
-INVOLUTION_CPU_INLINE void run_narrow_or_wide(const Tasks& tasks, bool narrow, int64_t begin,
-                                              int64_t end) {
-  if (narrow) {
-    tasks.template run_shape<typename Shapes::Narrow>(begin, end);
-  } else {
-    tasks.template run_shape<typename Shapes::Wide>(begin, end);
-  }
-}
-
 // Runs the tasks [0, count) on the intra-op thread pool at the chosen ISA level, with narrow
 // tiles when a row of `row_length` accumulators fits in 32 bytes (kernels.h: narrow).
 template <typename scalar_t, typename Tasks>

@@ -1,0 +1,160 @@
+// The CPU forward kernel: tasks of blocks of output rows (kernels.h says how they work).
+#pragma once
+
+#include "kernels.h"
+
+namespace involution {
+namespace cpu {
+
+// Prefetches part `part` of `parts` of what forward task `task` (blocks of `block` output rows)
+// reads: its weight rows and the input rows of its channels. In parts, so that the requests
+// spread over the previous task; a single stream per row is too short for the hardware
+// prefetchers to follow, and there are kernel_h * kernel_w of them.
+template <typename scalar_t>
+INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const scalar_t> input,
+                                                 WeightRows<const scalar_t> weight, int64_t block,
+                                                 int64_t task, int64_t part, int64_t parts) {
+  const int64_t blocks = (p.height.output_size + block - 1) / block;
+  const Task t = decode_task(task, blocks, p.groups);
+  const int64_t i0 = t.r * block, i1 = std::min(i0 + block, p.height.output_size);
+  const int64_t taps = p.height.kernel_size * p.width.kernel_size;
+  for (int64_t k = part; k < taps * (i1 - i0); k += parts) {
+    const int64_t tap = k % taps, i = i0 + k / taps;
+    prefetch_row(weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, i),
+                 weight.step(), p.width.output_size);
+  }
+  const int64_t per_group = channels_per_group(p);
+  const int64_t first = i0 * p.height.stride - p.height.padding;
+  const int64_t count = block_input_rows(p.height, i1 - i0);
+  for (int64_t k = part; k < per_group * count; k += parts) {
+    const int64_t h = first + k % count;
+    if (inside(h, p.height.input_size)) {
+      prefetch_row(input.row(t.n, t.g * per_group + k / count, h), input.step, p.width.input_size);
+    }
+  }
+}
+
+// The weights a forward tile reads: in place where the weight rows are contiguous rows of the
+// accumulation type, otherwise (and for a row's last, partial tile) from a padded copy.
+template <typename acc_t>
+struct WeightTile {
+  const acc_t* data;
+  int64_t row_stride, tap_stride;  // kernel row u, kernel column v
+};
+
+// Forward tasks [begin, end) of the B * G * blocks tasks; task (n, g, b) computes output rows
+// b * block .. of every channel of group g. Its channels are taken kChannels at a time: their
+// padded input rows are copied once, then every output row of the block reads them.
+template <typename scalar_t, typename Shape>
+INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t> input,
+                                         WeightRows<const scalar_t> weight,
+                                         Rows4<scalar_t> output, int64_t block, int64_t begin,
+                                         int64_t end) {
+  using acc_t = at::opmath_type<scalar_t>;
+  using vector_t = Vector<acc_t, Shape::bytes>;
+  constexpr int64_t kVectors = Shape::vectors, kChannels = Shape::channels;
+  constexpr int64_t kTile = kVectors * lanes<vector_t, acc_t>();
+  const Axis& rows = p.height;
+  const Axis& cols = p.width;
+  const int64_t per_group = channels_per_group(p);
+  const int64_t blocks = (rows.output_size + block - 1) / block;
+  const int64_t input_rows = block_input_rows(rows, block);
+  const PaddedInputLayout layout = padded_input_layout(cols, kTile, input_rows);
+  const std::vector<int64_t> taps = tap_positions(cols, layout.phase_len);
+  const int64_t kernel_taps = rows.kernel_size * cols.kernel_size;
+  // Output columns [copied_from, padded_outputs) read the copy.
+  constexpr bool kSameType = std::is_same<scalar_t, acc_t>::value;
+  const int64_t copied_from =
+      kSameType && weight.step() == 1 ? cols.output_size / kTile * kTile : 0;
+  const int64_t copied_length = layout.padded_outputs - copied_from;
+  std::vector<acc_t> weight_copy(block * kernel_taps * copied_length);
+  std::vector<acc_t> inputs(kChannels * layout.channel_stride);
+  for (int64_t task = begin; task < end; ++task) {
+    const Task t = decode_task(task, blocks, p.groups);
+    const int64_t n = t.n, g = t.g, i0 = t.r * block;
+    const int64_t i1 = std::min(i0 + block, rows.output_size);
+    for (int64_t r = 0; r < i1 - i0 && copied_length > 0; ++r) {
+      for (int64_t tap = 0; tap < kernel_taps; ++tap) {
+        const scalar_t* row = weight.row(n, g, tap / cols.kernel_size, tap % cols.kernel_size, i0 + r);
+        load_row(row + copied_from * weight.step(), weight.step(), cols.output_size - copied_from,
+                 weight_copy.data() + (r * kernel_taps + tap) * copied_length, copied_length);
+      }
+    }
+    auto weight_tile = [&](int64_t i, int64_t t0) -> WeightTile<acc_t> {
+      if (t0 >= copied_from) {
+        return {weight_copy.data() + (i - i0) * kernel_taps * copied_length + t0 - copied_from,
+                cols.kernel_size * copied_length, copied_length};
+      }
+      const scalar_t* row = weight.row(n, g, 0, 0, i) + t0;
+      return {reinterpret_cast<const acc_t*>(row), weight.strides[2], weight.strides[3]};
+    };
+    const int64_t first_row = i0 * rows.stride - rows.padding;
+    const int64_t chunks = (per_group + kChannels - 1) / kChannels;
+    for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannels) {
+      const int64_t count = std::min(kChannels, (g + 1) * per_group - c_first);
+      load_padded_block(input, rows, cols, layout, n, c_first, count, first_row, input_rows,
+                        inputs.data());
+      const int64_t row_stride = rows.dilation * layout.row_length;
+      // Two rows at a time where their kernel rows share input rows (forward_pair_tile).
+      const int64_t row_step = kVectors == 1 && rows.stride == rows.dilation ? 2 : 1;
+      const int64_t steps = (block + row_step - 1) / row_step;
+      for (int64_t i = i0; i < i1; i += row_step) {
+        const int64_t rows_here = std::min(row_step, i1 - i);
+        if (task + 1 < end) {
+          prefetch_forward_task(p, input, weight, block, task + 1,
+                                (c_first - g * per_group) / kChannels * steps + (i - i0) / row_step,
+                                chunks * steps);
+        }
+        for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
+          const int64_t width = std::min(kTile, cols.output_size - t0);
+          auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc, int64_t row) {
+            store_tile<kVectors>(tile, width, output.row(n, c_first + cc, row) + t0 * output.step,
+                                 output.step);
+          };
+          // kernel row u of output row i reads buffer row (i - i0) * stride + u * dilation
+          auto tile_inputs = [&](int64_t row) {
+            return inputs.data() + (row - i0) * rows.stride * layout.row_length + t0;
+          };
+          if (rows_here == 2 && count == kChannels) {
+            const WeightTile<acc_t> upper = weight_tile(i, t0), lower = weight_tile(i + 1, t0);
+            vector_t acc[2][kChannels];
+            forward_pair_tile<kChannels>(rows.kernel_size, cols.kernel_size, taps.data(),
+                                         upper.data, lower.data, upper.row_stride,
+                                         upper.tap_stride, tile_inputs(i), layout.channel_stride,
+                                         row_stride, acc);
+            for (int64_t r = 0; r < 2; ++r) {
+              for (int64_t cc = 0; cc < count; ++cc) {
+                const vector_t tile[kVectors] = {acc[r][cc]};
+                store_channel(tile, cc, i + r);
+              }
+            }
+            continue;
+          }
+          for (int64_t row = i; row < i + rows_here; ++row) {
+            const WeightTile<acc_t> w = weight_tile(row, t0);
+            if (count == kChannels) {
+              vector_t acc[kChannels][kVectors];
+              forward_tile<kChannels, kVectors>(rows.kernel_size, cols.kernel_size, taps.data(),
+                                                w.data, w.row_stride, w.tap_stride,
+                                                tile_inputs(row), layout.channel_stride,
+                                                row_stride, acc);
+              for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc, row);
+            } else {
+              for (int64_t cc = 0; cc < count; ++cc) {
+                vector_t acc[1][kVectors];
+                forward_tile<1, kVectors>(rows.kernel_size, cols.kernel_size, taps.data(), w.data,
+                                          w.row_stride, w.tap_stride,
+                                          tile_inputs(row) + cc * layout.channel_stride,
+                                          layout.channel_stride, row_stride, acc);
+                store_channel(acc[0], cc, row);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace cpu
+}  // namespace involution

@@ -1,0 +1,183 @@
+// The CPU grad_input kernel: tasks of blocks of input rows (kernels.h says how they work).
+#pragma once
+
+#include "kernels.h"
+
+namespace involution {
+namespace cpu {
+
+// Output rows a block of input rows h0 .. h0 + count reads: from first_output_row(h0) on, at
+// most block_output_rows(count) of them (some outside the output).
+inline int64_t first_output_row(const Axis& rows, int64_t h0) {
+  const int64_t lowest = h0 + rows.padding - (rows.kernel_size - 1) * rows.dilation;
+  return lowest >= 0 ? lowest / rows.stride : -((-lowest + rows.stride - 1) / rows.stride);
+}
+inline int64_t block_output_rows(const Axis& rows, int64_t count) {
+  return ((count - 1) + (rows.kernel_size - 1) * rows.dilation) / rows.stride + 2;
+}
+
+// Prefetches part `part` of `parts` of what grad_input task `task` (blocks of `block` input
+// rows) reads: its weight rows and the grad_output rows of its channels.
+template <typename scalar_t>
+INVOLUTION_CPU_INLINE void prefetch_grad_input_task(const Problem& p,
+                                                    Rows4<const scalar_t> grad_output,
+                                                    WeightRows<const scalar_t> weight,
+                                                    int64_t block, int64_t task, int64_t part,
+                                                    int64_t parts) {
+  const int64_t blocks = (p.height.input_size + block - 1) / block;
+  const Task t = decode_task(task, blocks, p.groups);
+  const int64_t h0 = t.r * block, count = std::min(block, p.height.input_size - h0);
+  const int64_t taps = p.height.kernel_size * p.width.kernel_size;
+  for (int64_t k = part; k < taps * count; k += parts) {
+    const int64_t tap = k % taps, u = tap / p.width.kernel_size;
+    int64_t i;
+    if (!output_index(p.height, h0 + k / taps, u, &i)) continue;
+    prefetch_row(weight.row(t.n, t.g, u, tap % p.width.kernel_size, i), weight.step(),
+                 p.width.output_size);
+  }
+  const int64_t per_group = channels_per_group(p);
+  const int64_t first = first_output_row(p.height, h0), rows = block_output_rows(p.height, count);
+  for (int64_t k = part; k < per_group * rows; k += parts) {
+    const int64_t i = first + k % rows;
+    if (inside(i, p.height.output_size)) {
+      prefetch_row(grad_output.row(t.n, t.g * per_group + k / rows, i), grad_output.step,
+                   p.width.output_size);
+    }
+  }
+}
+
+// grad_input tasks [begin, end) of the B * G * blocks tasks; task (n, g, b) computes input rows
+// b * block .. of every channel of group g, phase by phase along the columns (see
+// GradInputLayout). The grad_output rows the block reads are copied once per channel; where
+// the rows' stride and dilation are 1, a tile computes two input rows (grad_input_pair_tile).
+template <typename scalar_t, typename Shape>
+INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar_t> grad_output,
+                                            WeightRows<const scalar_t> weight,
+                                            Rows4<scalar_t> grad_input, int64_t block,
+                                            int64_t begin, int64_t end) {
+  using acc_t = at::opmath_type<scalar_t>;
+  using vector_t = Vector<acc_t, Shape::bytes>;
+  constexpr int64_t kVectors = Shape::vectors, kChannels = Shape::channels;
+  constexpr int64_t kTile = kVectors * lanes<vector_t, acc_t>();
+  const Axis& rows = p.height;
+  const Axis& cols = p.width;
+  const int64_t per_group = channels_per_group(p);
+  const int64_t blocks = (rows.input_size + block - 1) / block;
+  const GradInputLayout layout = grad_input_layout(cols, kTile);
+  const int64_t length = layout.length;
+  const int64_t grad_rows_count = block_output_rows(rows, block);
+  const int64_t channel_stride = grad_rows_count * length;
+  const int64_t kernel_taps = rows.kernel_size * cols.kernel_size;
+  // weights of block row r, kernel row u, column v at ((r * KH + u) * KW + v) * length
+  std::vector<acc_t> weights(block * kernel_taps * length);
+  std::vector<acc_t> grads(kChannels * channel_stride);
+  std::vector<int64_t> grad_rows(block * rows.kernel_size);  // offset in grads, or -1
+  std::vector<int64_t> taps(cols.stride * cols.kernel_size), offsets(taps.size()), counts(cols.stride);
+  for (int64_t phase = 0; phase < cols.stride; ++phase) {
+    counts[phase] = phase_taps(cols, layout, phase, taps.data() + phase * cols.kernel_size,
+                               offsets.data() + phase * cols.kernel_size);
+  }
+  const int64_t row_step = kVectors == 1 && rows.stride == 1 && rows.dilation == 1 ? 2 : 1;
+  for (int64_t task = begin; task < end; ++task) {
+    const Task t = decode_task(task, blocks, p.groups);
+    const int64_t n = t.n, g = t.g, h0 = t.r * block;
+    const int64_t h1 = std::min(h0 + block, rows.input_size);
+    const int64_t first = first_output_row(rows, h0);
+    for (int64_t h = h0; h < h1; ++h) {
+      for (int64_t u = 0; u < rows.kernel_size; ++u) {
+        int64_t i = 0;
+        const bool reads = output_index(rows, h, u, &i);
+        grad_rows[(h - h0) * rows.kernel_size + u] = reads ? (i - first) * length : -1;
+        acc_t* target = weights.data() + ((h - h0) * rows.kernel_size + u) * cols.kernel_size * length;
+        for (int64_t v = 0; v < cols.kernel_size; ++v) {
+          if (reads) {
+            load_shifted_row(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
+                             layout.shift, target + v * length, length);
+          } else {  // read by the two-row tile, as weight 0
+            std::fill(target + v * length, target + (v + 1) * length, acc_t(0));
+          }
+        }
+      }
+    }
+    const int64_t chunks = (per_group + kChannels - 1) / kChannels;
+    const int64_t steps = (block + row_step - 1) / row_step;
+    for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannels) {
+      const int64_t count = std::min(kChannels, (g + 1) * per_group - c_first);
+      for (int64_t cc = 0; cc < count; ++cc) {
+        for (int64_t b = 0; b < grad_rows_count; ++b) {
+          acc_t* target = grads.data() + cc * channel_stride + b * length;
+          if (inside(first + b, rows.output_size)) {
+            load_shifted_row(grad_output.row(n, c_first + cc, first + b), grad_output.step,
+                             cols.output_size, layout.shift, target, length);
+          } else {
+            std::fill(target, target + length, acc_t(0));
+          }
+        }
+      }
+      for (int64_t h = h0; h < h1; h += row_step) {
+        if (task + 1 < end) {
+          prefetch_grad_input_task(p, grad_output, weight, block, task + 1,
+                                   (c_first - g * per_group) / kChannels * steps + (h - h0) / row_step,
+                                   chunks * steps);
+        }
+        const int64_t rows_here = std::min(row_step, h1 - h);
+        for (int64_t phase = 0; phase < std::min(cols.stride, cols.input_size); ++phase) {
+          const int64_t columns = (cols.input_size - phase + cols.stride - 1) / cols.stride;
+          const int64_t* phase_tap = taps.data() + phase * cols.kernel_size;
+          const int64_t* phase_offset = offsets.data() + phase * cols.kernel_size;
+          for (int64_t m0 = 0; m0 < columns; m0 += kTile) {
+            const int64_t width = std::min(kTile, columns - m0);
+            auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc, int64_t row) {
+              store_tile<kVectors>(tile, width,
+                                   grad_input.row(n, c_first + cc, row) +
+                                       (phase + cols.stride * m0) * grad_input.step,
+                                   cols.stride * grad_input.step);
+            };
+            auto row_weights = [&](int64_t row) {
+              return weights.data() + (row - h0) * kernel_taps * length;
+            };
+            if (rows_here == 2 && count == kChannels) {
+              // the upper row's kernel row 0 reads output row h + padding
+              const acc_t* row0 = grads.data() + (h + rows.padding - first) * length;
+              vector_t acc[2][kChannels];
+              grad_input_pair_tile<kChannels>(rows.kernel_size, cols.kernel_size, m0, phase_tap,
+                                              phase_offset, counts[phase], row_weights(h),
+                                              row_weights(h + 1), row0, length, length,
+                                              channel_stride, acc);
+              for (int64_t r = 0; r < 2; ++r) {
+                for (int64_t cc = 0; cc < count; ++cc) {
+                  const vector_t tile[kVectors] = {acc[r][cc]};
+                  store_channel(tile, cc, h + r);
+                }
+              }
+              continue;
+            }
+            for (int64_t row = h; row < h + rows_here; ++row) {
+              const int64_t* row_grads = grad_rows.data() + (row - h0) * rows.kernel_size;
+              if (count == kChannels) {
+                vector_t acc[kChannels][kVectors];
+                grad_input_tile<kChannels, kVectors>(rows.kernel_size, cols.kernel_size, m0,
+                                                     phase_tap, phase_offset, counts[phase],
+                                                     row_weights(row), grads.data(), row_grads,
+                                                     length, channel_stride, acc);
+                for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc, row);
+              } else {
+                for (int64_t cc = 0; cc < count; ++cc) {
+                  vector_t acc[1][kVectors];
+                  grad_input_tile<1, kVectors>(rows.kernel_size, cols.kernel_size, m0, phase_tap,
+                                               phase_offset, counts[phase], row_weights(row),
+                                               grads.data() + cc * channel_stride, row_grads,
+                                               length, channel_stride, acc);
+                  store_channel(acc[0], cc, row);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace cpu
+}  // namespace involution
