@@ -20,11 +20,21 @@ flags=(-std=c++17 -O2 -fopenmp -fPIC -Wall -Werror -Wno-unused-function -DTORCH_
        -DTORCH_API_INCLUDE_EXTENSION_H "-D_GLIBCXX_USE_CXX11_ABI=$abi" -Icsrc)
 for include in "${torch_includes[@]}"; do flags+=(-isystem "$include"); done
 flags+=(-isystem "$python_include")
-count=0
-for source in csrc/ops.cpp csrc/checks.cpp csrc/python_module.cpp csrc/cpu/*.cpp csrc/autocast/*.cpp; do
-  object="$out/$(echo "$source" | tr / _).o"
-  "$compiler" "${flags[@]}" -c "$source" -o "$object"
-  file "$object" | grep -q "ARM aarch64" || { echo "$source: not an aarch64 object"; exit 1; }
-  count=$((count + 1))
+compile() {  # compile SOURCE: one aarch64 object, checked to be one
+  local object="$out/$(echo "$1" | tr / _).o"
+  "$compiler" "${flags[@]}" -c "$1" -o "$object"
+  file "$object" | grep -q "ARM aarch64" || { echo "$1: not an aarch64 object"; return 1; }
+}
+# One compiler per core; a failing source fails the script (wait returns its status).
+sources=(csrc/ops.cpp csrc/checks.cpp csrc/python_module.cpp csrc/cpu/*.cpp csrc/autocast/*.cpp)
+running=()
+for source in "${sources[@]}"; do
+  compile "$source" &
+  running+=($!)
+  if [ ${#running[@]} -ge "$(nproc)" ]; then
+    wait "${running[0]}"
+    running=("${running[@]:1}")
+  fi
 done
-echo "aarch64: $count CPU sources compiled with $("$compiler" --version | head -n 1)"
+for job in "${running[@]}"; do wait "$job"; done
+echo "aarch64: ${#sources[@]} CPU sources compiled with $("$compiler" --version | head -n 1)"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Proves the packaging in fresh environments, following the README's install lines (CPU builds):
-#  1. the source distribution holds every source the build needs: built with `setup.py sdist`,
-#     installed with `pip install --no-build-isolation <sdist>` into a fresh venv;
-#  2. `pip wheel --no-build-isolation .` makes a wheel that installs and loads in another fresh
-#     venv (torch installed, no compiler step);
-#  3. `pip install --no-build-isolation .` as written, in a third.
-# Each ends with a smoke test run outside the checkout: the op against the reference.
+#  1. `pip install --no-build-isolation .` as written, in a fresh venv;
+#  2. the source distribution holds every source the build needs: made with `setup.py sdist`
+#     and built into a wheel with `pip wheel --no-build-isolation <sdist>` (the build that
+#     `pip install <sdist>` runs);
+#  3. that wheel installs and loads in another fresh venv (torch installed, no compiler step).
+# Each install ends with a smoke test run outside the checkout: the op against the reference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -31,22 +31,18 @@ PY
 }
 
 export INVOLUTION_BUILD=cpu
-echo "== sdist"
-fresh sdist
-"$work/sdist/bin/python" setup.py -q sdist -d "$work/dist" >"$work/sdist.log" 2>&1 || { cat "$work/sdist.log"; exit 1; }
-(cd "$work" && "$work/sdist/bin/python" -m pip install --quiet --disable-pip-version-check \
-  --no-build-isolation --no-deps "$work"/dist/involution_cuda-*.tar.gz)
-smoke sdist
-
-echo "== wheel"
-"$work/sdist/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-build-isolation \
-  --no-deps . -w "$work/dist"
-fresh wheel
-"$work/wheel/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "$work"/dist/involution_cuda-*.whl
-smoke wheel
-
 echo "== pip install --no-build-isolation ."
 fresh checkout
 "$work/checkout/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation .
 smoke checkout
+
+echo "== sdist, and a wheel built from it"
+"$work/checkout/bin/python" setup.py -q sdist -d "$work/dist" >"$work/sdist.log" 2>&1 || { cat "$work/sdist.log"; exit 1; }
+(cd "$work" && "$work/checkout/bin/python" -m pip wheel --quiet --disable-pip-version-check \
+  --no-build-isolation --no-deps "$work"/dist/involution_cuda-*.tar.gz -w "$work/dist")
+
+echo "== the wheel, installed"
+fresh wheel
+"$work/wheel/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "$work"/dist/involution_cuda-*.whl
+smoke wheel
 rm -rf build/lib* build/temp* build/bdist* involution_cuda.egg-info  # this script's build leftovers
