@@ -13,7 +13,7 @@ venv="${VENV:-.venv-cuda}"
 if ! "$venv/bin/python" -c "import involution_cuda" 2>/dev/null; then
   VENV="$venv" TORCH_PACKAGE=torch==2.11.0 INVOLUTION_BUILD="${INVOLUTION_BUILD:-auto}" bash scripts/setup.sh
 fi
-torch_version=$("$venv/bin/python" -c "import torch; print(torch.__version__.split('+')[0])")
+torch_version=$("$venv/bin/python" -c "from importlib.metadata import version; print(version('torch').split('+')[0])")
 # torch pinned to the installed one: pip must not swap it for another to satisfy torchvision.
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
   "torch==$torch_version" "${TORCHVISION_PACKAGE:-torchvision==0.26.0}" "timm>=1.0"

@@ -16,8 +16,9 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
   "${pip[@]}" "${TORCH_PACKAGE:-torch==2.13.0}"
 fi
 # setuptools >= 70.1 builds wheels itself (a fresh venv's setuptools needs the `wheel` package);
-# torch named at its installed version, so that pip keeps to torch's own setuptools bound.
-torch_version=$("$venv/bin/python" -c "import torch; print(torch.__version__.split('+')[0])")
+# torch named at its installed version, so that pip keeps to torch's own setuptools bound (read from
+# its metadata: importing torch before numpy is installed prints a warning).
+torch_version=$("$venv/bin/python" -c "from importlib.metadata import version; print(version('torch').split('+')[0])")
 "${pip[@]}" "torch==$torch_version" "setuptools>=70.1" pytest hypothesis numpy tqdm matplotlib onnx onnxruntime onnxscript ninja
 "${pip[@]}" --no-build-isolation --no-deps -e .
 "$venv/bin/python" -c "import involution_cuda, torch; print('involution_cuda built against torch', torch.__version__, '| CUDA kernels:', involution_cuda.has_cuda_kernels())"

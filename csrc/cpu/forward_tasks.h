@@ -122,12 +122,8 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
                                          upper.data, lower.data, upper.row_stride,
                                          upper.tap_stride, tile_inputs(i), layout.channel_stride,
                                          row_stride, acc);
-            for (int64_t r = 0; r < 2; ++r) {
-              for (int64_t cc = 0; cc < count; ++cc) {
-                const vector_t tile[kVectors] = {acc[r][cc]};
-                store_channel(tile, cc, i + r);
-              }
-            }
+            store_pair_tile<kVectors>(acc, [&](const vector_t (&tile)[kVectors], int64_t cc,
+                                               int64_t r) { store_channel(tile, cc, i + r); });
             continue;
           }
           for (int64_t row = i; row < i + rows_here; ++row) {

@@ -144,12 +144,8 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
                                               phase_offset, counts[phase], row_weights(h),
                                               row_weights(h + 1), row0, length, length,
                                               channel_stride, acc);
-              for (int64_t r = 0; r < 2; ++r) {
-                for (int64_t cc = 0; cc < count; ++cc) {
-                  const vector_t tile[kVectors] = {acc[r][cc]};
-                  store_channel(tile, cc, h + r);
-                }
-              }
+              store_pair_tile<kVectors>(acc, [&](const vector_t (&tile)[kVectors], int64_t cc,
+                                                 int64_t r) { store_channel(tile, cc, h + r); });
               continue;
             }
             for (int64_t row = h; row < h + rows_here; ++row) {

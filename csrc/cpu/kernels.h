@@ -79,6 +79,18 @@ bool narrow(int64_t length) {
   return length * static_cast<int64_t>(sizeof(acc_t)) <= 32;
 }
 
+// Stores the two-row tile of a pair kernel (one vector per channel and row) through
+// store(tile, channel, row offset), a tile of kVectors vectors as store_tile takes it.
+template <int64_t kVectors, int64_t kChannels, typename vector_t, typename Store>
+INVOLUTION_CPU_INLINE void store_pair_tile(const vector_t (&acc)[2][kChannels], Store&& store) {
+  for (int64_t r = 0; r < 2; ++r) {
+    for (int64_t cc = 0; cc < kChannels; ++cc) {
+      const vector_t tile[kVectors] = {acc[r][cc]};
+      store(tile, cc, r);
+    }
+  }
+}
+
 // Buffer offsets of the kernel columns' first reads (tiles.h: tap_position).
 inline std::vector<int64_t> tap_positions(const Axis& cols, int64_t phase_len) {
   std::vector<int64_t> taps(cols.kernel_size);
