@@ -393,7 +393,8 @@ def main(argv=None) -> int:
 
     info = environment(device, sys.argv[1:] if argv is None else argv)
     print(f"device: {info['device']} ({info['threads']} threads, ISA {' '.join(info['isa_flags']) or '-'}, "
-          f"torch CPU capability {info['torch_cpu_capability']}), torch {info['torch']}, batch {batch}")
+          f"torch CPU capability {info['torch_cpu_capability']}, this op's CPU kernels "
+          f"{info['kernel_cpu_capability']}), torch {info['torch']}, batch {batch}")
     preset = "full" if args.full else "quick"
     output = args.output or RESULTS / f"op_{device.type}_{preset}.json"
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ from typing import List, Optional
 
 import torch
 
+import involution_cuda
+
 from measure import last_level_cache_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +38,10 @@ def cpu_description() -> dict:
     flags = set(info.get("flags", "").split())
     capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)()
     return {"cpu_model": info.get("model name", platform.processor() or platform.machine()),
+            "cpu_family_model": f"family {info.get('cpu family', '?')} model {info.get('model', '?')}",
             "isa_flags": [flag for flag in ISA_FLAGS if flag in flags],
-            "torch_cpu_capability": capability}
+            "torch_cpu_capability": capability,
+            "kernel_cpu_capability": involution_cuda.cpu_capability()}
 
 
 def _git(*args: str) -> Optional[str]:
@@ -83,5 +87,5 @@ def environment(device: torch.device, argv: Optional[List[str]] = None) -> dict:
         info.update(device=torch.cuda.get_device_name(device), cuda_driver=_cuda_driver(),
                     cupy=_cupy_version())
     else:
-        info["device"] = info["cpu_model"]
+        info["device"] = f"{info['cpu_model']}, {info['cpu_family_model']}"
     return info

@@ -46,8 +46,9 @@ def _shape(r: dict) -> str:
 
 def markdown(data: dict) -> str:
     env = data["environment"]
+    kernels = f", this op's CPU kernels {env['kernel_cpu_capability']}" if "kernel_cpu_capability" in env else ""
     lines = [f"*{env['device']} ({' '.join(env.get('isa_flags', [])) or 'no AVX'}; torch CPU capability "
-             f"{env.get('torch_cpu_capability')}), {env['threads']} threads, torch {env['torch']}, batch "
+             f"{env.get('torch_cpu_capability')}{kernels}), {env['threads']} threads, torch {env['torch']}, batch "
              f"{data['batch']}, {env['date'][:10]}, commit {_commit(env.get('commit'))}. Median of cold calls "
              f"in ms (± is the interquartile range over the median); × floor: time over a streaming copy "
              f"of the op's minimal bytes measured in the same run; speed-ups and memory relative to unfold; "
