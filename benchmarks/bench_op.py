@@ -205,6 +205,13 @@ def inconsistencies(row: dict, max_iqr: float) -> List[str]:
     return reasons
 
 
+def error_text(error: Exception, limit: int = 500) -> str:
+    """What the results keep of an error: its type and the start of its message (a compiler's
+    message can run to megabytes; the traceback is printed in full)."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 def measure_group(shape: Shape, dtype, device, names: List[str], table, args, timer: Timer) -> List[dict]:
     """Times every method of one shape and dtype in turns, and the copy floor beside them."""
     element_size = torch.empty((), dtype=dtype).element_size()
@@ -221,7 +228,7 @@ def measure_group(shape: Shape, dtype, device, names: List[str], table, args, ti
                 for k in range(args.warmup):
                     run(k, prepare(k)) if prepare else run(k)
         except Exception as error:  # one failing case must not end the run
-            rows[name]["error"] = f"{type(error).__name__}: {error}"
+            rows[name]["error"] = error_text(error)
             traceback.print_exc()
             cases.pop(name, None)
     floor = CopyFloor(shape.minimal_bytes(element_size), device, copies)
@@ -237,7 +244,7 @@ def measure_group(shape: Shape, dtype, device, names: List[str], table, args, ti
                 try:
                     times = timer.chunk(run, calls[name, mode], prepare)
                 except Exception as error:
-                    rows[name]["error"] = f"{type(error).__name__}: {error}"
+                    rows[name]["error"] = error_text(error)
                     continue
                 samples[name, mode] += times
                 calls[name, mode] += len(times)

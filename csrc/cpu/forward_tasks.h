@@ -7,9 +7,10 @@ namespace involution {
 namespace cpu {
 
 // Prefetches part `part` of `parts` of what forward task `task` (blocks of `block` output rows)
-// reads: its weight rows and the input rows of its channels. In parts, so that the requests
-// spread over the previous task; a single stream per row is too short for the hardware
-// prefetchers to follow, and there are kernel_h * kernel_w of them.
+// reads: its weight rows and the input rows of its channels, a kernel tap's rows or a channel's
+// rows per request. In parts, so that the requests spread over the previous task; a single
+// stream per row is too short for the hardware prefetchers to follow, and there are
+// kernel_h * kernel_w of them.
 template <typename scalar_t>
 INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const scalar_t> input,
                                                  WeightRows<const scalar_t> weight, int64_t block,
@@ -18,24 +19,24 @@ INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const s
   const Task t = decode_task(task, blocks, p.groups);
   const int64_t i0 = t.r * block, i1 = std::min(i0 + block, p.height.output_size);
   const int64_t taps = p.height.kernel_size * p.width.kernel_size;
-  for (int64_t k = part; k < taps * (i1 - i0); k += parts) {
-    const int64_t tap = k % taps, i = i0 + k / taps;
-    prefetch_row(weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, i),
-                 weight.step(), p.width.output_size);
+  for (int64_t tap = part; tap < taps; tap += parts) {
+    prefetch_rows(weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, i0),
+                  weight.step(), weight.strides[4], i1 - i0, p.width.output_size);
   }
   const int64_t per_group = channels_per_group(p);
   const int64_t first = i0 * p.height.stride - p.height.padding;
-  const int64_t count = block_input_rows(p.height, i1 - i0);
-  for (int64_t k = part; k < per_group * count; k += parts) {
-    const int64_t h = first + k % count;
-    if (inside(h, p.height.input_size)) {
-      prefetch_row(input.row(t.n, t.g * per_group + k / count, h), input.step, p.width.input_size);
-    }
+  const int64_t h0 = std::max<int64_t>(first, 0);
+  const int64_t h1 = std::min(first + block_input_rows(p.height, i1 - i0), p.height.input_size);
+  for (int64_t c = part; c < per_group && h1 > h0; c += parts) {
+    prefetch_rows(input.row(t.n, t.g * per_group + c, h0), input.step, input.row_stride, h1 - h0,
+                  p.width.input_size);
   }
 }
 
 // The weights a forward tile reads: in place where the weight rows are contiguous rows of the
-// accumulation type, otherwise (and for a row's last, partial tile) from a padded copy.
+// accumulation type, otherwise from a padded copy. A row's last, partial tile reads past the
+// row's end (into the next row or tap; those lanes are never stored): in place where that read
+// stays inside the weight tensor's memory, from the copy in the few tasks where it would not.
 template <typename acc_t>
 struct WeightTile {
   const acc_t* data;
@@ -62,10 +63,11 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
   const PaddedInputLayout layout = padded_input_layout(cols, kTile, input_rows);
   const std::vector<int64_t> taps = tap_positions(cols, layout.phase_len);
   const int64_t kernel_taps = rows.kernel_size * cols.kernel_size;
-  // Output columns [copied_from, padded_outputs) read the copy.
+  // Output columns [copied_from, padded_outputs) read the copy, in tasks whose last tile reads
+  // past the tensor (or all tasks, where the weight cannot be read in place).
   constexpr bool kSameType = std::is_same<scalar_t, acc_t>::value;
-  const int64_t copied_from =
-      kSameType && weight.step() == 1 ? cols.output_size / kTile * kTile : 0;
+  const bool in_place = kSameType && weight.step() == 1;
+  const int64_t copied_from = in_place ? cols.output_size / kTile * kTile : 0;
   const int64_t copied_length = layout.padded_outputs - copied_from;
   std::vector<acc_t> weight_copy(block * kernel_taps * copied_length);
   std::vector<acc_t> inputs(kChannels * layout.channel_stride);
@@ -73,7 +75,13 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
     const Task t = decode_task(task, blocks, p.groups);
     const int64_t n = t.n, g = t.g, i0 = t.r * block;
     const int64_t i1 = std::min(i0 + block, rows.output_size);
-    for (int64_t r = 0; r < i1 - i0 && copied_length > 0; ++r) {
+    // the task's last weight row (strides are never negative) read up to its last tile's end
+    const bool copies =
+        copied_length > 0 &&
+        !(in_place && weight.spans(weight.row(n, g, rows.kernel_size - 1, cols.kernel_size - 1,
+                                              i1 - 1) + copied_from,
+                                   copied_length));
+    for (int64_t r = 0; r < i1 - i0 && copies; ++r) {
       for (int64_t tap = 0; tap < kernel_taps; ++tap) {
         const scalar_t* row = weight.row(n, g, tap / cols.kernel_size, tap % cols.kernel_size, i0 + r);
         load_row(row + copied_from * weight.step(), weight.step(), cols.output_size - copied_from,
@@ -81,7 +89,7 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
       }
     }
     auto weight_tile = [&](int64_t i, int64_t t0) -> WeightTile<acc_t> {
-      if (t0 >= copied_from) {
+      if (copies && t0 >= copied_from) {
         return {weight_copy.data() + (i - i0) * kernel_taps * copied_length + t0 - copied_from,
                 cols.kernel_size * copied_length, copied_length};
       }

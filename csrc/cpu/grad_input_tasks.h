@@ -17,32 +17,45 @@ inline int64_t block_output_rows(const Axis& rows, int64_t count) {
 }
 
 // Prefetches part `part` of `parts` of what grad_input task `task` (blocks of `block` input
-// rows) reads: its weight rows and the grad_output rows of its channels.
+// rows) reads: its weight rows (a kernel tap's rows per request) and the grad_output rows of its
+// channels (a channel's rows per request).
 template <typename scalar_t>
 INVOLUTION_CPU_INLINE void prefetch_grad_input_task(const Problem& p,
                                                     Rows4<const scalar_t> grad_output,
                                                     WeightRows<const scalar_t> weight,
                                                     int64_t block, int64_t task, int64_t part,
                                                     int64_t parts) {
-  const int64_t blocks = (p.height.input_size + block - 1) / block;
+  const Axis& rows = p.height;
+  const int64_t blocks = (rows.input_size + block - 1) / block;
   const Task t = decode_task(task, blocks, p.groups);
-  const int64_t h0 = t.r * block, count = std::min(block, p.height.input_size - h0);
-  const int64_t taps = p.height.kernel_size * p.width.kernel_size;
-  for (int64_t k = part; k < taps * count; k += parts) {
-    const int64_t tap = k % taps, u = tap / p.width.kernel_size;
-    int64_t i;
-    if (!output_index(p.height, h0 + k / taps, u, &i)) continue;
-    prefetch_row(weight.row(t.n, t.g, u, tap % p.width.kernel_size, i), weight.step(),
-                 p.width.output_size);
+  const int64_t h0 = t.r * block, count = std::min(block, rows.input_size - h0);
+  const int64_t taps = rows.kernel_size * p.width.kernel_size;
+  for (int64_t tap = part; tap < taps; tap += parts) {
+    const int64_t u = tap / p.width.kernel_size, v = tap % p.width.kernel_size;
+    if (rows.stride == 1) {  // kernel row u of input rows h0 .. reads consecutive output rows
+      const int64_t shift = rows.padding - u * rows.dilation;
+      const int64_t lo = std::max<int64_t>(h0 + shift, 0);
+      const int64_t hi = std::min(h0 + count + shift, rows.output_size);
+      if (hi > lo) {
+        prefetch_rows(weight.row(t.n, t.g, u, v, lo), weight.step(), weight.strides[4], hi - lo,
+                      p.width.output_size);
+      }
+      continue;
+    }
+    for (int64_t h = h0; h < h0 + count; ++h) {
+      int64_t i;
+      if (output_index(rows, h, u, &i)) {
+        prefetch_row(weight.row(t.n, t.g, u, v, i), weight.step(), p.width.output_size);
+      }
+    }
   }
   const int64_t per_group = channels_per_group(p);
-  const int64_t first = first_output_row(p.height, h0), rows = block_output_rows(p.height, count);
-  for (int64_t k = part; k < per_group * rows; k += parts) {
-    const int64_t i = first + k % rows;
-    if (inside(i, p.height.output_size)) {
-      prefetch_row(grad_output.row(t.n, t.g * per_group + k / rows, i), grad_output.step,
-                   p.width.output_size);
-    }
+  const int64_t first = first_output_row(rows, h0);
+  const int64_t lo = std::max<int64_t>(first, 0);
+  const int64_t hi = std::min(first + block_output_rows(rows, count), rows.output_size);
+  for (int64_t c = part; c < per_group && hi > lo; c += parts) {
+    prefetch_rows(grad_output.row(t.n, t.g * per_group + c, lo), grad_output.step,
+                  grad_output.row_stride, hi - lo, p.width.output_size);
   }
 }
 

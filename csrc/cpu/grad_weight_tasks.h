@@ -7,8 +7,8 @@ namespace involution {
 namespace cpu {
 
 // Prefetches part `part` of `parts` of what grad_weight task `task` (blocks of `block` output
-// rows) touches: the input and grad_output rows of its channels and the grad_weight rows it
-// writes.
+// rows) touches: the input and grad_output rows of its channels (a channel's rows per request)
+// and the grad_weight rows it writes (a kernel tap's rows per request).
 template <typename scalar_t>
 INVOLUTION_CPU_INLINE void prefetch_grad_weight_task(const Problem& p,
                                                      Rows4<const scalar_t> grad_output,
@@ -21,20 +21,21 @@ INVOLUTION_CPU_INLINE void prefetch_grad_weight_task(const Problem& p,
   const int64_t i0 = t.r * block, i1 = std::min(i0 + block, p.height.output_size);
   const int64_t per_group = channels_per_group(p);
   const int64_t first = i0 * p.height.stride - p.height.padding;
-  const int64_t count = block_input_rows(p.height, i1 - i0);
-  for (int64_t k = part; k < per_group * count; k += parts) {
-    const int64_t c = t.g * per_group + k / count, h = first + k % count;
-    if (inside(h, p.height.input_size)) prefetch_row(input.row(t.n, c, h), input.step, p.width.input_size);
-  }
-  for (int64_t k = part; k < per_group * (i1 - i0); k += parts) {
-    const int64_t c = t.g * per_group + k / (i1 - i0), i = i0 + k % (i1 - i0);
-    prefetch_row(grad_output.row(t.n, c, i), grad_output.step, p.width.output_size);
+  const int64_t h0 = std::max<int64_t>(first, 0);
+  const int64_t h1 = std::min(first + block_input_rows(p.height, i1 - i0), p.height.input_size);
+  for (int64_t c = part; c < per_group; c += parts) {
+    const int64_t channel = t.g * per_group + c;
+    if (h1 > h0) {
+      prefetch_rows(input.row(t.n, channel, h0), input.step, input.row_stride, h1 - h0,
+                    p.width.input_size);
+    }
+    prefetch_rows(grad_output.row(t.n, channel, i0), grad_output.step, grad_output.row_stride,
+                  i1 - i0, p.width.output_size);
   }
   const int64_t taps = p.height.kernel_size * p.width.kernel_size;
-  for (int64_t k = part; k < taps * (i1 - i0); k += parts) {
-    const int64_t tap = k % taps, i = i0 + k / taps;
-    prefetch_row<1>(grad_weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, i),
-                    grad_weight.step(), p.width.output_size);
+  for (int64_t tap = part; tap < taps; tap += parts) {
+    prefetch_rows<1>(grad_weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, i0),
+                     grad_weight.step(), grad_weight.strides[4], i1 - i0, p.width.output_size);
   }
 }
 

@@ -47,11 +47,14 @@ template <typename T>
 struct WeightRows {
   T* data;
   int64_t strides[6];
+  int64_t extent;  // one past the tensor's last element: data[0, extent) is the tensor's memory
   T* row(int64_t n, int64_t g, int64_t u, int64_t v, int64_t i) const {
     return data + n * strides[0] + g * strides[1] + u * strides[2] + v * strides[3] +
            i * strides[4];
   }
   int64_t step() const { return strides[5]; }
+  // Whether `count` elements from `first` lie inside the tensor's memory.
+  bool spans(const T* first, int64_t count) const { return first + count <= data + extent; }
 };
 
 // Task t of the B * G * R tasks of a kernel: image n, group g, row r (row fastest, so that the

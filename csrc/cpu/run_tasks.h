@@ -19,8 +19,14 @@ Rows4<T> rows_of(T* data, const at::Tensor& tensor) {
 
 template <typename T>
 WeightRows<T> weight_rows_of(T* data, const at::Tensor& tensor) {
-  return {data, {tensor.stride(0), tensor.stride(1), tensor.stride(2), tensor.stride(3),
-                 tensor.stride(4), tensor.stride(5)}};
+  int64_t extent = tensor.numel() > 0 ? 1 : 0;  // strides are never negative
+  for (int64_t d = 0; d < tensor.dim() && extent > 0; ++d) {
+    extent += (tensor.size(d) - 1) * tensor.stride(d);
+  }
+  return {data,
+          {tensor.stride(0), tensor.stride(1), tensor.stride(2), tensor.stride(3),
+           tensor.stride(4), tensor.stride(5)},
+          extent};
 }
 
 // The tasks [begin, end) of one op with the tile shape for its row length; `run` is compiled

@@ -95,6 +95,15 @@ INVOLUTION_CPU_INLINE void prefetch_row(const scalar_t* row, int64_t step, int64
   __builtin_prefetch(bytes + length - 1, kWrite);
 }
 
+// prefetch_row for `rows` rows `row_stride` apart: one span where they are back to back.
+template <int kWrite = 0, typename scalar_t>
+INVOLUTION_CPU_INLINE void prefetch_rows(const scalar_t* first, int64_t step, int64_t row_stride,
+                                         int64_t rows, int64_t count) {
+  if (step != 1 || rows <= 0) return;
+  if (row_stride == count) return prefetch_row<kWrite>(first, 1, rows * count);
+  for (int64_t r = 0; r < rows; ++r) prefetch_row<kWrite>(first + r * row_stride, 1, count);
+}
+
 // buffer[k] = row[k * step] for k < count (converted to the accumulation type).
 template <typename scalar_t, typename acc_t>
 INVOLUTION_CPU_INLINE void copy_row(const scalar_t* row, int64_t step, int64_t count, acc_t* buffer) {
