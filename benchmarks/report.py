@@ -1,7 +1,8 @@
 """Tables of an op-benchmark result: ``print_table`` for the console, and, run as a script, the
-Markdown table the README shows (rejected or failed rows are listed, never shown as numbers).
+Markdown tables the README shows (rejected or failed rows are listed, never shown as numbers):
 
     python benchmarks/report.py benchmarks/results/op_cpu_quick.json
+    python benchmarks/report.py --levels benchmarks/results/op_cpu_quick_zen5_*.json  # one host, every ISA level
 """
 import json
 import sys
@@ -77,5 +78,38 @@ def markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
+def levels_markdown(runs: List[dict], method: str = "involution_cuda",
+                    compiled: str = "shift_add_compiled") -> str:
+    """One method across runs of the same host at different ISA levels (ATEN_CPU_CAPABILITY):
+    its times, their multiples of each run's floor, and its speed-up over torch.compile of
+    shift-and-add in the same run."""
+    env = runs[0]["environment"]
+    lines = [f"*{env['device']} ({' '.join(env.get('isa_flags', []))}), {env['threads']} threads, torch "
+             f"{env['torch']}, batch {runs[0]['batch']}, {env['date'][:10]}, commit {_commit(env.get('commit'))}; "
+             f"level: the ISA level this op's CPU kernels ran at. Median of cold calls in ms; × floor as "
+             f"above; × compiled: speed-up over `{compiled}` in the same run.*", "",
+             "| shape | dtype | level | forward | × floor | fwd+bwd | × floor | × compiled fwd | × compiled fwd+bwd |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows = []
+    for run in runs:
+        level = run["environment"].get("kernel_cpu_capability", "?")
+        by_key = {(r["shape"], r["dtype"], r["method"]): r for r in run["results"]}
+        for (shape, dtype, name), r in by_key.items():
+            if name != method or "train" not in r:
+                continue
+            other = by_key.get((shape, dtype, compiled), {})
+            ratio = lambda key: (f"{other[key] / r[key]:.1f}" if "train" in other and not other.get("rejected")  # noqa: E731
+                                 else "failed" if "error" in other else "-")
+            rows.append((r, level, f"| {_shape(r)} | {dtype} | {level} | {r['forward_ms']:.2f} | "
+                         f"{r['forward_x_floor']:.1f} | {r['train_ms']:.2f} | {r['train_x_floor']:.1f} | "
+                         f"{ratio('forward_ms')} | {ratio('train_ms')} |"))
+    shapes = list(dict.fromkeys(r["shape"] for r, _, _ in rows))
+    rows.sort(key=lambda item: (shapes.index(item[0]["shape"]), item[0]["dtype"] != "float32"))
+    return "\n".join(lines + [line for _, _, line in rows])
+
+
 if __name__ == "__main__":
-    print(markdown(json.load(open(sys.argv[1]))))
+    if sys.argv[1] == "--levels":
+        print(levels_markdown([json.load(open(path)) for path in sys.argv[2:]]))
+    else:
+        print(markdown(json.load(open(sys.argv[1]))))
