@@ -160,6 +160,24 @@ def test_non_contiguous_inputs(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("width", [5, 13, 20], ids=lambda w: f"W{w}")
+def test_weight_rows_read_past_their_end_match_reference(width, dtype, device):
+    """The CPU forward reads a row's last, partial weight tile in place, past the row's end:
+    here that memory is NaN (the weight is a slice of a wider tensor), and no NaN may reach the
+    output. Widths with a partial last tile at every ISA level (4, 8 or 16 lanes)."""
+    problem = Problem(3, 8, 2, (6, width), (3, 3))
+    x, w = problem.tensors(dtype=dtype, device=device)
+    wide = torch.full((*w.shape[:-1], width + 7), float("nan"), dtype=dtype, device=device)
+    wide[..., :width] = w
+    sliced = wide[..., :width]
+    assert sliced.stride(-1) == 1 and not sliced.is_contiguous()
+    out = involution_cuda.involution(x, sliced)
+    assert not out.isnan().any()
+    assert_close(out, reference.involution(x.double(), w.double()), dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_backward_is_deterministic(device):
     problem = REALISTIC_PROBLEMS[1]
     x, w = problem.tensors(dtype=torch.float32, device=device, requires_grad=True)

@@ -37,10 +37,11 @@ INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const s
 // accumulation type, otherwise from a padded copy. A row's last, partial tile reads past the
 // row's end (into the next row or tap; those lanes are never stored): in place where that read
 // stays inside the weight tensor's memory, from the copy in the few tasks where it would not.
-template <typename acc_t>
+template <typename weight_t>
 struct WeightTile {
-  const acc_t* data;
+  const weight_t* data;
   int64_t row_stride, tap_stride;  // kernel row u, kernel column v
+  int64_t next_row;                // the next output row's tile
 };
 
 // Forward tasks [begin, end) of the B * G * blocks tasks; task (n, g, b) computes output rows
@@ -65,8 +66,10 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
   const int64_t kernel_taps = rows.kernel_size * cols.kernel_size;
   // Output columns [copied_from, padded_outputs) read the copy, in tasks whose last tile reads
   // past the tensor (or all tasks, where the weight cannot be read in place).
-  constexpr bool kSameType = std::is_same<scalar_t, acc_t>::value;
-  const bool in_place = kSameType && weight.step() == 1;
+  // float and double weights are read as they are, bfloat16 ones widened as they are loaded
+  constexpr bool kInPlace = std::is_same<scalar_t, acc_t>::value || kWidenedOnLoad<scalar_t>;
+  using in_place_t = std::conditional_t<kInPlace, scalar_t, acc_t>;
+  const bool in_place = kInPlace && weight.step() == 1;
   const int64_t copied_from = in_place ? cols.output_size / kTile * kTile : 0;
   const int64_t copied_length = layout.padded_outputs - copied_from;
   std::vector<acc_t> weight_copy(block * kernel_taps * copied_length);
@@ -88,13 +91,16 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
                  weight_copy.data() + (r * kernel_taps + tap) * copied_length, copied_length);
       }
     }
-    auto weight_tile = [&](int64_t i, int64_t t0) -> WeightTile<acc_t> {
+    // Calls f with the weight tile of output row i from column t0: the copy's or the tensor's.
+    auto with_weight_tile = [&](int64_t i, int64_t t0, auto&& f) INVOLUTION_CPU_LAMBDA {
       if (copies && t0 >= copied_from) {
-        return {weight_copy.data() + (i - i0) * kernel_taps * copied_length + t0 - copied_from,
-                cols.kernel_size * copied_length, copied_length};
+        return f(WeightTile<acc_t>{
+            weight_copy.data() + (i - i0) * kernel_taps * copied_length + t0 - copied_from,
+            cols.kernel_size * copied_length, copied_length, kernel_taps * copied_length});
       }
       const scalar_t* row = weight.row(n, g, 0, 0, i) + t0;
-      return {reinterpret_cast<const acc_t*>(row), weight.strides[2], weight.strides[3]};
+      return f(WeightTile<in_place_t>{reinterpret_cast<const in_place_t*>(row), weight.strides[2],
+                                      weight.strides[3], weight.strides[4]});
     };
     const int64_t first_row = i0 * rows.stride - rows.padding;
     const int64_t chunks = (per_group + kChannels - 1) / kChannels;
@@ -124,35 +130,37 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
             return inputs.data() + (row - i0) * rows.stride * layout.row_length + t0;
           };
           if (rows_here == 2 && count == kChannels) {
-            const WeightTile<acc_t> upper = weight_tile(i, t0), lower = weight_tile(i + 1, t0);
-            vector_t acc[2][kChannels];
-            forward_pair_tile<kChannels>(rows.kernel_size, cols.kernel_size, taps.data(),
-                                         upper.data, lower.data, upper.row_stride,
-                                         upper.tap_stride, tile_inputs(i), layout.channel_stride,
-                                         row_stride, acc);
-            store_pair_tile<kVectors>(acc, [&](const vector_t (&tile)[kVectors], int64_t cc,
-                                               int64_t r) { store_channel(tile, cc, i + r); });
+            with_weight_tile(i, t0, [&](const auto& upper) INVOLUTION_CPU_LAMBDA {
+              vector_t acc[2][kChannels];
+              forward_pair_tile<kChannels>(rows.kernel_size, cols.kernel_size, taps.data(),
+                                           upper.data, upper.data + upper.next_row,
+                                           upper.row_stride, upper.tap_stride, tile_inputs(i),
+                                           layout.channel_stride, row_stride, acc);
+              store_pair_tile<kVectors>(acc, [&](const vector_t (&tile)[kVectors], int64_t cc,
+                                                 int64_t r) { store_channel(tile, cc, i + r); });
+            });
             continue;
           }
           for (int64_t row = i; row < i + rows_here; ++row) {
-            const WeightTile<acc_t> w = weight_tile(row, t0);
-            if (count == kChannels) {
-              vector_t acc[kChannels][kVectors];
-              forward_tile<kChannels, kVectors>(rows.kernel_size, cols.kernel_size, taps.data(),
-                                                w.data, w.row_stride, w.tap_stride,
-                                                tile_inputs(row), layout.channel_stride,
-                                                row_stride, acc);
-              for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc, row);
-            } else {
-              for (int64_t cc = 0; cc < count; ++cc) {
-                vector_t acc[1][kVectors];
-                forward_tile<1, kVectors>(rows.kernel_size, cols.kernel_size, taps.data(), w.data,
-                                          w.row_stride, w.tap_stride,
-                                          tile_inputs(row) + cc * layout.channel_stride,
-                                          layout.channel_stride, row_stride, acc);
-                store_channel(acc[0], cc, row);
+            with_weight_tile(row, t0, [&](const auto& w) INVOLUTION_CPU_LAMBDA {
+              if (count == kChannels) {
+                vector_t acc[kChannels][kVectors];
+                forward_tile<kChannels, kVectors>(rows.kernel_size, cols.kernel_size, taps.data(),
+                                                  w.data, w.row_stride, w.tap_stride,
+                                                  tile_inputs(row), layout.channel_stride,
+                                                  row_stride, acc);
+                for (int64_t cc = 0; cc < count; ++cc) store_channel(acc[cc], cc, row);
+              } else {
+                for (int64_t cc = 0; cc < count; ++cc) {
+                  vector_t acc[1][kVectors];
+                  forward_tile<1, kVectors>(rows.kernel_size, cols.kernel_size, taps.data(), w.data,
+                                            w.row_stride, w.tap_stride,
+                                            tile_inputs(row) + cc * layout.channel_stride,
+                                            layout.channel_stride, row_stride, acc);
+                  store_channel(acc[0], cc, row);
+                }
               }
-            }
+            });
           }
         }
       }

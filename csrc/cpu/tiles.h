@@ -11,11 +11,14 @@
 #include <cstdint>
 #include <type_traits>
 
+#include <c10/util/BFloat16.h>
+
 #include "../involution_index.h"
 
 // Every helper the kernels call is inlined into them, so it is compiled for the ISA of the
 // kernel it serves (kernels.h: one entry point per ISA).
 #define INVOLUTION_CPU_INLINE inline __attribute__((always_inline))
+#define INVOLUTION_CPU_LAMBDA __attribute__((always_inline))  // the same, for a lambda
 
 namespace involution {
 namespace cpu {
@@ -37,6 +40,27 @@ constexpr int64_t lanes() {
 template <typename vector_t, typename T>
 INVOLUTION_CPU_INLINE vector_t load(const T* source) {
   return *reinterpret_cast<const vector_t*>(source);
+}
+
+// Weights whose vectors the tiles widen as they load them, so that they are read in place:
+// bfloat16 is the upper half of a float.
+template <typename T>
+constexpr bool kWidenedOnLoad = std::is_same<T, c10::BFloat16>::value;
+
+// A vector of float from as many bfloat16 (a plain load for any other type).
+template <typename vector_t, typename T>
+INVOLUTION_CPU_INLINE vector_t load_weight(const T* source) {
+  if constexpr (kWidenedOnLoad<T>) {
+    using narrow_t = Vector<uint16_t, sizeof(vector_t) / 2>;
+    using wide_t = Vector<uint32_t, sizeof(vector_t)>;
+    const narrow_t half = *reinterpret_cast<const narrow_t*>(source);
+    const wide_t bits = __builtin_convertvector(half, wide_t) << 16;
+    vector_t result;
+    __builtin_memcpy(&result, &bits, sizeof(result));
+    return result;
+  } else {
+    return load<vector_t>(source);
+  }
 }
 
 inline int64_t round_up(int64_t value, int64_t multiple) {
@@ -167,9 +191,10 @@ INVOLUTION_CPU_INLINE void store(const source_t& source, int64_t count, scalar_t
 //         weights[q * weight_row_stride + v * weight_tap_stride + k * lanes + t]
 //       * inputs[c * channel_stride + q * row_stride + taps[v] + k * lanes + t]
 // Each weight load serves kChannels channels; the accumulators stay in registers.
-template <int64_t kChannels, int64_t kVectors, typename vector_t, typename acc_t>
+template <int64_t kChannels, int64_t kVectors, typename vector_t, typename acc_t,
+          typename weight_t>
 INVOLUTION_CPU_INLINE void forward_tile(int64_t kernel_h, int64_t kernel_w, const int64_t* taps,
-                                        const acc_t* weights, int64_t weight_row_stride,
+                                        const weight_t* weights, int64_t weight_row_stride,
                                         int64_t weight_tap_stride, const acc_t* inputs,
                                         int64_t channel_stride, int64_t row_stride,
                                         vector_t (&acc)[kChannels][kVectors]) {
@@ -177,12 +202,12 @@ INVOLUTION_CPU_INLINE void forward_tile(int64_t kernel_h, int64_t kernel_w, cons
   for (int64_t c = 0; c < kChannels; ++c)
     for (int64_t k = 0; k < kVectors; ++k) acc[c][k] = vector_t{};
   for (int64_t q = 0; q < kernel_h; ++q) {
-    const acc_t* weight_row = weights + q * weight_row_stride;
+    const weight_t* weight_row = weights + q * weight_row_stride;
     const acc_t* input_row = inputs + q * row_stride;
     for (int64_t v = 0; v < kernel_w; ++v) {
       vector_t weight[kVectors];
       for (int64_t k = 0; k < kVectors; ++k) {
-        weight[k] = load<vector_t>(weight_row + v * weight_tap_stride + k * kLanes);
+        weight[k] = load_weight<vector_t>(weight_row + v * weight_tap_stride + k * kLanes);
       }
       const acc_t* tap = input_row + taps[v];
       for (int64_t c = 0; c < kChannels; ++c) {
@@ -197,16 +222,17 @@ INVOLUTION_CPU_INLINE void forward_tile(int64_t kernel_h, int64_t kernel_w, cons
 // One buffer row of a two-row forward tile (forward_pair_tile): for kernel columns v, the
 // input row's tap serves the upper output row (kernel row u, weights `upper`) and the lower
 // one (kernel row u - 1, weights `lower`) where kUpper / kLower say it reaches them.
-template <bool kUpper, bool kLower, int64_t kChannels, typename vector_t, typename acc_t>
+template <bool kUpper, bool kLower, int64_t kChannels, typename vector_t, typename acc_t,
+          typename weight_t>
 INVOLUTION_CPU_INLINE void pair_tile_row(int64_t kernel_w, const int64_t* taps,
-                                         const acc_t* upper, const acc_t* lower,
+                                         const weight_t* upper, const weight_t* lower,
                                          int64_t weight_tap_stride, const acc_t* input_row,
                                          int64_t channel_stride,
                                          vector_t (&acc)[2][kChannels]) {
   for (int64_t v = 0; v < kernel_w; ++v) {
     vector_t upper_weight{}, lower_weight{};
-    if (kUpper) upper_weight = load<vector_t>(upper + v * weight_tap_stride);
-    if (kLower) lower_weight = load<vector_t>(lower + v * weight_tap_stride);
+    if (kUpper) upper_weight = load_weight<vector_t>(upper + v * weight_tap_stride);
+    if (kLower) lower_weight = load_weight<vector_t>(lower + v * weight_tap_stride);
     const acc_t* tap = input_row + taps[v];
     for (int64_t c = 0; c < kChannels; ++c) {
       const vector_t x = load<vector_t>(tap + c * channel_stride);
@@ -222,10 +248,10 @@ INVOLUTION_CPU_INLINE void pair_tile_row(int64_t kernel_w, const int64_t* taps,
 // serving both (0.75 loads per multiply-add for four channels, against 1.25 for one row).
 // `upper` and `lower` are the rows' weight tiles (kernel row stride, column stride), `inputs`
 // the upper row's kernel row 0.
-template <int64_t kChannels, typename vector_t, typename acc_t>
+template <int64_t kChannels, typename vector_t, typename acc_t, typename weight_t>
 INVOLUTION_CPU_INLINE void forward_pair_tile(int64_t kernel_h, int64_t kernel_w,
-                                             const int64_t* taps, const acc_t* upper,
-                                             const acc_t* lower, int64_t weight_row_stride,
+                                             const int64_t* taps, const weight_t* upper,
+                                             const weight_t* lower, int64_t weight_row_stride,
                                              int64_t weight_tap_stride, const acc_t* inputs,
                                              int64_t channel_stride, int64_t row_stride,
                                              vector_t (&acc)[2][kChannels]) {
