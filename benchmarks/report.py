@@ -84,8 +84,9 @@ def levels_markdown(runs: List[dict], method: str = "involution_cuda",
     its times, their multiples of each run's floor, and its speed-up over torch.compile of
     shift-and-add in the same run."""
     env = runs[0]["environment"]
+    commits = ", ".join(dict.fromkeys(_commit(run["environment"].get("commit")) for run in runs))
     lines = [f"*{env['device']} ({' '.join(env.get('isa_flags', []))}), {env['threads']} threads, torch "
-             f"{env['torch']}, batch {runs[0]['batch']}, {env['date'][:10]}, commit {_commit(env.get('commit'))}; "
+             f"{env['torch']}, batch {runs[0]['batch']}, {env['date'][:10]}, commit {commits}; "
              f"level: the ISA level this op's CPU kernels ran at. Median of cold calls in ms; × floor as "
              f"above; × compiled: speed-up over `{compiled}` in the same run.*", "",
              "| shape | dtype | level | forward | × floor | fwd+bwd | × floor | × compiled fwd | × compiled fwd+bwd |",

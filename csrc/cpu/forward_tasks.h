@@ -33,8 +33,8 @@ INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const s
   }
 }
 
-// The weights a forward tile reads: in place where the weight rows are contiguous rows of the
-// accumulation type, otherwise from a padded copy. A row's last, partial tile reads past the
+// The weights a forward tile reads: in place where the weight rows are contiguous and of the
+// accumulation type or bfloat16 (widened as they are loaded), otherwise from a padded copy. A row's last, partial tile reads past the
 // row's end (into the next row or tap; those lanes are never stored): in place where that read
 // stays inside the weight tensor's memory, from the copy in the few tasks where it would not.
 template <typename weight_t>
