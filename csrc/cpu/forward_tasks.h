@@ -34,9 +34,10 @@ INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const s
 }
 
 // The weights a forward tile reads: in place where the weight rows are contiguous and of the
-// accumulation type or bfloat16 (widened as they are loaded), otherwise from a padded copy. A row's last, partial tile reads past the
-// row's end (into the next row or tap; those lanes are never stored): in place where that read
-// stays inside the weight tensor's memory, from the copy in the few tasks where it would not.
+// accumulation type or bfloat16 (widened as they are loaded), otherwise from a padded copy.
+// A row's last, partial tile reads past the row's end (into the next row or tap; those lanes
+// are never stored): in place where that read stays inside the weight tensor's memory, from the
+// copy in the few tasks where it would not.
 template <typename weight_t>
 struct WeightTile {
   const weight_t* data;
@@ -65,8 +66,8 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
   const std::vector<int64_t> taps = tap_positions(cols, layout.phase_len);
   const int64_t kernel_taps = rows.kernel_size * cols.kernel_size;
   // Output columns [copied_from, padded_outputs) read the copy, in tasks whose last tile reads
-  // past the tensor (or all tasks, where the weight cannot be read in place).
-  // float and double weights are read as they are, bfloat16 ones widened as they are loaded
+  // past the tensor (or all tasks, where the weight cannot be read in place: float16 weights,
+  // rows with a step).
   constexpr bool kInPlace = std::is_same<scalar_t, acc_t>::value || kWidenedOnLoad<scalar_t>;
   using in_place_t = std::conditional_t<kInPlace, scalar_t, acc_t>;
   const bool in_place = kInPlace && weight.step() == 1;

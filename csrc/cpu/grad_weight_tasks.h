@@ -34,8 +34,9 @@ INVOLUTION_CPU_INLINE void prefetch_grad_weight_task(const Problem& p,
   }
   const int64_t taps = p.height.kernel_size * p.width.kernel_size;
   for (int64_t tap = part; tap < taps; tap += parts) {
-    prefetch_rows<1>(grad_weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, i0),
-                     grad_weight.step(), grad_weight.strides[4], i1 - i0, p.width.output_size);
+    const int64_t u = tap / p.width.kernel_size, v = tap % p.width.kernel_size;
+    prefetch_rows<1>(grad_weight.row(t.n, t.g, u, v, i0), grad_weight.step(),
+                     grad_weight.strides[4], i1 - i0, p.width.output_size);
   }
 }
 

@@ -3,8 +3,9 @@
 // A task copies the rows it needs into small buffers in the accumulation type (float for half
 // types): input rows with their zero padding made explicit, and weight / grad_output rows padded
 // to a whole number of tiles (the forward reads float, double and bfloat16 weights in place). A
-// tile is one or two vectors of results per channel (GCC/Clang vector extensions; dispatch.h lists the shapes of
-// each ISA level), kept in registers across all taps; the inner loops have no bounds checks.
+// tile is one or two vectors of results per channel (GCC/Clang vector extensions; dispatch.h
+// lists the shapes of each ISA level), kept in registers across all taps; the inner loops have
+// no bounds checks.
 #pragma once
 
 #include <algorithm>
