@@ -101,12 +101,12 @@ def levels_markdown(runs: List[dict], method: str = "involution_cuda",
             other = by_key.get((shape, dtype, compiled), {})
             ratio = lambda key: (f"{other[key] / r[key]:.1f}" if "train" in other and not other.get("rejected")  # noqa: E731
                                  else "failed" if "error" in other else "-")
-            rows.append((r, level, f"| {_shape(r)} | {dtype} | {level} | {r['forward_ms']:.2f} | "
-                         f"{r['forward_x_floor']:.1f} | {r['train_ms']:.2f} | {r['train_x_floor']:.1f} | "
-                         f"{ratio('forward_ms')} | {ratio('train_ms')} |"))
-    shapes = list(dict.fromkeys(r["shape"] for r, _, _ in rows))
+            rows.append((r, f"| {_shape(r)} | {dtype} | {level} | {r['forward_ms']:.2f} | "
+                            f"{r['forward_x_floor']:.1f} | {r['train_ms']:.2f} | {r['train_x_floor']:.1f} | "
+                            f"{ratio('forward_ms')} | {ratio('train_ms')} |"))
+    shapes = list(dict.fromkeys(r["shape"] for r, _ in rows))
     rows.sort(key=lambda item: (shapes.index(item[0]["shape"]), item[0]["dtype"] != "float32"))
-    return "\n".join(lines + [line for _, _, line in rows])
+    return "\n".join(lines + [line for _, line in rows])
 
 
 if __name__ == "__main__":
