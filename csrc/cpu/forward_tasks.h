@@ -73,6 +73,7 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
   const bool in_place = kInPlace && weight.step() == 1;
   const int64_t copied_from = in_place ? cols.output_size / kTile * kTile : 0;
   const int64_t copied_length = layout.padded_outputs - copied_from;
+  // framed row buffers (tiles.h: load_framed_row): zeroed here, once
   std::vector<acc_t> weight_copy(block * kernel_taps * copied_length);
   std::vector<acc_t> inputs(kChannels * layout.channel_stride);
   for (int64_t task = begin; task < end; ++task) {
@@ -88,8 +89,9 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
     for (int64_t r = 0; r < i1 - i0 && copies; ++r) {
       for (int64_t tap = 0; tap < kernel_taps; ++tap) {
         const scalar_t* row = weight.row(n, g, tap / cols.kernel_size, tap % cols.kernel_size, i0 + r);
-        load_row(row + copied_from * weight.step(), weight.step(), cols.output_size - copied_from,
-                 weight_copy.data() + (r * kernel_taps + tap) * copied_length, copied_length);
+        acc_t* target = weight_copy.data() + (r * kernel_taps + tap) * copied_length;
+        load_framed_row(row + copied_from * weight.step(), weight.step(),
+                        cols.output_size - copied_from, 0, target, copied_length);
       }
     }
     // Calls f with the weight tile of output row i from column t0: the copy's or the tensor's.

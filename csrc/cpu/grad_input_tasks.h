@@ -82,6 +82,7 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
   const int64_t channel_stride = grad_rows_count * length;
   const int64_t kernel_taps = rows.kernel_size * cols.kernel_size;
   // weights of block row r, kernel row u, column v at ((r * KH + u) * KW + v) * length
+  // framed row buffers (tiles.h: load_framed_row): zeroed here, once
   std::vector<acc_t> weights(block * kernel_taps * length);
   std::vector<acc_t> grads(kChannels * channel_stride);
   std::vector<int64_t> grad_rows(block * rows.kernel_size);  // offset in grads, or -1
@@ -104,10 +105,10 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
         acc_t* target = weights.data() + ((h - h0) * rows.kernel_size + u) * cols.kernel_size * length;
         for (int64_t v = 0; v < cols.kernel_size; ++v) {
           if (reads) {
-            load_shifted_row(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
-                             layout.shift, target + v * length, length);
+            load_framed_row(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
+                            layout.shift, target + v * length, length);
           } else {  // read by the two-row tile, as weight 0
-            std::fill(target + v * length, target + (v + 1) * length, acc_t(0));
+            zero_contiguous(target + v * length, length);
           }
         }
       }
@@ -120,10 +121,10 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
         for (int64_t b = 0; b < grad_rows_count; ++b) {
           acc_t* target = grads.data() + cc * channel_stride + b * length;
           if (inside(first + b, rows.output_size)) {
-            load_shifted_row(grad_output.row(n, c_first + cc, first + b), grad_output.step,
-                             cols.output_size, layout.shift, target, length);
+            load_framed_row(grad_output.row(n, c_first + cc, first + b), grad_output.step,
+                            cols.output_size, layout.shift, target, length);
           } else {
-            std::fill(target, target + length, acc_t(0));
+            zero_contiguous(target, length);
           }
         }
       }

@@ -104,6 +104,7 @@ INVOLUTION_CPU_INLINE void grad_weight_tasks(const Problem& p, Rows4<const scala
   const PaddedInputLayout layout = padded_input_layout(cols, kTile, input_rows);
   const int64_t padded_outputs = layout.padded_outputs;
   const std::vector<int64_t> taps = tap_positions(cols, layout.phase_len);
+  // framed row buffers (tiles.h: load_framed_row): zeroed here, once
   std::vector<acc_t> inputs(per_group * layout.channel_stride);
   std::vector<acc_t> grads(per_group * block * padded_outputs);  // channel c, block row r
   const int64_t grad_stride = block * padded_outputs;
@@ -118,8 +119,9 @@ INVOLUTION_CPU_INLINE void grad_weight_tasks(const Problem& p, Rows4<const scala
                       i0 * rows.stride - rows.padding, input_rows, inputs.data());
     for (int64_t cc = 0; cc < per_group; ++cc) {
       for (int64_t i = i0; i < i1; ++i) {
-        load_row(grad_output.row(n, c_first + cc, i), grad_output.step, cols.output_size,
-                 grads.data() + cc * grad_stride + (i - i0) * padded_outputs, padded_outputs);
+        load_framed_row(grad_output.row(n, c_first + cc, i), grad_output.step, cols.output_size, 0,
+                        grads.data() + cc * grad_stride + (i - i0) * padded_outputs,
+                        padded_outputs);
       }
     }
     for (int64_t i = i0; i < i1; i += row_step) {

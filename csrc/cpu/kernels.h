@@ -117,8 +117,8 @@ inline int64_t block_input_rows(const Axis& rows, int64_t block) {
 }
 
 // Loads, for `count` channels from c_first, the padded input rows first .. first + rows_count
-// into the task's buffer (layout: padded_input_layout); rows outside the input are zero, so
-// that the zero padding is multiplied as in the reference.
+// into the task's framed buffer (layout: padded_input_layout; tiles.h: load_framed_row); rows
+// outside the input are zero, so that the zero padding is multiplied as in the reference.
 template <typename scalar_t, typename acc_t>
 INVOLUTION_CPU_INLINE void load_padded_block(Rows4<const scalar_t> input, const Axis& rows,
                                              const Axis& cols, const PaddedInputLayout& layout,
@@ -131,7 +131,7 @@ INVOLUTION_CPU_INLINE void load_padded_block(Rows4<const scalar_t> input, const 
         load_padded_input_row(input.row(n, c_first + cc, first + b), input.step, cols,
                               layout.phase_len, target);
       } else {
-        std::fill(target, target + layout.row_length, acc_t(0));
+        zero_contiguous(target, layout.row_length);
       }
     }
   }

@@ -129,9 +129,46 @@ INVOLUTION_CPU_INLINE void prefetch_rows(const scalar_t* first, int64_t step, in
   for (int64_t r = 0; r < rows; ++r) prefetch_row<kWrite>(first + r * row_stride, 1, count);
 }
 
+// Short contiguous copies and fills: the rows here are tens of elements, where a libc call
+// (what a loop of unknown length becomes) costs more than the copy itself. Fixed-size moves
+// compile to the vector loads and stores of the kernel's ISA.
+template <int64_t kBytes, typename T>
+INVOLUTION_CPU_INLINE void copy_piece(const T* source, int64_t count, T* target, int64_t& k) {
+  constexpr int64_t kCount = kBytes / static_cast<int64_t>(sizeof(T));
+  if constexpr (kCount >= 1) {
+    if (count - k >= kCount) {
+      __builtin_memcpy(target + k, source + k, kBytes);
+      k += kCount;
+    }
+  }
+}
+
+template <typename T>
+INVOLUTION_CPU_INLINE void copy_contiguous(const T* source, int64_t count, T* target) {
+  constexpr int64_t kBlock = 64 / static_cast<int64_t>(sizeof(T));
+  int64_t k = 0;
+  for (; k + kBlock <= count; k += kBlock) __builtin_memcpy(target + k, source + k, 64);
+  copy_piece<32>(source, count, target, k);
+  copy_piece<16>(source, count, target, k);
+  copy_piece<8>(source, count, target, k);
+  copy_piece<4>(source, count, target, k);
+}
+
+template <typename T>
+INVOLUTION_CPU_INLINE void zero_contiguous(T* target, int64_t count) {
+  static_assert(std::is_floating_point<T>::value, "zero_contiguous: all-zero bits must be 0");
+  constexpr int64_t kBlock = 64 / static_cast<int64_t>(sizeof(T));
+  int64_t k = 0;
+  for (; k + kBlock <= count; k += kBlock) __builtin_memset(target + k, 0, 64);
+  for (; k < count; ++k) target[k] = T(0);
+}
+
 // buffer[k] = row[k * step] for k < count (converted to the accumulation type).
 template <typename scalar_t, typename acc_t>
 INVOLUTION_CPU_INLINE void copy_row(const scalar_t* row, int64_t step, int64_t count, acc_t* buffer) {
+  if constexpr (std::is_same<scalar_t, acc_t>::value) {
+    if (step == 1) return copy_contiguous(row, count, buffer);
+  }
   if (step == 1) {
     for (int64_t k = 0; k < count; ++k) buffer[k] = static_cast<acc_t>(row[k]);
   } else {
@@ -139,27 +176,31 @@ INVOLUTION_CPU_INLINE void copy_row(const scalar_t* row, int64_t step, int64_t c
   }
 }
 
-// buffer[k] = the row's element k - first where it exists, else 0, for k < length.
+// The row buffers of a task are framed: the positions of a buffer row that no element of the
+// row lands in (the zero padding, the round-up to whole tiles) are zeroed once, when the buffer
+// is made (std::vector zero-initialises), and are only ever written with zeros after that. So a
+// row is loaded by writing its own span alone, and a missing row by zeroing that span.
+
+// buffer[k] = the row's element k - first for the k in [0, length) where it exists (the span);
+// the rest of the buffer row is its frame, already zero.
 template <typename scalar_t, typename acc_t>
-INVOLUTION_CPU_INLINE void load_shifted_row(const scalar_t* row, int64_t step, int64_t count, int64_t first,
-                             acc_t* buffer, int64_t length) {
+INVOLUTION_CPU_INLINE void load_framed_row(const scalar_t* row, int64_t step, int64_t count,
+                                           int64_t first, acc_t* buffer, int64_t length) {
   const int64_t begin = std::min(std::max<int64_t>(first, 0), length);
   const int64_t end = std::max(std::min(first + count, length), begin);
-  std::fill(buffer, buffer + begin, acc_t(0));
   copy_row(row + (begin - first) * step, step, end - begin, buffer + begin);
-  std::fill(buffer + end, buffer + length, acc_t(0));
 }
 
 // A padded input row in phases (see phase_length), zero in the padding; the buffer holds
-// cols.stride * phase_len entries.
+// cols.stride * phase_len entries, framed at stride 1 (and written whole otherwise).
 template <typename scalar_t, typename acc_t>
 INVOLUTION_CPU_INLINE void load_padded_input_row(const scalar_t* row, int64_t step, const Axis& cols,
                                   int64_t phase_len, acc_t* buffer) {
   if (cols.stride == 1) {
-    load_shifted_row(row, step, cols.input_size, cols.padding, buffer, phase_len);
+    load_framed_row(row, step, cols.input_size, cols.padding, buffer, phase_len);
     return;
   }
-  std::fill(buffer, buffer + cols.stride * phase_len, acc_t(0));
+  zero_contiguous(buffer, cols.stride * phase_len);
   for (int64_t phase = 0; phase < cols.stride; ++phase) {
     // padded columns phase + stride * m that hold input columns (0 <= column - padding < W)
     const int64_t offset = cols.padding - phase;
@@ -171,13 +212,6 @@ INVOLUTION_CPU_INLINE void load_padded_input_row(const scalar_t* row, int64_t st
       target[m] = static_cast<acc_t>(row[(cols.stride * m - offset) * step]);
     }
   }
-}
-
-// buffer[k] = row element k for k < count, 0 up to length.
-template <typename scalar_t, typename acc_t>
-INVOLUTION_CPU_INLINE void load_row(const scalar_t* row, int64_t step, int64_t count, acc_t* buffer,
-                     int64_t length) {
-  load_shifted_row(row, step, count, 0, buffer, length);
 }
 
 // Stores the first `count` entries of a tile (a Vector) or of a buffer row (a pointer).
