@@ -316,6 +316,11 @@ INVOLUTION_CPU_INLINE void store_tile(const vector_t (&tile)[kVectors], int64_t 
     if (lanes_here <= 0) break;
     if (std::is_same<scalar_t, acc_t>::value && step == 1 && lanes_here == kLanes) {
       *reinterpret_cast<vector_t*>(target + k * kLanes) = tile[k];
+    } else if (std::is_same<scalar_t, acc_t>::value && step == 1) {
+      // a partial vector in fixed-size pieces (a loop would become a libc memcpy call)
+      scalar_t lanes[kLanes];
+      __builtin_memcpy(lanes, &tile[k], sizeof(vector_t));
+      copy_contiguous(lanes, lanes_here, target + k * kLanes);
     } else {
       for (int64_t t = 0; t < lanes_here; ++t) {
         target[(k * kLanes + t) * step] = static_cast<scalar_t>(tile[k][t]);
