@@ -70,7 +70,8 @@ def _cupy_version() -> Optional[str]:
 
 def environment(device: torch.device, argv: Optional[List[str]] = None) -> dict:
     commit = _git("rev-parse", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    # results being written (this run's, or an earlier run's of a series) are not source changes
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"))
     info = {
         "device_type": device.type,
         "threads": torch.get_num_threads(),
