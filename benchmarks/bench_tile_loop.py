@@ -1,0 +1,136 @@
+"""The CPU's instruction floor: the forward's innermost loop alone, at every ISA level.
+
+Compiles benchmarks/tile_loop.cpp (the kernels' own two-row tile, csrc/cpu/tiles.h) once per ISA
+level this host and torch's ATEN_CPU_CAPABILITY allow, with that level's tile shape
+(csrc/cpu/dispatch.h) and compiler flags, and times it with all its data in L1: the host's peak
+multiply-add rate at the level's vector width, the tile's rate as the kernels run it (vector
+loads straddling cache lines) and its rate with every load on a vector boundary. From the tile's
+rate it gives each RedNet-50 shape's loop-bound forward time (its vector multiply-adds, rows
+padded to whole vectors, spread over the threads), beside the copy floor of a committed
+bench_op.py result when one is given. Prints a table, writes JSON under benchmarks/results/.
+
+    python benchmarks/bench_tile_loop.py --op-results benchmarks/results/op_cpu_quick_zen5_avx512.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.utils import cpp_extension
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from environment import environment  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+SOURCE = ROOT / "benchmarks" / "tile_loop.cpp"
+# Each level's tile shapes (csrc/cpu/dispatch.h: Wide, and Narrow for rows of up to 32 bytes
+# where it differs) and the target flags of its entry point.
+AVX512_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma", "-mf16c",
+                "-mbmi", "-mbmi2"]
+LEVELS = {
+    "avx512": dict(wide=(64, 8), narrow=(32, 8), flags=AVX512_FLAGS),
+    "avx2": dict(wide=(32, 4), narrow=None, flags=["-mavx2", "-mfma", "-mf16c", "-mbmi", "-mbmi2"]),
+    "default": dict(wide=(16, 4), narrow=None, flags=[]),
+}
+ORDER = ["default", "avx2", "avx512"]
+# RedNet-50's involutions at batch 8 (stride 1, 7 x 7): channels, size, groups
+STAGES = {"stage1": (64, 56, 4), "stage2": (128, 28, 8), "stage3": (256, 14, 16), "stage4": (512, 7, 32)}
+KERNEL = 7
+
+
+def available_levels() -> list:
+    """The levels up to torch's capability (which ATEN_CPU_CAPABILITY caps), as the kernels'."""
+    capability = torch.backends.cpu.get_cpu_capability().lower()
+    top = {"avx512": "avx512", "avx2": "avx2"}.get(capability, "default")
+    return ORDER[: ORDER.index(top) + 1]
+
+
+def run_shape(level: str, shape: tuple, build: Path) -> dict:
+    vector_bytes, channels = shape
+    flags = LEVELS[level]["flags"]
+    binary = build / f"tile_loop_{level}_{vector_bytes}"
+    includes = [f"-I{path}" for path in cpp_extension.include_paths()]
+    command = ["g++", "-O3", "-std=c++17", f"-DTILE_BYTES={vector_bytes}", f"-DTILE_CHANNELS={channels}",
+               *flags, f"-I{ROOT / 'csrc' / 'cpu'}", *includes, str(SOURCE), "-o", str(binary)]
+    subprocess.run(command, check=True)
+    result = json.loads(subprocess.run([str(binary)], check=True, capture_output=True, text=True).stdout)
+    if result["peak_ns_per_vector_multiply_add"] < 0:  # not measured: no FMA at this level
+        result["peak_ns_per_vector_multiply_add"] = None
+    return {"level": level, "flags": ["-O3", *flags], **result}
+
+
+def loop_bound_ms(wide: dict, narrow: dict, batch: int, threads: int) -> dict:
+    """Each stage's forward at its tile's rate (the narrow tile for rows of up to 32 bytes, as
+    the kernels choose): its vector multiply-adds over the threads."""
+    out = {}
+    for name, (channels, size, _) in STAGES.items():
+        row = narrow if size * 4 <= 32 else wide
+        vectors = batch * channels * size * math.ceil(size / row["lanes"]) * KERNEL ** 2
+        out[name] = vectors * row["tile_ns_per_vector_multiply_add"] / threads * 1e-6
+    return out
+
+
+def floors_ms(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    rows = json.loads(path.read_text())["results"]
+    return {row["shape"]: row["forward_floor_ms"] for row in rows
+            if row.get("method") == "involution_cuda" and row.get("dtype") == "float32"
+            and "forward_floor_ms" in row}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--op-results", type=Path, help="a bench_op.py result: its copy floors")
+    parser.add_argument("--output", type=Path, default=RESULTS / "tile_loop_cpu.json")
+    args = parser.parse_args()
+    threads = torch.get_num_threads()
+    floors = floors_ms(args.op_results)
+    rows = []
+    with tempfile.TemporaryDirectory() as build:
+        for level in available_levels():
+            row = run_shape(level, LEVELS[level]["wide"], Path(build))
+            narrow = LEVELS[level]["narrow"]
+            if narrow:
+                row["narrow"] = run_shape(level, narrow, Path(build))
+            row["loop_bound_forward_ms"] = loop_bound_ms(row, row.get("narrow", row), args.batch, threads)
+            if floors:
+                row["loop_bound_x_floor"] = {name: ms / floors[name]
+                                             for name, ms in row["loop_bound_forward_ms"].items()
+                                             if name in floors}
+            rows.append(row)
+    header = (f"{'level':11} {'peak ns':>8} {'tile ns':>8} {'aligned':>8}  "
+              + "  ".join(f"{name:>14}" for name in STAGES))
+    print(f"ns per vector multiply-add; loop-bound forward ms at batch {args.batch}, {threads} threads"
+          + (" (x copy floor)" if floors else ""))
+    print(header)
+    for row in rows:
+        cells = []
+        for name, ms in row["loop_bound_forward_ms"].items():
+            ratio = row.get("loop_bound_x_floor", {}).get(name)
+            cells.append(f"{ms:7.3f}" + (f" ({ratio:4.2f})" if ratio is not None else "       "))
+        for shape in [row, row.get("narrow")] if "narrow" in row else [row]:
+            label = f"{row['level']}/{shape['vector_bytes']}B"
+            peak = shape["peak_ns_per_vector_multiply_add"]
+            print(f"{label:11} {peak if peak is not None else '-':>8.4} "
+                  f"{shape['tile_ns_per_vector_multiply_add']:8.4f} "
+                  f"{shape['aligned_tile_ns_per_vector_multiply_add']:8.4f}  "
+                  + ("  ".join(cells) if shape is row else ""))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({
+        "environment": environment(torch.device("cpu")), "batch": args.batch,
+        "op_results": str(args.op_results) if args.op_results else None, "results": rows,
+    }, indent=2) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+// The CPU forward's innermost loop alone, with all its data in L1: how fast the two-row tile
+// (csrc/cpu/tiles.h: forward_pair_tile, the code the kernels run) multiplies and adds on this
+// host at one ISA level, beside the host's peak rate at that vector width. This is the CPU's
+// instruction floor: a forward cannot run faster than its multiply-adds at the tile's rate.
+// benchmarks/bench_tile_loop.py compiles it once per level (TILE_BYTES, TILE_CHANNELS and the
+// level's -m flags) and reads the JSON line it prints.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "tiles.h"
+
+namespace {
+
+using involution::cpu::Vector;
+constexpr int64_t kBytes = TILE_BYTES, kChannels = TILE_CHANNELS;
+constexpr int64_t kLanes = kBytes / static_cast<int64_t>(sizeof(float));
+using vector_t = Vector<float, kBytes>;
+constexpr int64_t kKernel = 7;  // RedNet's 7 x 7 kernels
+constexpr int kTrials = 21;  // the best of many: the host's other load only slows a run
+
+// Nanoseconds per call of f, the best of kTrials runs of `calls` calls.
+template <typename F>
+double best_ns(F&& f, int64_t calls) {
+  double best = 1e30;
+  for (int trial = 0; trial < kTrials; ++trial) {
+    const auto begin = std::chrono::steady_clock::now();
+    for (int64_t k = 0; k < calls; ++k) f(k);
+    const auto end = std::chrono::steady_clock::now();
+    best = std::min(best, std::chrono::duration<double, std::nano>(end - begin).count() / calls);
+  }
+  return best;
+}
+
+// Peak: kChains independent multiply-add chains, more than latency x throughput, and few
+// enough (with their two operands) for the 16 registers of SSE and AVX2.
+constexpr int64_t kChains = 12;
+
+double peak_ns_per_multiply_add() {
+  vector_t acc[kChains], scale, shift;
+  for (int64_t i = 0; i < kChains; ++i) acc[i] = vector_t{} + 0.001f * i;
+  scale = vector_t{} + 0.999f;
+  shift = vector_t{} + 0.001f;
+  constexpr int64_t kRounds = 64;
+  const double ns = best_ns(
+      [&](int64_t) {
+        for (int64_t r = 0; r < kRounds; ++r) {
+#pragma GCC unroll 12
+          for (int64_t i = 0; i < kChains; ++i) acc[i] = acc[i] * scale + shift;
+          asm volatile("" : "+x"(scale));  // not hoisted or folded across rounds
+        }
+      },
+      20000);
+  float sum = 0;
+  for (int64_t i = 0; i < kChains; ++i) sum += acc[i][0];
+  if (sum == 12345.f) std::puts("");  // keeps the chains alive
+  return ns / (kRounds * kChains);
+}
+
+// The two-row tile over a 7 x 7 kernel at unit stride and dilation: `aligned` places every
+// tap's inputs and every weight on a vector boundary; otherwise consecutive taps read
+// consecutive columns (each vector load straddles two cache lines, as in the kernels), and the
+// weights are one element off a boundary (as a row of 14 or 7 outputs is).
+double tile_ns_per_multiply_add(bool aligned) {
+  const int64_t tap_step = aligned ? kLanes : 1;
+  const int64_t row_length = (kKernel - 1) * tap_step + kLanes;
+  const int64_t rows = kKernel + 1, channel_stride = rows * row_length;
+  const int64_t weight_tap = 2 * kLanes, weight_row = kKernel * weight_tap;
+  const int64_t offset = aligned ? 0 : 1;
+  float* inputs = static_cast<float*>(std::aligned_alloc(64, 4 * 64 * (kChannels * channel_stride / 64 + 2)));
+  float* weights = static_cast<float*>(std::aligned_alloc(64, 4 * 64 * (kKernel * weight_row / 64 + 2)));
+  for (int64_t k = 0; k < kChannels * channel_stride + 64; ++k) inputs[k] = 1.0f / (1 + k % 7);
+  for (int64_t k = 0; k < kKernel * weight_row + 64; ++k) weights[k] = 1.0f / (1 + k % 5);
+  int64_t taps[kKernel];
+  for (int64_t v = 0; v < kKernel; ++v) taps[v] = v * tap_step;
+  vector_t sink{};
+  const double ns = best_ns(
+      [&](int64_t) {
+        vector_t acc[2][kChannels];
+        involution::cpu::forward_pair_tile<kChannels>(
+            kKernel, kKernel, taps, weights + offset, weights + offset + kLanes, weight_row,
+            weight_tap, inputs, channel_stride, row_length, acc);
+        for (int64_t c = 0; c < kChannels; ++c) sink += acc[0][c] + acc[1][c];
+        asm volatile("" : "+x"(sink));
+      },
+      200000);
+  std::free(inputs);
+  std::free(weights);
+  if (sink[0] == 12345.f) std::puts("");
+  return ns / (2 * kChannels * kKernel * kKernel);
+}
+
+}  // namespace
+
+int main() {
+#if defined(__FMA__)
+  const double peak = peak_ns_per_multiply_add();
+#else
+  // without FMA (SSE2) a chain is a multiply then a dependent add: latency, not the peak rate
+  const double peak = -1;
+#endif
+  const double kernel = tile_ns_per_multiply_add(false);
+  const double aligned = tile_ns_per_multiply_add(true);
+  std::printf(
+      "{\"vector_bytes\": %lld, \"channels\": %lld, \"lanes\": %lld, "
+      "\"peak_ns_per_vector_multiply_add\": %.5f, \"tile_ns_per_vector_multiply_add\": %.5f, "
+      "\"aligned_tile_ns_per_vector_multiply_add\": %.5f}\n",
+      static_cast<long long>(kBytes), static_cast<long long>(kChannels),
+      static_cast<long long>(kLanes), peak, kernel, aligned);
+}
