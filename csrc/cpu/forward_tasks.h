@@ -115,14 +115,15 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
       // Two rows at a time where their kernel rows share input rows (forward_pair_tile).
       const int64_t row_step = kVectors == 1 && rows.stride == rows.dilation ? 2 : 1;
       const int64_t steps = (block + row_step - 1) / row_step;
+      const int64_t tiles = (cols.output_size + kTile - 1) / kTile;
       for (int64_t i = i0; i < i1; i += row_step) {
         const int64_t rows_here = std::min(row_step, i1 - i);
-        if (task + 1 < end) {
-          prefetch_forward_task(p, input, weight, block, task + 1,
-                                (c_first - g * per_group) / kChannels * steps + (i - i0) / row_step,
-                                chunks * steps);
-        }
         for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
+          if (task + 1 < end) {  // one part per tile: short bursts of requests
+            const int64_t step = (c_first - g * per_group) / kChannels * steps + (i - i0) / row_step;
+            prefetch_forward_task(p, input, weight, block, task + 1, step * tiles + t0 / kTile,
+                                  chunks * steps * tiles);
+          }
           const int64_t width = std::min(kTile, cols.output_size - t0);
           auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc, int64_t row) {
             store_tile<kVectors>(tile, width, output.row(n, c_first + cc, row) + t0 * output.step,

@@ -115,6 +115,8 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
     }
     const int64_t chunks = (per_group + kChannels - 1) / kChannels;
     const int64_t steps = (block + row_step - 1) / row_step;
+    // phase 0's tiles (the most of any phase) take the prefetch parts
+    const int64_t tiles = ((cols.input_size + cols.stride - 1) / cols.stride + kTile - 1) / kTile;
     for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannels) {
       const int64_t count = std::min(kChannels, (g + 1) * per_group - c_first);
       for (int64_t cc = 0; cc < count; ++cc) {
@@ -129,17 +131,17 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
         }
       }
       for (int64_t h = h0; h < h1; h += row_step) {
-        if (task + 1 < end) {
-          prefetch_grad_input_task(p, grad_output, weight, block, task + 1,
-                                   (c_first - g * per_group) / kChannels * steps + (h - h0) / row_step,
-                                   chunks * steps);
-        }
+        const int64_t step = (c_first - g * per_group) / kChannels * steps + (h - h0) / row_step;
         const int64_t rows_here = std::min(row_step, h1 - h);
         for (int64_t phase = 0; phase < std::min(cols.stride, cols.input_size); ++phase) {
           const int64_t columns = (cols.input_size - phase + cols.stride - 1) / cols.stride;
           const int64_t* phase_tap = taps.data() + phase * cols.kernel_size;
           const int64_t* phase_offset = offsets.data() + phase * cols.kernel_size;
           for (int64_t m0 = 0; m0 < columns; m0 += kTile) {
+            if (task + 1 < end && phase == 0) {  // one part per tile: short bursts of requests
+              prefetch_grad_input_task(p, grad_output, weight, block, task + 1,
+                                       step * tiles + m0 / kTile, chunks * steps * tiles);
+            }
             const int64_t width = std::min(kTile, columns - m0);
             auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc, int64_t row) {
               store_tile<kVectors>(tile, width,

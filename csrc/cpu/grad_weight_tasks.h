@@ -110,6 +110,7 @@ INVOLUTION_CPU_INLINE void grad_weight_tasks(const Problem& p, Rows4<const scala
   const int64_t grad_stride = block * padded_outputs;
   const int64_t row_step = rows.stride == rows.dilation ? 2 : 1;
   const int64_t steps = (block + row_step - 1) / row_step;
+  const int64_t tiles = (cols.output_size + kTile - 1) / kTile;
   for (int64_t task = begin; task < end; ++task) {
     const Task t = decode_task(task, blocks, p.groups);
     const int64_t n = t.n, g = t.g, i0 = t.r * block;
@@ -125,12 +126,12 @@ INVOLUTION_CPU_INLINE void grad_weight_tasks(const Problem& p, Rows4<const scala
       }
     }
     for (int64_t i = i0; i < i1; i += row_step) {
-      if (task + 1 < end) {
-        prefetch_grad_weight_task(p, grad_output, input, grad_weight, block, task + 1,
-                                  (i - i0) / row_step, steps);
-      }
       const bool pair = row_step == 2 && i + 1 < i1;
       for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
+        if (task + 1 < end) {  // one part per tile: short bursts of requests
+          prefetch_grad_weight_task(p, grad_output, input, grad_weight, block, task + 1,
+                                    (i - i0) / row_step * tiles + t0 / kTile, steps * tiles);
+        }
         GradWeightRow<acc_t, scalar_t> row;
         row.taps = taps.data();
         row.channels = per_group;
