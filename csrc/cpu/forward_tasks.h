@@ -120,7 +120,8 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
         const int64_t rows_here = std::min(row_step, i1 - i);
         for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
           if (task + 1 < end) {  // one part per tile: short bursts of requests
-            const int64_t step = (c_first - g * per_group) / kChannels * steps + (i - i0) / row_step;
+            const int64_t chunk = (c_first - g * per_group) / kChannels;
+            const int64_t step = chunk * steps + (i - i0) / row_step;
             prefetch_forward_task(p, input, weight, block, task + 1, step * tiles + t0 / kTile,
                                   chunks * steps * tiles);
           }
