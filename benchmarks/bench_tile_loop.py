@@ -86,12 +86,12 @@ def floors_ms(path: Path | None) -> dict:
             and "forward_floor_ms" in row}
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--op-results", type=Path, help="a bench_op.py result: its copy floors")
     parser.add_argument("--output", type=Path, default=RESULTS / "tile_loop_cpu.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     threads = torch.get_num_threads()
     floors = floors_ms(args.op_results)
     rows = []

@@ -179,3 +179,24 @@ def test_sequence_benchmark_writes_results(tmp_path):
     assert all(r["train_ms"] > 0 and r["speedup_train"] > 0 for r in results)
     # the unfold formulation's 7x window buffer (3.5 MB here) shows in the memory gauge
     assert all(r["peak_train_mb"] > 3 for r in results if r["method"] == "unfold")
+
+
+def test_tile_loop_benchmark_times_the_kernels_tile_at_every_level(tmp_path):
+    import bench_tile_loop
+
+    output = tmp_path / "tile.json"
+    bench_tile_loop.main(["--batch", "2", "--output", str(output)])
+    data = json.loads(output.read_text())
+    rows = data["results"]
+    assert [row["level"] for row in rows] == bench_tile_loop.available_levels()
+    threads = data["environment"]["threads"]
+    for row in rows:
+        shapes = [row, row["narrow"]] if "narrow" in row else [row]
+        for shape in shapes:
+            assert shape["lanes"] * 4 == shape["vector_bytes"]
+            assert shape["tile_ns_per_vector_multiply_add"] > 0
+            assert shape["aligned_tile_ns_per_vector_multiply_add"] > 0
+        # stage 1 (C64, 56 x 56): 2 * 64 * 56 rows of ceil(56 / lanes) vectors, 49 taps each
+        vectors = 2 * 64 * 56 * -(-56 // row["lanes"]) * 49
+        expected = vectors * row["tile_ns_per_vector_multiply_add"] / threads * 1e-6
+        assert row["loop_bound_forward_ms"]["stage1"] == pytest.approx(expected)
