@@ -2,8 +2,8 @@
 // (csrc/cpu/tiles.h: forward_pair_tile, the code the kernels run) multiplies and adds on this
 // host at one ISA level, beside the host's peak rate at that vector width. This is the CPU's
 // instruction floor: a forward cannot run faster than its multiply-adds at the tile's rate.
-// benchmarks/bench_tile_loop.py compiles it once per level (TILE_BYTES, TILE_CHANNELS and the
-// level's -m flags) and reads the JSON line it prints.
+// benchmarks/bench_tile_loop.py compiles it once per tile shape of each level (TILE_BYTES,
+// TILE_CHANNELS and the level's -m flags) and reads the JSON line it prints.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>

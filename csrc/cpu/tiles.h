@@ -176,10 +176,11 @@ INVOLUTION_CPU_INLINE void copy_row(const scalar_t* row, int64_t step, int64_t c
   }
 }
 
-// The row buffers of a task are framed: the positions of a buffer row that no element of the
+// The kernels' row buffers are framed: the positions of a buffer row that no element of the
 // row lands in (the zero padding, the round-up to whole tiles) are zeroed once, when the buffer
-// is made (std::vector zero-initialises), and are only ever written with zeros after that. So a
-// row is loaded by writing its own span alone, and a missing row by zeroing that span.
+// is made (std::vector zero-initialises) for a thread's run of tasks, and are only ever written
+// with zeros after that, so every task's rows keep the same frame. So a row is loaded by writing
+// its own span alone, and a missing row by zeroing that span.
 
 // buffer[k] = the row's element k - first for the k in [0, length) where it exists (the span);
 // the rest of the buffer row is its frame, already zero.
