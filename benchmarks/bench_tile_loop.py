@@ -1,8 +1,8 @@
 """The CPU's instruction floor: the forward's innermost loop alone, at every ISA level.
 
-Compiles benchmarks/tile_loop.cpp (the kernels' own two-row tile, csrc/cpu/tiles.h) once per ISA
-level this host and torch's ATEN_CPU_CAPABILITY allow, with that level's tile shape
-(csrc/cpu/dispatch.h) and compiler flags, and times it with all its data in L1: the host's peak
+Compiles benchmarks/tile_loop.cpp (the kernels' own two-row tile, csrc/cpu/tiles.h) once per
+tile shape (csrc/cpu/dispatch.h) of each ISA level this host and torch's ATEN_CPU_CAPABILITY
+allow, with that level's compiler flags, and times it with all its data in L1: the host's peak
 multiply-add rate at the level's vector width, the tile's rate as the kernels run it (vector
 loads straddling cache lines) and its rate with every load on a vector boundary. From the tile's
 rate it gives each RedNet-50 shape's loop-bound forward time (its vector multiply-adds, rows
@@ -25,6 +25,7 @@ import torch
 from torch.utils import cpp_extension
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_op import rednet50_shapes  # noqa: E402
 from environment import environment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,9 +41,6 @@ LEVELS = {
     "default": dict(wide=(16, 4), narrow=None, flags=[]),
 }
 ORDER = ["default", "avx2", "avx512"]
-# RedNet-50's involutions at batch 8 (stride 1, 7 x 7): channels, size, groups
-STAGES = {"stage1": (64, 56, 4), "stage2": (128, 28, 8), "stage3": (256, 14, 16), "stage4": (512, 7, 32)}
-KERNEL = 7
 
 
 def available_levels() -> list:
@@ -61,19 +59,18 @@ def run_shape(level: str, shape: tuple, build: Path) -> dict:
                *flags, f"-I{ROOT / 'csrc' / 'cpu'}", *includes, str(SOURCE), "-o", str(binary)]
     subprocess.run(command, check=True)
     result = json.loads(subprocess.run([str(binary)], check=True, capture_output=True, text=True).stdout)
-    if result["peak_ns_per_vector_multiply_add"] < 0:  # not measured: no FMA at this level
-        result["peak_ns_per_vector_multiply_add"] = None
     return {"level": level, "flags": ["-O3", *flags], **result}
 
 
-def loop_bound_ms(wide: dict, narrow: dict, batch: int, threads: int) -> dict:
-    """Each stage's forward at its tile's rate (the narrow tile for rows of up to 32 bytes, as
-    the kernels choose): its vector multiply-adds over the threads."""
+def loop_bound_ms(wide: dict, narrow: dict, shapes: list, threads: int) -> dict:
+    """Each shape's forward at its tile's rate (the narrow tile for rows of up to 32 bytes of
+    float, as csrc/cpu/kernels.h: narrow chooses): its vector multiply-adds over the threads."""
     out = {}
-    for name, (channels, size, _) in STAGES.items():
-        row = narrow if size * 4 <= 32 else wide
-        vectors = batch * channels * size * math.ceil(size / row["lanes"]) * KERNEL ** 2
-        out[name] = vectors * row["tile_ns_per_vector_multiply_add"] / threads * 1e-6
+    for shape in shapes:
+        row = narrow if shape.out_size * 4 <= 32 else wide
+        vectors = (shape.batch * shape.channels * shape.out_size * math.ceil(shape.out_size / row["lanes"])
+                   * shape.kernel ** 2)
+        out[shape.name] = vectors * row["tile_ns_per_vector_multiply_add"] / threads * 1e-6
     return out
 
 
@@ -94,6 +91,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
     floors = floors_ms(args.op_results)
+    shapes = rednet50_shapes(args.batch)
     rows = []
     with tempfile.TemporaryDirectory() as build:
         for level in available_levels():
@@ -101,14 +99,14 @@ def main(argv=None) -> None:
             narrow = LEVELS[level]["narrow"]
             if narrow:
                 row["narrow"] = run_shape(level, narrow, Path(build))
-            row["loop_bound_forward_ms"] = loop_bound_ms(row, row.get("narrow", row), args.batch, threads)
+            row["loop_bound_forward_ms"] = loop_bound_ms(row, row.get("narrow", row), shapes, threads)
             if floors:
                 row["loop_bound_x_floor"] = {name: ms / floors[name]
                                              for name, ms in row["loop_bound_forward_ms"].items()
                                              if name in floors}
             rows.append(row)
     header = (f"{'level':11} {'peak ns':>8} {'tile ns':>8} {'aligned':>8}  "
-              + "  ".join(f"{name:>14}" for name in STAGES))
+              + "  ".join(f"{shape.name:>14}" for shape in shapes))
     print(f"ns per vector multiply-add; loop-bound forward ms at batch {args.batch}, {threads} threads"
           + (" (x copy floor)" if floors else ""))
     print(header)

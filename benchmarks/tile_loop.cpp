@@ -96,17 +96,16 @@ double tile_ns_per_multiply_add(bool aligned) {
 }  // namespace
 
 int main() {
-#if defined(__FMA__)
-  const double peak = peak_ns_per_multiply_add();
-#else
   // without FMA (SSE2) a chain is a multiply then a dependent add: latency, not the peak rate
-  const double peak = -1;
+  char peak[32] = "null";
+#if defined(__FMA__)
+  std::snprintf(peak, sizeof(peak), "%.5f", peak_ns_per_multiply_add());
 #endif
   const double kernel = tile_ns_per_multiply_add(false);
   const double aligned = tile_ns_per_multiply_add(true);
   std::printf(
       "{\"vector_bytes\": %lld, \"channels\": %lld, \"lanes\": %lld, "
-      "\"peak_ns_per_vector_multiply_add\": %.5f, \"tile_ns_per_vector_multiply_add\": %.5f, "
+      "\"peak_ns_per_vector_multiply_add\": %s, \"tile_ns_per_vector_multiply_add\": %.5f, "
       "\"aligned_tile_ns_per_vector_multiply_add\": %.5f}\n",
       static_cast<long long>(kBytes), static_cast<long long>(kChannels),
       static_cast<long long>(kLanes), peak, kernel, aligned);
