@@ -215,12 +215,6 @@ INVOLUTION_CPU_INLINE void load_padded_input_row(const scalar_t* row, int64_t st
   }
 }
 
-// Stores the first `count` entries of a tile (a Vector) or of a buffer row (a pointer).
-template <typename scalar_t, typename source_t>
-INVOLUTION_CPU_INLINE void store(const source_t& source, int64_t count, scalar_t* target, int64_t step) {
-  for (int64_t k = 0; k < count; ++k) target[k * step] = static_cast<scalar_t>(source[k]);
-}
-
 // Forward tile: for kChannels channels and kVectors vectors of outputs of one output row
 // (`weights` and `inputs` point at the tile's first output),
 //     acc[c][k][t] = sum over kernel rows q < kernel_h and kernel columns v < kernel_w of
