@@ -21,8 +21,9 @@
 
 #include "cuda/kernel_sets.h"
 
-// Host stand-ins for CUDA's __nv_bfloat16 and __half: only their size and Arith matter here (no
-// functor runs). The model maps these names to the CUDA ones.
+// Host stand-ins for CUDA's __nv_bfloat16 and __half: only their size, Arith and IsBfloat16
+// (which chooses kernels) matter here (no functor runs). The model maps these names to the CUDA
+// ones.
 namespace standin {
 struct BFloat16 { uint16_t bits; };
 struct Half { uint16_t bits; };
@@ -40,6 +41,7 @@ template <> struct Arith<standin::Half> {
   static float to_acc(standin::Half) { return 0.0f; }
   static standin::Half from_acc(float) { return {}; }
 };
+template <> struct fast::IsBfloat16<standin::BFloat16> { static constexpr bool value = true; };
 }  // namespace cuda
 }  // namespace involution
 

@@ -616,3 +616,27 @@ def test_cuda_kernels_agree_with_their_emulation(layout, kernels):
     emulated = emulated_results(problem, x, w, grad, kernels)[0]
     for actual, wanted in zip(cuda_results(problem, x, w, grad, kernels), emulated):
         torch.testing.assert_close(actual.cpu(), wanted, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("storage", ["aligned", "odd_offset", "even_row_stride"])
+@pytest.mark.parametrize("problem", ROW_PROBLEMS, ids=str)
+def test_bfloat16_row_forward_reads_weight_pairs_only_where_aligned(problem, storage):
+    # The bfloat16 forward row kernel loads its weights two pixels at a time where every pair is
+    # 4-byte aligned (rows.h: weight_pairs_aligned: even output widths, even strides, an aligned
+    # base), else one at a time; the emulation throws on a misaligned pair, so a wrong choice
+    # fails here: odd widths (also with the rows padded to an even stride) and the odd offset
+    # must take the single loads.
+    x, w, grad = random_problem_tensors(problem, torch.bfloat16, torch.channels_last)
+    if storage == "even_row_stride":
+        width = w.shape[-1] + w.shape[-1] % 2
+        weight = torch.zeros(*w.shape[:-1], width, dtype=w.dtype)[..., :w.shape[-1]]
+    else:
+        offset = int(storage == "odd_offset")
+        weight = torch.zeros(w.numel() + offset, dtype=w.dtype)[offset:].view(w.shape)
+    weight.copy_(w)
+    expected = reference_results(problem, x, weight, grad)[0]
+    stride, padding, dilation = options_of(problem)
+    launch = emulation.Launch(*emulation.ops().forward(x, weight, stride, padding, dilation,
+                                                       "fast", NO_GRID_LIMIT, None))
+    assert_close(launch.result, expected, torch.bfloat16)
+    assert launch.second_in_place and launch.pack == 8

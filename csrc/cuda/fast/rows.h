@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 
 #include "../plumbing.h"
@@ -38,6 +39,8 @@ constexpr int kRowChannels = sizeof(T) == 8 ? 4 : 8;
 enum class WeightOrder {
   kPixelsInner,  // the pixel column (contiguous (B, G, KH, KW, Ho, Wo))
   kTapsInner,    // the kernel tap (a view of a channels_last (B, G·KH·KW, Ho, Wo) conv output)
+  kPixelPairs,   // kPixelsInner with every even pixel column at a 4-byte boundary, so that a
+                 // bfloat16 forward reads its weights two pixels per load (weight_pairs_aligned)
 };
 
 // Bytes of zeros that a read in the padding loads instead (one group of 16 doubles at most).
@@ -135,12 +138,13 @@ inline bool rows_apply(const Problem& p, int kernel_width, std::initializer_list
 // along the order whose stride is 1.
 template <typename T, int KW, int Cols, WeightOrder Order>
 struct RowWeights {
-  static constexpr int kBases = Order == WeightOrder::kPixelsInner ? KW : Cols;
+  static constexpr bool kPixels = Order != WeightOrder::kTapsInner;
+  static constexpr int kBases = kPixels ? KW : Cols;
   const T* base[kBases];
 
   INVOLUTION_HOST_DEVICE RowWeights(const T* row, const WeightStrides& s, int64_t column0) {
-    const T* next = Order == WeightOrder::kPixelsInner ? row + column0 : row + column0 * s.col;
-    const int64_t step = Order == WeightOrder::kPixelsInner ? s.tap_col : s.col;
+    const T* next = kPixels ? row + column0 : row + column0 * s.col;
+    const int64_t step = kPixels ? s.tap_col : s.col;
     INVOLUTION_UNROLL
     for (int b = 0; b < kBases; ++b) {
       base[b] = next;
@@ -150,9 +154,38 @@ struct RowWeights {
 
   // The weight of tap v at column column0 + o.
   INVOLUTION_HOST_DEVICE const T* at(int o, int v) const {
-    return Order == WeightOrder::kPixelsInner ? base[v] + o : base[o] + v;
+    return kPixels ? base[v] + o : base[o] + v;
+  }
+
+  // The weight of tap v at column column0 + o, widened. kPixelPairs (bfloat16): the aligned
+  // pair of columns o & ~1 and o | 1 is loaded (one load serves both: the compiler merges the
+  // two reads; the CPU emulation checks the alignment), and its half moved or masked into a
+  // float's high half.
+  INVOLUTION_HOST_DEVICE typename Arith<T>::acc_t widened(int o, int v) const {
+    if constexpr (Order == WeightOrder::kPixelPairs) {
+      static_assert(IsBfloat16<T>::value, "pairs of bfloat16 only");
+      const Pack<T, 2> pair = load_pack<2>(at(o & ~1, v));
+      uint32_t word;
+      memcpy(&word, &pair, sizeof(word));
+      const uint32_t bits = o & 1 ? word & 0xffff0000u : word << 16;
+      float value;
+      memcpy(&value, &bits, sizeof(value));
+      return value;
+    } else {
+      return Arith<T>::to_acc(read_only(at(o, v)));
+    }
   }
 };
+
+// Whether a forward in channels_last can read its bfloat16 weights in pairs (kPixelPairs): the
+// weight is 4-byte aligned and every stride to a pixel pair's first column is even, the output
+// width included (a row's shifted last block then starts at an even column too).
+template <typename T>
+inline bool weight_pairs_aligned(const Problem& p, const void* weight) {
+  const WeightStrides& s = p.weight;
+  return IsBfloat16<T>::value && s.col == 1 && reinterpret_cast<uintptr_t>(weight) % 4 == 0 &&
+         (s.batch | s.group | s.tap_row | s.tap_col | s.row | p.width.output_size) % 2 == 0;
+}
 
 // Bit q set when column first + q of a row of `size` columns exists (q < count <= 32; unrolled,
 // count is a compile-time constant at every call).
@@ -185,9 +218,12 @@ struct ForwardRowsChannelsLast {
   // which amortise each widened element over more taps; 3 for float, 2 with the taps-inner
   // weight, whose per-pixel bases take registers; 2 for double).
   static constexpr int V = sizeof(T) == 2                                           ? 4
-                           : sizeof(T) == 4 && Order == WeightOrder::kPixelsInner ? 3
+                           : sizeof(T) == 4 && Order != WeightOrder::kTapsInner ? 3
                                                                                   : 2;
   static constexpr int CT = kRowChannels<T>;
+  // select.h launches kPixelPairs where weight_pairs_aligned holds
+  static constexpr bool kReadsWeightPairs = IsBfloat16<T>::value;
+  static_assert(!kReadsWeightPairs || V % 2 == 0, "blocks of whole pixel pairs");
   Problem p;
   const T* __restrict__ input;
   const T* __restrict__ weight;
@@ -230,7 +266,7 @@ struct ForwardRowsChannelsLast {
           for (int o = 0; o < V; ++o) {
             const int v = q - o;  // the tap of pixel first + o that reads this column
             if (v < 0 || v >= KW) continue;
-            const acc_t tap = Arith<T>::to_acc(read_only(taps.at(o, v)));
+            const acc_t tap = taps.widened(o, v);
             INVOLUTION_UNROLL
             for (int k = 0; k < CT; ++k) sum[o][k] += tap * values[k];
           }

@@ -47,11 +47,24 @@ bool for_row_kernel_widths(const TryWidth& try_width) {
          try_width(std::integral_constant<int, 3>{});
 }
 
+// Whether a row kernel has a kPixelPairs version (its kReadsWeightPairs; none without one).
+template <typename Rows, typename = void>
+struct ReadsWeightPairs : std::false_type {};
+template <typename Rows>
+struct ReadsWeightPairs<Rows, decltype(void(Rows::kReadsWeightPairs))>
+    : std::integral_constant<bool, Rows::kReadsWeightPairs> {};
+
 // Launches Rows<T, KW, order>, with the order whose weight stride is 1 (rows_apply and
-// cf_rows_apply accept only such weights).
+// cf_rows_apply accept only such weights), in pairs where the kernel and the weight allow it.
+// `b` is the weight.
 template <template <typename, int, WeightOrder> class Rows, int KW, typename T, typename Launch>
 void launch_in_weight_order(const Problem& p, const T* a, const T* b, T* result,
                             Launch&& launch) {
+  if constexpr (ReadsWeightPairs<Rows<T, KW, WeightOrder::kPixelPairs>>::value) {
+    if (weight_pairs_aligned<T>(p, b)) {
+      return launch(Rows<T, KW, WeightOrder::kPixelPairs>{p, a, b, result});
+    }
+  }
   if (p.weight.col == 1) {
     launch(Rows<T, KW, WeightOrder::kPixelsInner>{p, a, b, result});
   } else {
