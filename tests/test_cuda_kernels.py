@@ -159,11 +159,10 @@ def test_row_kernels_match_reference(problem, dtype, weight_layout):
         assert_close(launch.result, wanted, dtype)
     # The row kernels ran: their item counts (one block of 256 threads loops over them) are not
     # those of the one-pixel kernels. Pixels per thread in the forward: 4 for half types, 3 for
-    # float32 (2 with the conv-view weight), 2 for float64; in grad_input 4 for half types with
-    # the conv-view weight, else 2.
+    # float32 (2 with the conv-view weight), 2 for float64; in grad_input 4 for half types, else 2.
     half = dtype.itemsize == 2
     forward_outputs = 4 if half else 2 if dtype == torch.float64 or weight_layout == "conv_nhwc_view" else 3
-    grad_input_outputs = 4 if half and weight_layout == "conv_nhwc_view" else 2
+    grad_input_outputs = 4 if half else 2
     out_h, out_w = problem.output_size()
     forward_items = row_kernel_items(problem, out_h, out_w, dtype, forward_outputs)
     grad_input_items = row_kernel_items(problem, *problem.size, dtype, grad_input_outputs)

@@ -27,8 +27,8 @@ namespace involution {
 namespace cuda {
 namespace fast {
 
-// Pixels per thread along a row: 4 in the forward; 2 in grad_input, whose windows need more
-// registers (4 spills under the 128-register cap).
+// Pixels per thread along a row: 4 in the forward; 2 to 4 in grad_input, whose windows need
+// more registers (each kernel's V says how many fit the 128-register cap).
 constexpr int kRowOutputs = 4;
 
 // Channels per thread: 8 (V·8 = 32 float accumulators), 4 for double.
@@ -150,6 +150,12 @@ struct RowWeights {
       base[b] = next;
       next += step;
     }
+  }
+
+  // The same weights `step` elements on (the next kernel row's).
+  INVOLUTION_HOST_DEVICE void advance(int64_t step) {
+    INVOLUTION_UNROLL
+    for (int b = 0; b < kBases; ++b) base[b] += step;
   }
 
   // The weight of tap v at column column0 + o.
@@ -287,8 +293,8 @@ template <typename T, int KW, WeightOrder Order>
 struct GradInputRowsChannelsLast {
   using acc_t = typename Arith<T>::acc_t;
   // Pixels per thread: as many as fit the 128-register cap without spilling on sm_80 and sm_90
-  // (4 for half types with the taps-inner weight, else 2).
-  static constexpr int V = Order == WeightOrder::kTapsInner && sizeof(T) == 2 ? 4 : 2;
+  // (4 for half types, else 2).
+  static constexpr int V = sizeof(T) == 2 ? 4 : 2;
   static constexpr int CT = kRowChannels<T>;
   Problem p;
   const T* __restrict__ grad_output;
@@ -320,10 +326,13 @@ struct GradInputRowsChannelsLast {
       const T* w_row = weight + at.n * p.weight.batch + at.g * p.weight.group + i * p.weight.row;
       const int64_t w_step = p.weight.tap_row - p.height.dilation * p.weight.row;
       acc_t sum[V][CT] = {};
-      for (int u = 0; u < p.height.kernel_size; ++u, go_offset += go_step, w_row += w_step) {
-        if (!(rows_inside >> u & 1)) continue;
-        const T* go = grad_output + go_offset;
-        const RowWeights<T, KW, V + KW - 1, Order> taps(w_row, p.weight, left);
+      // Pixels innermost: the KW weight pointers are kept across the kernel rows, each advanced
+      // once per row, instead of rebuilt from w_row (which cost ptxas four instructions per
+      // weight read). Taps innermost: the V + KW − 1 pointers are rebuilt per row (kept, they
+      // spill on sm_80).
+      using Weights = RowWeights<T, KW, V + KW - 1, Order>;
+      // One kernel row: the window of grad_output pixels from `go`, with the row's weights.
+      auto kernel_row = [&](const Weights& taps, const T* go) {
         INVOLUTION_UNROLL
         for (int q = 0; q < V + KW - 1; ++q, go += channels) {
           // Outside the output there is no pixel and no weight: zeros are read instead of both.
@@ -341,6 +350,16 @@ struct GradInputRowsChannelsLast {
             INVOLUTION_UNROLL
             for (int k = 0; k < CT; ++k) sum[o][k] += tap * values[k];
           }
+        }
+      };
+      if constexpr (Order == WeightOrder::kTapsInner) {
+        for (int u = 0; u < p.height.kernel_size; ++u, go_offset += go_step, w_row += w_step) {
+          if (rows_inside >> u & 1) kernel_row(Weights(w_row, p.weight, left), grad_output + go_offset);
+        }
+      } else {
+        Weights kept(w_row, p.weight, left);
+        for (int u = 0; u < p.height.kernel_size; ++u, go_offset += go_step, kept.advance(w_step)) {
+          if (rows_inside >> u & 1) kernel_row(kept, grad_output + go_offset);
         }
       }
       INVOLUTION_UNROLL
