@@ -257,12 +257,13 @@ struct ForwardRowsChannelsLast {
           indices_inside(h, p.height.dilation, p.height.kernel_size, p.height.input_size);
       int64_t x_offset = pixel_offset(p.height.input_size, in_w, channels, at.n, h, left, at.c0);
       const int64_t x_step = p.height.dilation * in_w * channels;
-      const T* w_row = weights;
       acc_t sum[V][CT] = {};
-      for (int u = 0; u < p.height.kernel_size; ++u, x_offset += x_step, w_row += p.weight.tap_row) {
+      // The weight pointers are kept across the kernel rows, each advanced once per row.
+      RowWeights<T, KW, V, Order> taps(weights, p.weight, at.first);
+      for (int u = 0; u < p.height.kernel_size;
+           ++u, x_offset += x_step, taps.advance(p.weight.tap_row)) {
         const bool row_inside = rows_inside >> u & 1;
         const T* x = input + (row_inside ? x_offset : 0);
-        const RowWeights<T, KW, V, Order> taps(w_row, p.weight, at.first);
         const uint32_t row_mask = row_inside ? inside_mask : 0u;  // columns read from this row
         INVOLUTION_UNROLL
         for (int q = 0; q < V + KW - 1; ++q, x += channels) {
