@@ -17,7 +17,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 #include <initializer_list>
 
 #include "../plumbing.h"
@@ -27,8 +26,8 @@ namespace involution {
 namespace cuda {
 namespace fast {
 
-// Pixels per thread along a row: 4 in the forward; 2 to 4 in grad_input, whose windows need
-// more registers (each kernel's V says how many fit the 128-register cap).
+// Pixels per thread along a row: at most 4 (each kernel's V says how many fit the 128-register
+// cap), so rows of at least 4 pixels hold a whole block.
 constexpr int kRowOutputs = 4;
 
 // Channels per thread: 8 (V·8 = 32 float accumulators), 4 for double.
@@ -164,19 +163,14 @@ struct RowWeights {
   }
 
   // The weight of tap v at column column0 + o, widened. kPixelPairs (bfloat16): the aligned
-  // pair of columns o & ~1 and o | 1 is loaded (one load serves both: the compiler merges the
-  // two reads; the CPU emulation checks the alignment), and its half moved or masked into a
-  // float's high half.
+  // pair of columns o & ~1 and o | 1 is loaded and widened as one pack (the compiler merges the
+  // two reads; the CPU emulation checks the alignment).
   INVOLUTION_HOST_DEVICE typename Arith<T>::acc_t widened(int o, int v) const {
     if constexpr (Order == WeightOrder::kPixelPairs) {
       static_assert(IsBfloat16<T>::value, "pairs of bfloat16 only");
-      const Pack<T, 2> pair = load_pack<2>(at(o & ~1, v));
-      uint32_t word;
-      memcpy(&word, &pair, sizeof(word));
-      const uint32_t bits = o & 1 ? word & 0xffff0000u : word << 16;
-      float value;
-      memcpy(&value, &bits, sizeof(value));
-      return value;
+      typename Arith<T>::acc_t pair[2];
+      PackMath<T, 2>::unpack(load_pack<2>(at(o & ~1, v)), pair);
+      return pair[o & 1];
     } else {
       return Arith<T>::to_acc(read_only(at(o, v)));
     }
