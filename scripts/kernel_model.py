@@ -412,11 +412,33 @@ def op_multiply_adds(shape: dict) -> int:
             * shape["kernel"] ** 2)
 
 
+WARP = 32
+
+
+def grid(items: int, threads: int, blocks_per_sm: int, machine: dict) -> Tuple[int, float, float]:
+    """The launch's blocks (plumbing.h, blocks_for: every block the GPU holds at once, or one
+    per warp-item where there are fewer), its rounds of warp-items (warp-items per resident warp)
+    and its tail efficiency: the mean work of an SM over the busiest SM's. Warp-item m goes to
+    warp m mod W of the grid's W warps, numbered block + warp_in_block · blocks, so block 0
+    has the most; an SM holds at most blocks_per_sm blocks."""
+    warp_items = -(-items // WARP)
+    resident = blocks_per_sm * machine["sms"]
+    if not resident or not warp_items:
+        return 0, math.inf if not resident else 0.0, 0.0
+    blocks = min(warp_items, resident)
+    warps_per_block = -(-threads // WARP)
+    warps = blocks * warps_per_block
+    block0 = sum(-(-(warp_items - w) // warps) for w in range(0, warp_items, blocks)
+                 if w < warps)
+    busiest_sm = min(blocks_per_sm, -(-blocks // machine["sms"])) * block0
+    rounds = warp_items / (resident * warps_per_block)
+    return blocks, rounds, warp_items / machine["sms"] / busiest_sm
+
+
 def predict(launch: dict, kernel: dict, shape: dict, machine: dict) -> dict:
     """Issue time, DRAM time and bound of one launch (times in microseconds)."""
     blocks_per_sm, occupied = occupancy(kernel["registers"], launch["threads"], machine)
-    waves = launch["blocks"] / (blocks_per_sm * machine["sms"]) if blocks_per_sm else math.inf
-    tail = waves / math.ceil(waves) if 0 < waves < math.inf else 0.0
+    blocks, waves, tail = grid(launch["items"], launch["threads"], blocks_per_sm, machine)
     fmas = op_multiply_adds(shape)
     per_fma = kernel["instructions_per_multiply_add"]
     issue_us = (fmas * per_fma / 32 / issue_rate(machine) / tail * 1e6
@@ -424,7 +446,7 @@ def predict(launch: dict, kernel: dict, shape: dict, machine: dict) -> dict:
     dram_bytes = minimal_bytes(launch["op"], shape, ELEMENT_BYTES[launch["dtype"]])
     dram_us = dram_bytes / (machine["copy_bandwidth_tbs"] * 1e12) * 1e6
     bound = "issue" if issue_us is None or issue_us > dram_us else "DRAM"
-    return {"blocks_per_sm": blocks_per_sm, "occupancy": occupied, "waves": waves,
+    return {"blocks": blocks, "blocks_per_sm": blocks_per_sm, "occupancy": occupied, "waves": waves,
             "tail_efficiency": tail, "op_multiply_adds": fmas, "issue_us": issue_us,
             "dram_bytes": dram_bytes, "dram_us": dram_us, "bound": bound,
             "predicted_us": None if issue_us is None else max(issue_us, dram_us)}
@@ -732,8 +754,7 @@ def model(kernels: Dict[str, dict], problems: Dict[str, dict], launches: List[di
         shape = problems[launch["problem"]]
         row = {"kernel": kernel["kernel"], "set": launch["set"], "op": launch["op"],
                "dtype": launch["dtype"], "layout": launch["layout"], "stage": launch["problem"],
-               "items": launch["items"], "threads": launch["threads"],
-               "blocks": launch["blocks"]}
+               "items": launch["items"], "threads": launch["threads"]}
         row.update({k: kernel[k] for k in ("registers", "local_bytes",
                                            "instructions_per_multiply_add", "whole_function")})
         row.update(predict(launch, kernel, shape, machine))

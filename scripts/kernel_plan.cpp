@@ -2,7 +2,7 @@
 // points of csrc/cuda/kernel_sets.h (forward, grad_input, grad_weight) for every kernel set,
 // layout and element type with a recording `launch` (channels_last also with the conv-view
 // weight a channels_last layer hands the op), and prints one JSON line per launched
-// functor: its type name, items, threads per block and blocks. scripts/kernel_model.py matches
+// functor: its type name, items and threads per block. scripts/kernel_model.py matches
 // the names against the run_items<...> kernels of the SASS, so the geometry comes from the
 // kernels' own code, not from a copy of their formulas.
 //
@@ -49,27 +49,13 @@ namespace {
 
 namespace cu = involution::cuda;
 
-// A functor may choose its own block size (static kThreads) and grid (static blocks(items));
-// otherwise the launch uses the shared defaults of plumbing.h.
+// A functor may choose its own block size (static kThreads); otherwise the launch uses
+// plumbing.h's. The grid depends on the kernel's registers (blocks_for), so the model makes it.
 template <typename F, typename = void>
 struct ThreadsOf : std::integral_constant<int64_t, cu::kThreadsPerBlock> {};
 template <typename F>
 struct ThreadsOf<F, std::void_t<decltype(F::kThreads)>>
     : std::integral_constant<int64_t, static_cast<int64_t>(F::kThreads)> {};
-
-template <typename F, typename = void>
-struct HasBlocks : std::false_type {};
-template <typename F>
-struct HasBlocks<F, std::void_t<decltype(F::blocks(int64_t{}))>> : std::true_type {};
-
-template <typename F>
-int64_t blocks_of(int64_t items) {
-  if constexpr (HasBlocks<F>::value) {
-    return static_cast<int64_t>(F::blocks(items));
-  } else {
-    return cu::blocks_for(items);
-  }
-}
 
 // The functor's type as the compiler spells it: "[with F = ns::Name<float, 4>]" (g++) or
 // "[F = ...]" (clang).
@@ -119,16 +105,13 @@ struct RecordingLaunch {
     launched = true;
     const int64_t items = functor.items();
     const int64_t threads = ThreadsOf<Functor>::value;
-    const int64_t blocks = items == 0 ? 0 : blocks_of<Functor>(items);
     std::printf(
         "{\"problem\": %s, \"dtype\": %s, \"set\": %s, \"layout\": %s, \"op\": %s, "
-        "\"functor\": %s, \"demangled\": %s, \"items\": %lld, \"threads\": %lld, "
-        "\"blocks\": %lld}\n",
+        "\"functor\": %s, \"demangled\": %s, \"items\": %lld, \"threads\": %lld}\n",
         quoted(context.problem).c_str(), quoted(context.dtype).c_str(),
         quoted(context.set).c_str(), quoted(context.layout).c_str(), quoted(context.op).c_str(),
         quoted(pretty_name<Functor>()).c_str(), quoted(demangled_name<Functor>()).c_str(),
-        static_cast<long long>(items), static_cast<long long>(threads),
-        static_cast<long long>(blocks));
+        static_cast<long long>(items), static_cast<long long>(threads));
   }
 };
 

@@ -27,7 +27,7 @@ from conftest import (GRADCHECK_PROBLEMS, REALISTIC_PROBLEMS, WEIGHT_LAYOUTS, Pr
 
 LAYOUTS = [torch.contiguous_format, torch.channels_last]
 KERNEL_SETS = ["baseline", "fast"]
-NO_GRID_LIMIT = 1 << 20  # the CUDA launch's block limit
+NO_GRID_LIMIT = 1 << 20  # a GPU that holds every block at once: one item per thread
 
 
 def options_of(problem):
@@ -406,17 +406,22 @@ def test_emulated_ops_validate_their_arguments():
 def test_emulated_results_are_nan_exactly_where_no_thread_wrote(dtype, layout, threads_limit,
                                                                  max_blocks):
     # The baseline kernels write item k to the result element at flat offset k (NCHW, the
-    # logical order) and thread t of a grid of T threads takes the items k = t (mod T). With only
-    # the first threads_limit threads running, the others' elements must come back NaN: the
-    # result buffer is poisoned before the launch, so no unwritten element can pass a test.
+    # logical order). A grid of W warps deals the items out 32 at a time (plumbing.h): item k is
+    # lane k % 32 of warp-item k // 32, which goes to warp w = (k // 32) mod W, warp w // blocks
+    # of block w % blocks. With only the first threads_limit threads running, the others'
+    # elements must come back NaN: the result buffer is poisoned before the launch, so no
+    # unwritten element can pass a test.
     problem = REALISTIC_PROBLEMS[5]  # every op has more than 256 items: one block loops
     x, w, grad = random_problem_tensors(problem, dtype, layout)
     launches = emulated_launches(problem, x, w, grad, "baseline", max_blocks, threads_limit)
     for launch, wanted in zip(launches, reference_results(problem, x, w, grad)):
         flat, wanted = launch.result.reshape(-1), wanted.reshape(-1)
         assert flat.numel() > 256
-        threads = min(-(-flat.numel() // 256), max_blocks) * 256
-        written = torch.arange(flat.numel()) % threads < threads_limit
+        blocks = min(-(-flat.numel() // 32), max_blocks)
+        item = torch.arange(flat.numel())
+        warp = item // 32 % (blocks * 8)
+        thread = warp % blocks * 256 + warp // blocks * 32 + item % 32
+        written = thread < threads_limit
         assert torch.equal(torch.isnan(flat), ~written)
         assert_close(flat[written], wanted[written], dtype)
 

@@ -215,14 +215,32 @@ def test_issue_rate_of_the_h100():
     assert km.issue_rate(km.MACHINE) == pytest.approx(0.92664e12)
 
 
+def test_grid_spreads_warp_items_over_every_resident_block():
+    # 4 blocks per SM: 528 resident blocks, 4224 warps. 5000 warp-items: block 0's warps are
+    # warps 0, 528, ..., 3696 of the grid; warps 0 and 528 take a second warp-item (5000 - 4224
+    # = 776 warps do), the other six one: 10, so an SM of four such blocks does 40 against a
+    # mean of 5000 / 132.
+    blocks, rounds, tail = km.grid(32 * 5000, 256, 4, km.MACHINE)
+    assert blocks == 528 and rounds == pytest.approx(5000 / 4224)
+    assert tail == pytest.approx(5000 / 132 / 40)
+    # 1.5 rounds: every block's warps 0-3 take two warp-items, 4-7 one: no SM does more than
+    # the mean.
+    assert km.grid(32 * 6336, 256, 4, km.MACHINE) == (528, pytest.approx(1.5), pytest.approx(1.0))
+    # 100 warp-items: one block each, on 100 of the 132 SMs.
+    assert km.grid(32 * 100 - 5, 256, 4, km.MACHINE) == (100, pytest.approx(100 / 4224),
+                                                         pytest.approx(100 / 132))
+    assert km.grid(0, 256, 4, km.MACHINE)[0] == 0
+
+
 def test_predict_applies_the_tail_efficiency():
     kernel = {"registers": 64, "instructions_per_multiply_add": 5.0}
-    launch = {"op": "forward", "dtype": "float32", "threads": 256,
-              "blocks": 4 * 132 * 3 // 2}  # 1.5 waves of 4 blocks per SM
+    launch = {"op": "forward", "dtype": "float32", "threads": 256, "items": 32 * 5000}
     result = km.predict(launch, kernel, STAGE1, km.MACHINE)
-    assert result["blocks_per_sm"] == 4 and result["waves"] == pytest.approx(1.5)
-    assert result["tail_efficiency"] == pytest.approx(0.75)
-    issue = km.op_multiply_adds(STAGE1) * 5.0 / 32 / km.issue_rate(km.MACHINE) / 0.75 * 1e6
+    tail = 5000 / 132 / 40  # test_grid_spreads_warp_items_over_every_resident_block
+    assert result["blocks_per_sm"] == 4 and result["blocks"] == 528
+    assert result["waves"] == pytest.approx(5000 / 4224)
+    assert result["tail_efficiency"] == pytest.approx(tail)
+    issue = km.op_multiply_adds(STAGE1) * 5.0 / 32 / km.issue_rate(km.MACHINE) / tail * 1e6
     assert result["issue_us"] == pytest.approx(issue)
     assert result["dram_us"] == pytest.approx(260_112_384 / 3.0e12 * 1e6)
     assert result["bound"] == "issue" and result["predicted_us"] == result["issue_us"]
@@ -355,8 +373,8 @@ def test_launch_plan_covers_every_set_layout_and_op():
         name = km.readable(launch["functor"])
         assert name.startswith(launch["set"] + "::"), name
         assert "standin" not in name
-        assert launch["items"] > 0 and launch["threads"] > 0
-        assert launch["blocks"] * launch["threads"] >= launch["items"] or launch["blocks"] == 1 << 20
+        assert launch["items"] > 0 and launch["threads"] % km.WARP == 0
+        assert "blocks" not in launch  # the grid depends on the registers: the model makes it
 
 
 SMALL_KERNEL = r'''

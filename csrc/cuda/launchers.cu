@@ -1,7 +1,11 @@
 // The launchers of launchers.cuh: one generic __global__ (run_items) that runs a kernel functor
-// (chosen in kernel_sets.h) over a 1-D grid of blocks_for(items) × kThreadsPerBlock threads, and
-// the three launchers. Element traits of the half types come from half_types.cuh.
+// (chosen in kernel_sets.h) over a 1-D grid of blocks_for(items, resident blocks) ×
+// kThreadsPerBlock threads, and the three launchers. Element traits of the half types come from
+// half_types.cuh.
 #include "launchers.cuh"
+
+#include <algorithm>
+#include <atomic>
 
 #include "half_types.cuh"
 #include "kernel_sets.h"
@@ -27,7 +31,34 @@ __global__ void __launch_bounds__(kThreadsPerBlock, MinBlocksPerSM<Functor>::val
   functor(Thread{blockIdx.x, threadIdx.x, gridDim.x, blockDim.x});
 }
 
-// Launches a functor over the grid blocks_for(items) × kThreadsPerBlock on `stream`.
+// Blocks of run_items<Functor> that the current device holds at once (its SMs times the
+// blocks per SM that the kernel's registers allow), asked once per device.
+constexpr int kMaxDevices = 64;
+
+template <typename Functor>
+cudaError_t resident_blocks(int64_t& resident) {
+  static std::atomic<int64_t> known[kMaxDevices] = {};
+  int device = 0;
+  cudaError_t status = cudaGetDevice(&device);
+  if (status != cudaSuccess) return status;
+  if (device < kMaxDevices && known[device].load() > 0) {
+    resident = known[device].load();
+    return cudaSuccess;
+  }
+  int sms = 0, per_sm = 0;
+  status = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  if (status == cudaSuccess) {
+    status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, run_items<Functor>,
+                                                           kThreadsPerBlock, 0);
+  }
+  if (status != cudaSuccess) return status;
+  resident = std::max<int64_t>(int64_t{sms} * per_sm, 1);
+  if (device < kMaxDevices) known[device].store(resident);
+  return cudaSuccess;
+}
+
+// Launches a functor over the grid blocks_for(items, resident blocks) × kThreadsPerBlock on
+// `stream`.
 struct Launcher {
   cudaStream_t stream;
   cudaError_t status = cudaSuccess;
@@ -36,7 +67,10 @@ struct Launcher {
   void operator()(const Functor& functor) {
     const int64_t items = functor.items();
     if (items == 0) return;
-    run_items<<<blocks_for(items), kThreadsPerBlock, 0, stream>>>(functor);
+    int64_t resident = 0;
+    status = resident_blocks<Functor>(resident);
+    if (status != cudaSuccess) return;
+    run_items<<<blocks_for(items, resident), kThreadsPerBlock, 0, stream>>>(functor);
     status = cudaGetLastError();
   }
 };

@@ -47,17 +47,30 @@ struct Thread {
   int64_t threads_per_block;
 };
 
-INVOLUTION_HOST_DEVICE int64_t first_item(const Thread& t) { return t.block * t.threads_per_block + t.lane; }
+// Items are dealt out a warp's worth at a time (32 consecutive items, one per lane): warp-item
+// m goes to warp m mod W of the grid's W warps, numbered block + warp_in_block · blocks, so that
+// the blocks come fastest. The lanes of a warp still take neighbouring items, and every block
+// gets the same share of the work to within one warp-item per warp, whatever the grid: a grid of
+// the blocks the GPU holds at once (blocks_for) leaves no partial last wave of blocks, only a
+// last round in which some warps of every block have no item.
+constexpr int64_t kWarpSize = 32;
+INVOLUTION_HOST_DEVICE int64_t first_item(const Thread& t) {
+  const int64_t warp = t.block + t.lane / kWarpSize * t.blocks;
+  return warp * kWarpSize + t.lane % kWarpSize;
+}
 INVOLUTION_HOST_DEVICE int64_t item_stride(const Thread& t) { return t.blocks * t.threads_per_block; }
 
 constexpr int kThreadsPerBlock = 256;
-constexpr int64_t kMaxBlocks = int64_t{1} << 20;
+static_assert(kThreadsPerBlock % kWarpSize == 0, "blocks of whole warps");
 
-// Blocks of kThreadsPerBlock threads for `items` items; at most max_blocks (the grid-stride loop
-// covers the rest). The CUDA launch and the emulated launch both use it.
-inline int64_t blocks_for(int64_t items, int64_t max_blocks = kMaxBlocks) {
-  const int64_t needed = (items + kThreadsPerBlock - 1) / kThreadsPerBlock;
-  return needed < max_blocks ? needed : max_blocks;
+// The grid for `items` items when the GPU holds `resident` blocks of the kernel at once: all of
+// them (one round of warp-items spread over every block, the rest by the grid-stride loop), or
+// one block per warp-item where there are fewer. The CUDA launch and the emulated launch (which
+// chooses `resident`) both use it.
+inline int64_t blocks_for(int64_t items, int64_t resident) {
+  const int64_t warp_items = (items + kWarpSize - 1) / kWarpSize;
+  const int64_t at_least_one = resident > 1 ? resident : 1;
+  return warp_items < at_least_one ? warp_items : at_least_one;
 }
 
 // ---- element types ---------------------------------------------------------------------------

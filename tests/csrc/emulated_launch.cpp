@@ -7,8 +7,9 @@
 // uses (blocks_for), one thread after another, through the same steps as the CUDA glue
 // (run_op.h). The kernels use no shared memory, barriers or warp shuffles, so this is exact: the
 // CPU tests check the very per-thread code, grid-stride loops, pack choice and pack alignment (a
-// misaligned pack access throws) that the GPU runs. `max_blocks` shrinks the grid so that
-// threads loop over several items; `threads_limit` (tests of the instrument itself) runs only
+// misaligned pack access throws) that the GPU runs. `max_blocks` stands for the blocks a GPU
+// holds at once (blocks_for's `resident`): small, threads loop over several items;
+// `threads_limit` (tests of the instrument itself) runs only
 // the first that many threads of the grid, the others return at once.
 //
 // The result buffer is filled with NaN before the kernels run, so an element no thread writes

@@ -42,8 +42,9 @@ constexpr int kGradWeightRowChannels = 16;
 template <typename T>
 constexpr int kGradWeightRowOutputs = sizeof(T) == 8 ? 1 : 4;
 
-// Threads a launch aims for when choosing how many kernel rows an item covers: 2048 blocks,
-// about 8 waves of 2 blocks per SM on 132 SMs, so that the last wave's idle SMs cost little.
+// Items a launch aims for when choosing how many kernel rows an item covers: about 8 rounds of
+// warp-items per resident warp at 2 blocks per SM on 132 SMs (plumbing.h, blocks_for), so that
+// the last round's imbalance (one warp-item per warp at most) costs little.
 constexpr int64_t kGradWeightRowTargetItems = int64_t{1} << 19;
 
 static_assert(kGradWeightRowChannels * sizeof(double) <= kZeroBlockBytes,
