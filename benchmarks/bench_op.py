@@ -10,8 +10,11 @@ timed the same way in the same run. The methods of one shape and dtype are measu
 a chunk of calls each, so that drift of the machine hits them alike. A group whose numbers are
 inconsistent (backward slower than forward+backward, or a spread above --max-iqr) is measured
 again, and rows still inconsistent after --retries are marked rejected (exit status 3). A case
-that raises is recorded with its error and the run goes on (exit status 1). Results are written
-after every group, so a run that is killed keeps what it measured.
+that raises is recorded with its error and the run goes on (exit status 1, except for the
+methods whose code the installed torch generates: their cases first run once in a process of
+their own against the float64 reference, and one that crashes or disagrees is recorded as
+unavailable). Results are written after every group, so a run that is killed keeps what it
+measured.
 
     python benchmarks/bench_op.py              # quick preset: the four RedNet-50 shapes
     python benchmarks/bench_op.py --full       # plus sweeps over kernel, group size, resolution
@@ -23,6 +26,8 @@ import dataclasses
 import functools
 import json
 import math
+import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -51,6 +56,13 @@ FLOOR_COPIES = {"forward": 1, "backward": 2, "train": 3}  # op-sized copies each
 # What a user could run instead of this extension; speed-ups are also given against the best.
 COMPETITORS = ("unfold", "shift_add", "shift_add_compiled", "official_cupy")
 YARDSTICKS = ("depthwise_conv",)  # different bytes and work: times only, never a speed-up
+# Methods whose code the installed torch generates: each case first runs once in a process of
+# its own and is checked against the eager formulation there, so that generated code that
+# crashes (inductor's AVX-512 code for stage 1 corrupted the heap on a Zen 4 host with torch
+# 2.13) ends that process, not the run, and wrong results are never timed.
+PROBED = ("shift_add_compiled",)
+# Largest error of a probed method's results, relative to the float64 reference's largest value.
+PROBE_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10, torch.bfloat16: 5e-2, torch.float16: 1e-2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +183,44 @@ class CopyFloor:
         target.copy_(source)
 
 
+def probe_case(shape: Shape, name: str, dtype_name: str, device_name: str) -> float:
+    """One training step of a method against shift-and-add in float64 on the same inputs: the
+    largest error of its output and gradients, relative to the reference's largest value."""
+    device, dtype = torch.device(device_name), getattr(torch, dtype_name)
+    case = Case(shape, name, method_table(device)[name](), dtype, device, copies=1)
+    (x, w), grad = case.inputs[0], case.grads[0]
+    with torch.no_grad():
+        inference = case.fn(x, w, **case.options)
+    out = case.fn(x, w, **case.options)
+    results = (inference, out, *torch.autograd.grad(out, (x, w), grad))
+    x64, w64 = (t.detach().double().requires_grad_() for t in (x, w))
+    out64 = shift_add(x64, w64, **case.options)
+    wanted = (out64, out64, *torch.autograd.grad(out64, (x64, w64), grad.double()))
+    return max(((got.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+               for got, ref in zip(results, wanted))
+
+
+def check_probed(shape: Shape, name: str, dtype, device) -> None:
+    """Runs probe_case in a new interpreter; raises when that process fails (a crash of the
+    generated code included) or the method disagrees with the reference. A plain interpreter,
+    as the benchmark's own: under multiprocessing's workers the generated code that failed here
+    ran correctly."""
+    dtype_name = str(dtype).replace("torch.", "")
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import bench_op; "
+            f"print(bench_op.probe_case(bench_op.Shape(**{dataclasses.asdict(shape)!r}), {name!r}, "
+            f"{dtype_name!r}, {str(device)!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        how = (f"signal {signal.Signals(-done.returncode).name}" if done.returncode < 0
+               else f"exit status {done.returncode}")
+        last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["no message"]
+        raise RuntimeError(f"a run in a process of its own ended with {how}: {last[0]}")
+    error = float(done.stdout.split()[-1])
+    if not error <= PROBE_TOLERANCE[dtype]:
+        raise ValueError(f"wrong results: error {error:.3g} relative to the largest value of the "
+                         f"float64 reference (tolerance {PROBE_TOLERANCE[dtype]:g})")
+
+
 def rotation_copies(shape: Shape, element_size: int, device, args) -> int:
     """Copies whose inputs (grads included) total >= --rotate-factor x the last-level cache."""
     per_copy = element_size * (2 * shape.batch * shape.channels * shape.size ** 2) + shape.minimal_bytes(element_size)
@@ -222,6 +272,8 @@ def measure_group(shape: Shape, dtype, device, names: List[str], table, args, ti
     for name in names:
         rows[name] = {**base, "method": name}
         try:
+            if name in PROBED:
+                check_probed(shape, name, dtype, device)
             cases[name] = Case(shape, name, table[name](), dtype, device, copies)
             for mode in MODES:  # warm-up: compiles, allocator and thread pools settle here
                 run, prepare = cases[name].timed_calls(mode)
@@ -434,8 +486,11 @@ def main(argv=None) -> int:
     print_table(results)
     plotted = plot(results, output.with_suffix(".png"))
     print(f"wrote {output}" + (f" and {output.with_suffix('.png')}" if plotted else " (no matplotlib: no plot)"))
-    errors = [r for r in results if "error" in r]
+    errors = [r for r in results if "error" in r and r["method"] not in PROBED]
+    unavailable = [r for r in results if "error" in r and r["method"] in PROBED]
     rejected = [r for r in results if r.get("rejected")]
+    for r in unavailable:
+        print(f"UNAVAILABLE {r['shape']} {r['dtype']} {r['method']} (the installed torch's code): {r['error']}")
     for r in errors:
         print(f"ERROR {r['shape']} {r['dtype']} {r['method']}: {r['error']}")
     for r in rejected:

@@ -200,3 +200,46 @@ def test_tile_loop_benchmark_times_the_kernels_tile_at_every_level(tmp_path):
         vectors = 2 * 64 * 56 * -(-56 // row["lanes"]) * 49
         expected = vectors * row["tile_ns_per_vector_multiply_add"] / threads * 1e-6
         assert row["loop_bound_forward_ms"]["stage1"] == pytest.approx(expected)
+
+
+TINY = bench_op.Shape("tiny", batch=1, channels=16, size=9, kernel=3)
+
+
+def test_probe_measures_a_method_against_the_float64_reference(monkeypatch):
+    assert bench_op.probe_case(TINY, "involution_cuda", "float32", "cpu") < 1e-5
+    table = bench_op.method_table
+
+    def with_a_wrong_method(device, official_checkout=None):
+        return {**table(device, official_checkout), "wrong": lambda: lambda x, w, **o: 1.5 * baselines.shift_add(x, w, **o)}
+
+    monkeypatch.setattr(bench_op, "method_table", with_a_wrong_method)
+    assert bench_op.probe_case(TINY, "wrong", "float32", "cpu") == pytest.approx(0.5)
+
+
+def test_a_probed_method_runs_in_a_process_of_its_own():
+    bench_op.check_probed(TINY, "shift_add_compiled", torch.float32, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("returncode, stdout, stderr, message", [
+    (-6, "", "noise\ndouble free or corruption (!prev)\n", "signal SIGABRT: double free or corruption"),
+    (1, "", "ValueError: no such method\n", "exit status 1: ValueError: no such method"),
+    (0, "0.25\n", "", "wrong results: error 0.25"),
+    (0, "nan\n", "", "wrong results: error nan"),
+])
+def test_a_probe_that_crashes_or_disagrees_raises(monkeypatch, returncode, stdout, stderr, message):
+    done = types.SimpleNamespace(returncode=returncode, stdout=stdout, stderr=stderr)
+    monkeypatch.setattr(bench_op.subprocess, "run", lambda *args, **kwargs: done)
+    with pytest.raises((RuntimeError, ValueError), match=message.replace("(", r"\(").replace(")", r"\)")):
+        bench_op.check_probed(TINY, "shift_add_compiled", torch.float32, torch.device("cpu"))
+
+
+def test_an_unavailable_probed_method_does_not_fail_the_run(tmp_path, monkeypatch, capsys):
+    def crashed(shape, name, dtype, device):
+        raise RuntimeError("a run in a process of its own ended with signal SIGABRT: double free")
+
+    monkeypatch.setattr(bench_op, "check_probed", crashed)
+    code, data = run_benchmark(tmp_path, "--methods", "shift_add_compiled", "--shapes", "stage4")
+    assert code == 0
+    rows = {r["method"]: r for r in data["results"]}
+    assert "SIGABRT" in rows["shift_add_compiled"]["error"] and rows["unfold"]["train_ms"] > 0
+    assert "UNAVAILABLE stage4 float32 shift_add_compiled" in capsys.readouterr().out
