@@ -7,13 +7,14 @@ namespace involution {
 namespace cpu {
 
 // Prefetches part `part` of `parts` of what forward task `task` (blocks of `block` output rows)
-// reads: its weight rows and the input rows of its channels, a kernel tap's rows or a channel's
-// rows per request. In parts, so that the requests spread over the previous task; a single
+// reads and writes: its weight rows, the input rows of its channels and their output rows (so
+// that the stores find their lines in L2), a kernel tap's rows or a channel's rows per request. In parts, so that the requests spread over the previous task; a single
 // stream per row is too short for the hardware prefetchers to follow, and there are
 // kernel_h * kernel_w of them.
 template <typename scalar_t>
 INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const scalar_t> input,
-                                                 WeightRows<const scalar_t> weight, int64_t block,
+                                                 WeightRows<const scalar_t> weight,
+                                                 Rows4<scalar_t> output, int64_t block,
                                                  int64_t task, int64_t part, int64_t parts) {
   const int64_t blocks = (p.height.output_size + block - 1) / block;
   const Task t = decode_task(task, blocks, p.groups);
@@ -30,6 +31,10 @@ INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const s
   for (int64_t c = part; c < per_group && h1 > h0; c += parts) {
     prefetch_rows(input.row(t.n, t.g * per_group + c, h0), input.step, input.row_stride, h1 - h0,
                   p.width.input_size);
+  }
+  for (int64_t c = part; c < per_group; c += parts) {
+    prefetch_rows<1>(output.row(t.n, t.g * per_group + c, i0), output.step, output.row_stride,
+                     i1 - i0, p.width.output_size);
   }
 }
 
@@ -122,7 +127,7 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
           if (task + 1 < end) {  // one part per tile: short bursts of requests
             const int64_t chunk = (c_first - g * per_group) / kChannels;
             const int64_t step = chunk * steps + (i - i0) / row_step;
-            prefetch_forward_task(p, input, weight, block, task + 1, step * tiles + t0 / kTile,
+            prefetch_forward_task(p, input, weight, output, block, task + 1, step * tiles + t0 / kTile,
                                   chunks * steps * tiles);
           }
           const int64_t width = std::min(kTile, cols.output_size - t0);

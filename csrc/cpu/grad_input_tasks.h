@@ -17,14 +17,14 @@ inline int64_t block_output_rows(const Axis& rows, int64_t count) {
 }
 
 // Prefetches part `part` of `parts` of what grad_input task `task` (blocks of `block` input
-// rows) reads: its weight rows (a kernel tap's rows per request) and the grad_output rows of its
-// channels (a channel's rows per request).
+// rows) reads and writes: its weight rows (a kernel tap's rows per request), the grad_output rows
+// of its channels and their grad_input rows (a channel's rows per request).
 template <typename scalar_t>
 INVOLUTION_CPU_INLINE void prefetch_grad_input_task(const Problem& p,
                                                     Rows4<const scalar_t> grad_output,
                                                     WeightRows<const scalar_t> weight,
-                                                    int64_t block, int64_t task, int64_t part,
-                                                    int64_t parts) {
+                                                    Rows4<scalar_t> grad_input, int64_t block,
+                                                    int64_t task, int64_t part, int64_t parts) {
   const Axis& rows = p.height;
   const int64_t blocks = (rows.input_size + block - 1) / block;
   const Task t = decode_task(task, blocks, p.groups);
@@ -56,6 +56,10 @@ INVOLUTION_CPU_INLINE void prefetch_grad_input_task(const Problem& p,
   for (int64_t c = part; c < per_group && hi > lo; c += parts) {
     prefetch_rows(grad_output.row(t.n, t.g * per_group + c, lo), grad_output.step,
                   grad_output.row_stride, hi - lo, p.width.output_size);
+  }
+  for (int64_t c = part; c < per_group; c += parts) {
+    prefetch_rows<1>(grad_input.row(t.n, t.g * per_group + c, h0), grad_input.step,
+                     grad_input.row_stride, count, p.width.input_size);
   }
 }
 
@@ -139,7 +143,7 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
           const int64_t* phase_offset = offsets.data() + phase * cols.kernel_size;
           for (int64_t m0 = 0; m0 < columns; m0 += kTile) {
             if (task + 1 < end && phase == 0) {  // one part per tile: short bursts of requests
-              prefetch_grad_input_task(p, grad_output, weight, block, task + 1,
+              prefetch_grad_input_task(p, grad_output, weight, grad_input, block, task + 1,
                                        step * tiles + m0 / kTile, chunks * steps * tiles);
             }
             const int64_t width = std::min(kTile, columns - m0);
