@@ -12,9 +12,9 @@ inconsistent (backward slower than forward+backward, or a spread above --max-iqr
 again, and rows still inconsistent after --retries are marked rejected (exit status 3). A case
 that raises is recorded with its error and the run goes on (exit status 1, except for the
 methods whose code the installed torch generates: their cases first run once in a process of
-their own against the float64 reference, and one that crashes or disagrees is recorded as
-unavailable). Results are written after every group, so a run that is killed keeps what it
-measured.
+their own against the float64 reference, then are timed in another, right after the group's
+other methods, and one that crashes or disagrees is recorded as unavailable). Results are
+written after every group, so a run that is killed keeps what it measured.
 
     python benchmarks/bench_op.py              # quick preset: the four RedNet-50 shapes
     python benchmarks/bench_op.py --full       # plus sweeps over kernel, group size, resolution
@@ -57,9 +57,10 @@ FLOOR_COPIES = {"forward": 1, "backward": 2, "train": 3}  # op-sized copies each
 COMPETITORS = ("unfold", "shift_add", "shift_add_compiled", "official_cupy")
 YARDSTICKS = ("depthwise_conv",)  # different bytes and work: times only, never a speed-up
 # Methods whose code the installed torch generates: each case first runs once in a process of
-# its own and is checked against the eager formulation there, so that generated code that
-# crashes (inductor's AVX-512 code for stage 1 corrupted the heap on a Zen 4 host with torch
-# 2.13) ends that process, not the run, and wrong results are never timed.
+# its own and is checked against the eager formulation there, then is timed in a process of its
+# own, so that generated code that crashes ends that process, not the run, and wrong results
+# are never timed (inductor's AVX-512 code corrupted the heap on a Zen 4 host with torch 2.13,
+# at some shapes in one run and not in the next: a probe that passed was no guarantee).
 PROBED = ("shift_add_compiled",)
 # Largest error of a probed method's results, relative to the float64 reference's largest value.
 PROBE_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10, torch.bfloat16: 5e-2, torch.float16: 1e-2}
@@ -211,14 +212,44 @@ def check_probed(shape: Shape, name: str, dtype, device) -> None:
             f"{dtype_name!r}, {str(device)!r}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
-        how = (f"signal {signal.Signals(-done.returncode).name}" if done.returncode < 0
-               else f"exit status {done.returncode}")
-        last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["no message"]
-        raise RuntimeError(f"a run in a process of its own ended with {how}: {last[0]}")
+        raise RuntimeError(f"a run in a process of its own ended with {ended_how(done)}")
     error = float(done.stdout.split()[-1])
     if not error <= PROBE_TOLERANCE[dtype]:
         raise ValueError(f"wrong results: error {error:.3g} relative to the largest value of the "
                          f"float64 reference (tolerance {PROBE_TOLERANCE[dtype]:g})")
+
+
+def ended_how(done: subprocess.CompletedProcess) -> str:
+    """How a failed process ended: its signal or exit status, and its last line of stderr."""
+    how = (f"signal {signal.Signals(-done.returncode).name}" if done.returncode < 0
+           else f"exit status {done.returncode}")
+    last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["no message"]
+    return f"{how}: {last[0]}"
+
+
+def isolated_row(shape: Shape, name: str, dtype_name: str, device_name: str, options: dict) -> dict:
+    """measure_group's row of one method alone (the child's side of measure_isolated)."""
+    args, device = argparse.Namespace(**options), torch.device(device_name)
+    if device.type == "cpu":
+        keep_freed_memory()
+    timer = Timer(device, args.min_runs, 0.0 if device.type == "cuda" else args.min_seconds)
+    rows = measure_group(shape, getattr(torch, dtype_name), device, [name],
+                         method_table(device, args.official_checkout), args, timer, isolate=False)
+    return rows[0]
+
+
+def measure_isolated(shape: Shape, name: str, dtype, device, args) -> dict:
+    """Times one method of a group in a new interpreter (its own copy floor beside it) and
+    returns its row; raises when that process fails."""
+    options = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    dtype_name = str(dtype).replace("torch.", "")
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import bench_op; "
+            f"print(json.dumps(bench_op.isolated_row(bench_op.Shape(**{dataclasses.asdict(shape)!r}), "
+            f"{name!r}, {dtype_name!r}, {str(device)!r}, {options!r})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"timing it in a process of its own ended with {ended_how(done)}")
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def rotation_copies(shape: Shape, element_size: int, device, args) -> int:
@@ -262,18 +293,22 @@ def error_text(error: Exception, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def measure_group(shape: Shape, dtype, device, names: List[str], table, args, timer: Timer) -> List[dict]:
-    """Times every method of one shape and dtype in turns, and the copy floor beside them."""
+def measure_group(shape: Shape, dtype, device, names: List[str], table, args, timer: Timer,
+                  isolate: bool = True) -> List[dict]:
+    """Times every method of one shape and dtype in turns, and the copy floor beside them; the
+    PROBED methods are checked and then timed in processes of their own (unless `isolate` is
+    false: in that process itself)."""
     element_size = torch.empty((), dtype=dtype).element_size()
     copies = rotation_copies(shape, element_size, device, args)
     base = {"shape": shape.name, "dtype": str(dtype).replace("torch.", ""), **dataclasses.asdict(shape),
             "rotation_copies": copies}
     rows, cases = {}, {}
+    isolated = [name for name in names if name in PROBED and isolate]
     for name in names:
         rows[name] = {**base, "method": name}
+        if name in isolated:
+            continue
         try:
-            if name in PROBED:
-                check_probed(shape, name, dtype, device)
             cases[name] = Case(shape, name, table[name](), dtype, device, copies)
             for mode in MODES:  # warm-up: compiles, allocator and thread pools settle here
                 run, prepare = cases[name].timed_calls(mode)
@@ -325,6 +360,13 @@ def measure_group(shape: Shape, dtype, device, names: List[str], table, args, ti
     del cases, floor
     for name in memory_fns:
         add_memory(rows[name], shape, device, memory_fns[name])
+    for name in isolated:
+        try:
+            check_probed(shape, name, dtype, device)
+            rows[name] = measure_isolated(shape, name, dtype, device, args)
+        except Exception as error:
+            rows[name]["error"] = error_text(error)
+            traceback.print_exc()
     return list(rows.values())
 
 
@@ -425,7 +467,11 @@ def parse_args(argv):
     parser.add_argument("--official-checkout", help="path to a d-li14/involution checkout (needs CuPy, CUDA)")
     parser.add_argument("--allow-unstable", action="store_true", help="exit 0 even when rows are rejected")
     parser.add_argument("--output", type=Path, help="JSON path (default benchmarks/results/op_<device>_<preset>.json)")
-    return parser, parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    on_cuda = torch.device(args.device).type == "cuda"
+    args.min_runs = args.min_runs or (10 if on_cuda else 2)
+    args.max_iqr = args.max_iqr or (0.15 if on_cuda else 0.5)
+    return parser, args
 
 
 def main(argv=None) -> int:
@@ -433,8 +479,6 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     on_cuda = device.type == "cuda"
     batch = args.batch or (64 if on_cuda else 8)
-    args.min_runs = args.min_runs or (10 if on_cuda else 2)
-    args.max_iqr = args.max_iqr or (0.15 if on_cuda else 0.5)
     deadline = args.deadline_s if args.deadline_s is not None else (420.0 if on_cuda else math.inf)
     dtypes = [getattr(torch, d) for d in (args.dtypes or (["float32", "bfloat16"] if on_cuda else ["float32"]))]
     shapes = rednet50_shapes(batch) + (sweep_shapes(batch) if args.full else [])

@@ -243,3 +243,22 @@ def test_an_unavailable_probed_method_does_not_fail_the_run(tmp_path, monkeypatc
     rows = {r["method"]: r for r in data["results"]}
     assert "SIGABRT" in rows["shift_add_compiled"]["error"] and rows["unfold"]["train_ms"] > 0
     assert "UNAVAILABLE stage4 float32 shift_add_compiled" in capsys.readouterr().out
+
+
+def test_a_method_timed_in_a_process_of_its_own_returns_its_row():
+    _, args = bench_op.parse_args(QUICK)
+    row = bench_op.measure_isolated(TINY, "shift_add", torch.float32, torch.device("cpu"), args)
+    assert row["method"] == "shift_add" and "error" not in row
+    assert row["train_ms"] > 0 and row["forward_x_floor"] > 0 and row["copy_gbs"] > 0
+
+
+def test_a_probed_method_that_crashes_while_timed_does_not_end_the_run(tmp_path, monkeypatch, capsys):
+    crashed = types.SimpleNamespace(returncode=-6, stdout="", stderr="free(): invalid pointer\n")
+    monkeypatch.setattr(bench_op, "check_probed", lambda *args: None)
+    monkeypatch.setattr(bench_op.subprocess, "run", lambda *args, **kwargs: crashed)
+    code, data = run_benchmark(tmp_path, "--methods", "shift_add_compiled", "--shapes", "stage4")
+    assert code == 0
+    rows = {r["method"]: r for r in data["results"]}
+    assert "timing it in a process of its own ended with signal SIGABRT: free(): invalid pointer" in rows["shift_add_compiled"]["error"]
+    assert rows["unfold"]["train_ms"] > 0
+    assert "UNAVAILABLE stage4 float32 shift_add_compiled" in capsys.readouterr().out
