@@ -207,34 +207,41 @@ def check_probed(shape: Shape, name: str, dtype, device) -> None:
     as the benchmark's own: under multiprocessing's workers the generated code that failed here
     ran correctly."""
     dtype_name = str(dtype).replace("torch.", "")
-    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import bench_op; "
-            f"print(bench_op.probe_case(bench_op.Shape(**{dataclasses.asdict(shape)!r}), {name!r}, "
-            f"{dtype_name!r}, {str(device)!r}))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"a run in a process of its own ended with {ended_how(done)}")
-    error = float(done.stdout.split()[-1])
+    call = (f"probe_case(bench_op.Shape(**{dataclasses.asdict(shape)!r}), {name!r}, {dtype_name!r}, "
+            f"{str(device)!r})")
+    error = float(in_new_interpreter(call, "a run"))
     if not error <= PROBE_TOLERANCE[dtype]:
         raise ValueError(f"wrong results: error {error:.3g} relative to the largest value of the "
                          f"float64 reference (tolerance {PROBE_TOLERANCE[dtype]:g})")
 
 
-def ended_how(done: subprocess.CompletedProcess) -> str:
-    """How a failed process ended: its signal or exit status, and its last line of stderr."""
-    how = (f"signal {signal.Signals(-done.returncode).name}" if done.returncode < 0
-           else f"exit status {done.returncode}")
-    last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["no message"]
-    return f"{how}: {last[0]}"
+def in_new_interpreter(call: str, doing: str) -> str:
+    """The JSON of `bench_op.<call>`, evaluated in a new interpreter; raises RuntimeError saying
+    how that process ended (its signal or exit status, and its last line of stderr) when it fails."""
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+            f"import bench_op; print(json.dumps(bench_op.{call}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        how = (f"signal {signal.Signals(-done.returncode).name}" if done.returncode < 0
+               else f"exit status {done.returncode}")
+        last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["no message"]
+        raise RuntimeError(f"{doing} in a process of its own ended with {how}: {last[0]}")
+    return done.stdout.splitlines()[-1]
+
+
+def process_timer(device, args) -> Timer:
+    """The Timer of a benchmark process, with the allocator set up for CPU timing first."""
+    if device.type == "cpu":
+        keep_freed_memory()
+    return Timer(device, args.min_runs, 0.0 if device.type == "cuda" else args.min_seconds)
 
 
 def isolated_row(shape: Shape, name: str, dtype_name: str, device_name: str, options: dict) -> dict:
     """measure_group's row of one method alone (the child's side of measure_isolated)."""
     args, device = argparse.Namespace(**options), torch.device(device_name)
-    if device.type == "cpu":
-        keep_freed_memory()
-    timer = Timer(device, args.min_runs, 0.0 if device.type == "cuda" else args.min_seconds)
     rows = measure_group(shape, getattr(torch, dtype_name), device, [name],
-                         method_table(device, args.official_checkout), args, timer, isolate=False)
+                         method_table(device, args.official_checkout), args,
+                         process_timer(device, args), isolate=False)
     return rows[0]
 
 
@@ -243,13 +250,9 @@ def measure_isolated(shape: Shape, name: str, dtype, device, args) -> dict:
     returns its row; raises when that process fails."""
     options = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
     dtype_name = str(dtype).replace("torch.", "")
-    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import bench_op; "
-            f"print(json.dumps(bench_op.isolated_row(bench_op.Shape(**{dataclasses.asdict(shape)!r}), "
-            f"{name!r}, {dtype_name!r}, {str(device)!r}, {options!r})))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"timing it in a process of its own ended with {ended_how(done)}")
-    return json.loads(done.stdout.splitlines()[-1])
+    call = (f"isolated_row(bench_op.Shape(**{dataclasses.asdict(shape)!r}), {name!r}, {dtype_name!r}, "
+            f"{str(device)!r}, {options!r})")
+    return json.loads(in_new_interpreter(call, "timing it"))
 
 
 def rotation_copies(shape: Shape, element_size: int, device, args) -> int:
@@ -501,9 +504,7 @@ def main(argv=None) -> int:
     preset = "full" if args.full else "quick"
     output = args.output or RESULTS / f"op_{device.type}_{preset}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    if not on_cuda:
-        keep_freed_memory()
-    timer = Timer(device, args.min_runs, 0.0 if on_cuda else args.min_seconds)
+    timer = process_timer(device, args)
     groups = [(s, d) for d in dtypes for s in shapes]
     results, skipped, started = [], [], time.monotonic()
 

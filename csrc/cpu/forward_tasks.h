@@ -8,9 +8,9 @@ namespace cpu {
 
 // Prefetches part `part` of `parts` of what forward task `task` (blocks of `block` output rows)
 // reads and writes: its weight rows, the input rows of its channels and their output rows (so
-// that the stores find their lines in L2), a kernel tap's rows or a channel's rows per request. In parts, so that the requests spread over the previous task; a single
-// stream per row is too short for the hardware prefetchers to follow, and there are
-// kernel_h * kernel_w of them.
+// that the stores find their lines in L2), a kernel tap's rows or a channel's rows per request.
+// In parts, so that the requests spread over the previous task; a single stream per row is too
+// short for the hardware prefetchers to follow, and there are kernel_h * kernel_w of them.
 template <typename scalar_t>
 INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const scalar_t> input,
                                                  WeightRows<const scalar_t> weight,
@@ -127,8 +127,8 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
           if (task + 1 < end) {  // one part per tile: short bursts of requests
             const int64_t chunk = (c_first - g * per_group) / kChannels;
             const int64_t step = chunk * steps + (i - i0) / row_step;
-            prefetch_forward_task(p, input, weight, output, block, task + 1, step * tiles + t0 / kTile,
-                                  chunks * steps * tiles);
+            prefetch_forward_task(p, input, weight, output, block, task + 1,
+                                  step * tiles + t0 / kTile, chunks * steps * tiles);
           }
           const int64_t width = std::min(kTile, cols.output_size - t0);
           auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc, int64_t row) {

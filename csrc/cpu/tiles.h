@@ -112,7 +112,8 @@ inline int64_t tap_position(const Axis& cols, int64_t phase_len, int64_t tap) {
 // short and scattered (one per kernel tap), too many streams for the hardware prefetchers.
 // kWrite: the row is about to be written. The lines go to L2, not L1 (prefetcht1): the kernels
 // ask for the next task's rows, over 100 KB at RedNet's shapes, and in L1 they would evict the
-// current task's own rows (a third faster at stage 1 on a Zen 4 host, benchmarks/results).
+// current task's own rows (stage 1's forward 5.35 -> 3.24 ms at AVX-512 on a Zen 4 host, with
+// the result-row prefetches: benchmarks/results/ab_zen4_avx512_*.json).
 template <int kWrite = 0, typename scalar_t>
 INVOLUTION_CPU_INLINE void prefetch_row(const scalar_t* row, int64_t step, int64_t count) {
   if (step != 1 || count <= 0) return;
