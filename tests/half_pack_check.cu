@@ -1,10 +1,11 @@
 // Runs the fast kernels' CUDA half-type code on the host (built by nvcc, run without a GPU):
 //  1. the paired pack conversions of csrc/cuda/half_types.cuh keep every lane in its place and
 //     round as the scalar conversion does;
-//  2. the channels_last functors of csrc/cuda/fast/channels_last.h (launched through
-//     fast/select.h), instantiated with __half and __nv_bfloat16 (the GPU's types, not torch's),
-//     match a double-precision loop over the definition on a small problem with 16-byte packs,
-//     every thread of their grid emulated.
+//  2. the channels_last functors of csrc/cuda/fast/channels_last.h and, at unit width stride,
+//     the row kernels of fast/rows.h (launched through fast/select.h; bfloat16 with the column
+//     selectors of its sm_90 build), instantiated with __half and __nv_bfloat16 (the GPU's types,
+//     not torch's), match a double-precision loop over the definition on small problems with
+//     16-byte packs, every thread of their grid emulated.
 // Prints "all half checks passed" and exits 0 on success.
 #include <cmath>
 #include <cstdio>
@@ -70,12 +71,15 @@ struct HostLaunch {
 double uniform() { return std::rand() / (RAND_MAX + 1.0) * 2.0 - 1.0; }
 
 template <typename T>
-void check_channels_last_kernels(const char* name) {
-  // (B, C, H, W) = (2, 32, 5, 6), G = 2 (16 channels per group), 3x3 kernel, stride (1, 2),
-  // padding 1, dilation (2, 1): output 3 x 3.
-  const Axis height{5, 3, 3, 1, 1, 2}, width{6, 3, 3, 2, 1, 1};
+void check_channels_last_kernels(const char* name, int64_t width_stride) {
+  // (B, C, H, W) = (2, 32, 5, 6), G = 2 (16 channels per group), 3x3 kernel, stride
+  // (1, width_stride), padding 1, dilation (2, 1): output 3 x 3 (width stride 2: the one-pixel
+  // kernels) or 3 x 6 (width stride 1: the row kernels, whose first and last items reach past the
+  // tensors' ends and run the one-pixel code).
+  const int64_t H = 5, W = 6, Ho = 3, Wo = (W + 2 - 3) / width_stride + 1;
+  const Axis height{H, Ho, 3, 1, 1, 2}, width{W, Wo, 3, width_stride, 1, 1};
   const Problem p{2, 32, 2, height, width};
-  const int64_t in_size = 2 * 5 * 6 * 32, out_size = 2 * 3 * 3 * 32, w_size = 2 * 2 * 9 * 9;
+  const int64_t in_size = 2 * H * W * 32, out_size = 2 * Ho * Wo * 32, w_size = 2 * 2 * 9 * Ho * Wo;
   std::vector<T> x(in_size), go(out_size), w(w_size), out(out_size), gx(in_size), gw(w_size);
   for (auto& v : x) v = Arith<T>::from_acc(static_cast<float>(uniform()));
   for (auto& v : go) v = Arith<T>::from_acc(static_cast<float>(uniform()));
@@ -83,6 +87,10 @@ void check_channels_last_kernels(const char* name) {
   // std::vector's storage is 16-byte aligned, so the wide packs are chosen.
   if (channels_last_pack<T>(p, {x.data(), out.data(), go.data(), gx.data()}) != kWidePack<T>) {
     std::printf("FAILED %s: the 16-byte packs were not chosen\n", name);
+    ++failures;
+  }
+  if ((width_stride == 1) != rows_apply<T>(p, 3, {x.data(), out.data()}, true)) {
+    std::printf("FAILED %s: the row kernels %s\n", name, width_stride == 1 ? "do not apply" : "apply");
     ++failures;
   }
   forward(p, Layout::kChannelsLast, x.data(), w.data(), out.data(), HostLaunch{});
@@ -93,14 +101,14 @@ void check_channels_last_kernels(const char* name) {
   std::vector<double> want_out(out_size, 0.0), want_gx(in_size, 0.0), want_gw(w_size, 0.0);
   for (int n = 0; n < 2; ++n)
     for (int c = 0; c < 32; ++c)
-      for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 3; ++j)
+      for (int i = 0; i < Ho; ++i)
+        for (int j = 0; j < Wo; ++j)
           for (int u = 0; u < 3; ++u)
             for (int v = 0; v < 3; ++v) {
               const int64_t h = input_index(height, i, u), col = input_index(width, j, v);
-              if (!inside(h, 5) || !inside(col, 6)) continue;
-              const int64_t xi = pixel_offset(5, 6, 32, n, h, col, c);
-              const int64_t oi = pixel_offset(3, 3, 32, n, i, j, c);
+              if (!inside(h, H) || !inside(col, W)) continue;
+              const int64_t xi = pixel_offset(H, W, 32, n, h, col, c);
+              const int64_t oi = pixel_offset(Ho, Wo, 32, n, i, j, c);
               const int64_t wi = weight_offset(p, n, c / 16, u, v, i, j);
               want_out[oi] += value(w[wi]) * value(x[xi]);
               want_gx[xi] += value(w[wi]) * value(go[oi]);
@@ -125,8 +133,10 @@ void check_channels_last_kernels(const char* name) {
 int main() {
   check_pack_conversions<__half>("__half pack conversions");
   check_pack_conversions<__nv_bfloat16>("__nv_bfloat16 pack conversions");
-  check_channels_last_kernels<__half>("__half kernels");
-  check_channels_last_kernels<__nv_bfloat16>("__nv_bfloat16 kernels");
+  check_channels_last_kernels<__half>("__half kernels", 2);
+  check_channels_last_kernels<__nv_bfloat16>("__nv_bfloat16 kernels", 2);
+  check_channels_last_kernels<__half>("__half row kernels", 1);
+  check_channels_last_kernels<__nv_bfloat16>("__nv_bfloat16 row kernels", 1);
   if (failures != 0) {
     std::printf("%d half checks failed\n", failures);
     return 1;

@@ -176,6 +176,48 @@ def test_row_kernels_match_reference(problem, dtype, weight_layout):
     assert launches[0].pack == launches[1].pack == 16 // dtype.itemsize
 
 
+# A problem for the row kernels' NaN and Inf handling, and its tensors with NaN and Inf weights at
+# padding taps in an image that is not the first (the row kernels' own padding path, not the
+# one-pixel code at the tensor's ends), and Inf inputs and grad_output next to the padding: in
+# channels_last, the pixels that a padding column's load reaches in memory (the next row's first,
+# the previous row's last), which bfloat16 loads and masks; no result may pick them up.
+NAN_PROBLEM = Problem(3, 16, 2, (6, 9), (3, 7))
+
+
+def tensors_with_nan_and_inf(dtype, layout):
+    x, w, grad = random_problem_tensors(NAN_PROBLEM, dtype, layout)
+    w, x, grad = w.clone(), x.clone(), grad.clone()
+    w[1, 0, 0, 0, 0, 0] = float("nan")  # top-left tap of pixel (0, 0): a padding row and column
+    w[1, 1, 1, 6, 3, 8] = float("inf")  # right-most tap of the last pixel of a row: padding
+    w[2, 1, 0, 2, 4, 4] = float("nan")  # a padding row only
+    x[1, 3, 2, 0] = float("inf")  # read past the end of row 1 by its last pixels' padding taps
+    grad[2, 5, 0, 8] = float("inf")  # read before the start of row 1 in grad_input
+    return x, w, grad
+
+
+def assert_nan_and_inf_like_the_reference(launches, x, w, grad, dtype):
+    for launch, wanted in zip(launches, reference_results(NAN_PROBLEM, x, w, grad)):
+        assert torch.equal(torch.isnan(launch.result), torch.isnan(wanted))
+        assert torch.equal(torch.isinf(launch.result), torch.isinf(wanted))
+        finite = torch.isfinite(wanted)
+        assert_close(launch.result[finite], wanted[finite], dtype)
+    assert torch.isnan(launches[0].result[1, :8, 0, 0]).all()
+    assert torch.isfinite(launches[1].result[2, :, 1, :3]).all()
+
+
+@pytest.mark.parametrize("weight_layout", ["contiguous", "conv_nhwc_view"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_row_kernels_propagate_nan_and_inf_like_the_reference(dtype, weight_layout):
+    x, w, grad = tensors_with_nan_and_inf(dtype, torch.channels_last)
+    w = weight_in_layout(w, weight_layout)
+    launches = emulated_launches(NAN_PROBLEM, x, w, grad, "fast", max_blocks=1)
+    outputs = 2 if dtype == torch.float32 and weight_layout == "conv_nhwc_view" else 3
+    outputs = 4 if dtype == torch.bfloat16 else outputs
+    forward_items = row_kernel_items(NAN_PROBLEM, 6, 9, dtype, outputs)
+    assert launches[0].most_items_per_thread == -(-forward_items // 256)
+    assert_nan_and_inf_like_the_reference(launches, x, w, grad, dtype)
+
+
 # Problems the grad_weight row kernel (csrc/cuda/fast/grad_weight_rows.h) takes in channels_last:
 # 16 channels per group, unit stride and dilation along the width, kernel width 3 or 7; odd
 # widths (the last block of 4 pixels is shifted), padding on both sides, height stride and
@@ -310,26 +352,11 @@ def test_channels_first_row_kernels_match_reference(problem, dtype, weight_layou
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_channels_first_row_kernels_propagate_nan_and_inf_like_the_reference(dtype):
-    # NaN and Inf weights at padding taps, in an image that is not the first (the row kernels'
-    # own padding path, not the one-pixel code at the tensor's ends); Inf inputs and
-    # grad_output next to the padding, which a padding column must not pick up.
-    problem = Problem(3, 16, 2, (6, 9), (3, 7))
-    x, w, grad = random_problem_tensors(problem, dtype, torch.contiguous_format)
-    w, x, grad = w.clone(), x.clone(), grad.clone()
-    w[1, 0, 0, 0, 0, 0] = float("nan")  # top-left tap of pixel (0, 0): a padding row and column
-    w[1, 1, 1, 6, 3, 8] = float("inf")  # right-most tap of the last pixel of a row: padding
-    w[2, 1, 0, 2, 4, 4] = float("nan")  # a padding row only
-    x[1, 3, 2, 0] = float("inf")
-    grad[2, 5, 0, 8] = float("inf")
-    launches = emulated_launches(problem, x, w, grad, "fast", max_blocks=1)
-    forward_items = cf_row_kernel_items(problem, dtype)[0]
+    x, w, grad = tensors_with_nan_and_inf(dtype, torch.contiguous_format)
+    launches = emulated_launches(NAN_PROBLEM, x, w, grad, "fast", max_blocks=1)
+    forward_items = cf_row_kernel_items(NAN_PROBLEM, dtype)[0]
     assert launches[0].most_items_per_thread == -(-forward_items // 256)
-    for launch, wanted in zip(launches, reference_results(problem, x, w, grad)):
-        assert torch.equal(torch.isnan(launch.result), torch.isnan(wanted))
-        assert torch.equal(torch.isinf(launch.result), torch.isinf(wanted))
-        finite = torch.isfinite(wanted)
-        assert_close(launch.result[finite], wanted[finite], dtype)
-    assert torch.isnan(launches[0].result[1, :8, 0, 0]).all()
+    assert_nan_and_inf_like_the_reference(launches, x, w, grad, dtype)
 
 
 def test_channels_last_falls_back_to_single_channels():

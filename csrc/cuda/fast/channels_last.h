@@ -58,30 +58,37 @@ struct ForwardChannelsLast {
   INVOLUTION_HOST_DEVICE void operator()(const Thread& t) const {
     const int64_t total = items();
     for (int64_t item = first_item(t); item < total; item += item_stride(t)) {
-      const PackItem at = pack_item<N>(p, item, p.height.output_size, p.width.output_size);
-      const int64_t n = at.n, g = at.g, c0 = at.c0, i = at.row, j = at.col;
-      acc_t sum[N] = {};
-      for (int64_t u = 0; u < p.height.kernel_size; ++u) {
-        const int64_t h = input_index(p.height, i, u);
-        const bool row_inside = inside(h, p.height.input_size);
-        const T* x_row = input + pixel_offset(p.height.input_size, p.width.input_size, p.channels,
-                                              n, row_inside ? h : 0, 0, c0);
-        const T* taps = weight + weight_offset(p, n, g, u, 0, i, j);
-        for (int64_t v = 0; v < p.width.kernel_size; ++v) {
-          const int64_t w = input_index(p.width, j, v);
-          const acc_t tap = Arith<T>::to_acc(read_only(taps + v * p.weight.tap_col));
-          acc_t values[N] = {};  // padding reads zero and is multiplied: NaN/Inf taps propagate
-          if (row_inside && inside(w, p.width.input_size)) {
-            PackMath<T, N>::unpack(load_pack<N>(x_row + w * p.channels), values);
-          }
-          INVOLUTION_UNROLL
-          for (int k = 0; k < N; ++k) sum[k] += tap * values[k];
-        }
-      }
-      store_pack<N>(output + pixel_offset(p.height.output_size, p.width.output_size, p.channels,
-                                          n, i, j, c0),
-                    PackMath<T, N>::repack(sum));
+      pixel(p, input, weight, output,
+            pack_item<N>(p, item, p.height.output_size, p.width.output_size));
     }
+  }
+
+  // One item: the N channels c0.. at output pixel (row, col) (also the row kernels' code for
+  // the items whose windows reach past either end of a tensor).
+  INVOLUTION_HOST_DEVICE static void pixel(const Problem& p, const T* input, const T* weight,
+                                           T* output, const PackItem& at) {
+    const int64_t n = at.n, g = at.g, c0 = at.c0, i = at.row, j = at.col;
+    acc_t sum[N] = {};
+    for (int64_t u = 0; u < p.height.kernel_size; ++u) {
+      const int64_t h = input_index(p.height, i, u);
+      const bool row_inside = inside(h, p.height.input_size);
+      const T* x_row = input + pixel_offset(p.height.input_size, p.width.input_size, p.channels,
+                                            n, row_inside ? h : 0, 0, c0);
+      const T* taps = weight + weight_offset(p, n, g, u, 0, i, j);
+      for (int64_t v = 0; v < p.width.kernel_size; ++v) {
+        const int64_t w = input_index(p.width, j, v);
+        const acc_t tap = Arith<T>::to_acc(read_only(taps + v * p.weight.tap_col));
+        acc_t values[N] = {};  // padding reads zero and is multiplied: NaN/Inf taps propagate
+        if (row_inside && inside(w, p.width.input_size)) {
+          PackMath<T, N>::unpack(load_pack<N>(x_row + w * p.channels), values);
+        }
+        INVOLUTION_UNROLL
+        for (int k = 0; k < N; ++k) sum[k] += tap * values[k];
+      }
+    }
+    store_pack<N>(output + pixel_offset(p.height.output_size, p.width.output_size, p.channels,
+                                        n, i, j, c0),
+                  PackMath<T, N>::repack(sum));
   }
 };
 
@@ -101,29 +108,36 @@ struct GradInputChannelsLast {
   INVOLUTION_HOST_DEVICE void operator()(const Thread& t) const {
     const int64_t total = items();
     for (int64_t item = first_item(t); item < total; item += item_stride(t)) {
-      const PackItem at = pack_item<N>(p, item, p.height.input_size, p.width.input_size);
-      const int64_t n = at.n, g = at.g, c0 = at.c0, h = at.row, w = at.col;
-      acc_t sum[N] = {};
-      for (int64_t u = 0; u < p.height.kernel_size; ++u) {
-        int64_t i;
-        if (!output_index(p.height, h, u, &i)) continue;
-        const T* go_row = grad_output + pixel_offset(p.height.output_size, p.width.output_size,
-                                                     p.channels, n, i, 0, c0);
-        const T* taps = weight + weight_offset(p, n, g, u, 0, i, 0);
-        for (int64_t v = 0; v < p.width.kernel_size; ++v) {
-          int64_t j;
-          if (!output_index(p.width, w, v, &j)) continue;
-          const acc_t tap = Arith<T>::to_acc(read_only(taps + v * p.weight.tap_col + j * p.weight.col));
-          acc_t values[N];
-          PackMath<T, N>::unpack(load_pack<N>(go_row + j * p.channels), values);
-          INVOLUTION_UNROLL
-          for (int k = 0; k < N; ++k) sum[k] += tap * values[k];
-        }
-      }
-      store_pack<N>(grad_input + pixel_offset(p.height.input_size, p.width.input_size,
-                                              p.channels, n, h, w, c0),
-                    PackMath<T, N>::repack(sum));
+      pixel(p, grad_output, weight, grad_input,
+            pack_item<N>(p, item, p.height.input_size, p.width.input_size));
     }
+  }
+
+  // One item: the N channels c0.. at input pixel (row, col) (also the row kernels' code for the
+  // items whose windows reach past either end of a tensor).
+  INVOLUTION_HOST_DEVICE static void pixel(const Problem& p, const T* grad_output,
+                                           const T* weight, T* grad_input, const PackItem& at) {
+    const int64_t n = at.n, g = at.g, c0 = at.c0, h = at.row, w = at.col;
+    acc_t sum[N] = {};
+    for (int64_t u = 0; u < p.height.kernel_size; ++u) {
+      int64_t i;
+      if (!output_index(p.height, h, u, &i)) continue;
+      const T* go_row = grad_output + pixel_offset(p.height.output_size, p.width.output_size,
+                                                   p.channels, n, i, 0, c0);
+      const T* taps = weight + weight_offset(p, n, g, u, 0, i, 0);
+      for (int64_t v = 0; v < p.width.kernel_size; ++v) {
+        int64_t j;
+        if (!output_index(p.width, w, v, &j)) continue;
+        const acc_t tap = Arith<T>::to_acc(read_only(taps + v * p.weight.tap_col + j * p.weight.col));
+        acc_t values[N];
+        PackMath<T, N>::unpack(load_pack<N>(go_row + j * p.channels), values);
+        INVOLUTION_UNROLL
+        for (int k = 0; k < N; ++k) sum[k] += tap * values[k];
+      }
+    }
+    store_pack<N>(grad_input + pixel_offset(p.height.input_size, p.width.input_size,
+                                            p.channels, n, h, w, c0),
+                  PackMath<T, N>::repack(sum));
   }
 };
 

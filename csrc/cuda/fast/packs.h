@@ -84,6 +84,32 @@ struct IsBfloat16 {
   static constexpr bool value = false;
 };
 
+// The byte permute of PTX (prmt.b32, no sign replication): byte i of the result is byte
+// (selector >> 4i) & 7 of the pair (high = 0, low = a). With a selector made once per item it
+// widens and masks a value in one instruction; a mask the compiler can see to be 0 or ~0 (an
+// AND) becomes a select on a predicate instead, and with more columns than the 7 predicates it
+// re-derives them for every value.
+INVOLUTION_HOST_DEVICE uint32_t permute_with_zero(uint32_t a, uint32_t selector) {
+#if defined(__CUDA_ARCH__)
+  uint32_t r;
+  asm("prmt.b32 %0, %1, 0, %2;" : "=r"(r) : "r"(a), "r"(selector));
+  return r;
+#else
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t byte = selector >> (4 * i) & 7;
+    if (byte < 4) r |= (a >> (8 * byte) & 0xff) << (8 * i);
+  }
+  return r;
+#endif
+}
+
+// Selectors: the word itself; a 16-bit word, or the low half of a word, moved to the high half
+// (bfloat16 to float); the high half of a word alone (the second bfloat16 of a pair, widened);
+// zero.
+constexpr uint32_t kKeepWord = 0x3210, kWidenBfloat16 = 0x1044, kWidenHighBfloat16 = 0x3244,
+                   kZeroWord = 0x4444;
+
 // Aligned pack load and store. On the GPU a 16-byte pack is one 128-bit access; an unaligned
 // one would fault, so the CPU emulation checks the alignment that the GPU relies on.
 template <int N, typename T>

@@ -17,9 +17,11 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 
 #include "../plumbing.h"
+#include "channels_last.h"
 #include "packs.h"
 
 namespace involution {
@@ -209,6 +211,103 @@ INVOLUTION_HOST_DEVICE uint32_t indices_inside(int64_t first, int64_t step, int6
   return mask;
 }
 
+// A window column of the bfloat16 row kernels. Its values are widened to float by byte permutes
+// (one per element, as the widening costs anyway) whose selectors, made once per item, give
+// zeros for a column outside the row: its loads need no predicate and no pointer select, and
+// read a neighbouring row's values (the caller keeps them inside the tensors) that the
+// selectors then discard.
+struct Bfloat16Column {
+  uint32_t low = kZeroWord, high = kZeroWord;  // selectors of a word's first and second element
+  Bfloat16Column() = default;
+  INVOLUTION_HOST_DEVICE explicit Bfloat16Column(bool keep)
+      : low(keep ? kWidenBfloat16 : kZeroWord), high(keep ? kWidenHighBfloat16 : kZeroWord) {}
+
+  // The chunk of 8 channels at x, widened (or zeros).
+  template <typename T>
+  INVOLUTION_HOST_DEVICE void load_chunk(const T* x, float (&values)[8]) const {
+    static_assert(IsBfloat16<T>::value && kWidePack<T> == 8, "one 16-byte pack of bfloat16");
+    const Pack<T, 8> pack = load_pack<8>(x);
+    uint32_t words[4];
+    memcpy(words, &pack, sizeof(words));
+    INVOLUTION_UNROLL
+    for (int k = 0; k < 4; ++k) {
+      values[2 * k] = bits_to_float(permute_with_zero(words[k], low));
+      values[2 * k + 1] = bits_to_float(permute_with_zero(words[k], high));
+    }
+  }
+
+  // The element at x, widened (or zero).
+  template <typename T>
+  INVOLUTION_HOST_DEVICE float widen(const T* x) const {
+    const T value = read_only(x);
+    uint16_t raw;
+    memcpy(&raw, &value, sizeof(raw));
+    return bits_to_float(permute_with_zero(raw, low));
+  }
+
+  static INVOLUTION_HOST_DEVICE float bits_to_float(uint32_t bits) {
+    float value;
+    memcpy(&value, &bits, sizeof(value));
+    return value;
+  }
+};
+
+// Whether the bfloat16 row kernels mask their window columns in the widening (Bfloat16Column).
+// Not on sm_80: there ptxas spills the selectors beside the accumulators, so bfloat16 reads a
+// block of zeros for a column outside the row, as the other types do.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+template <typename T>
+constexpr bool kMasksInWidening = false;
+#else
+template <typename T>
+constexpr bool kMasksInWidening = IsBfloat16<T>::value;
+#endif
+
+// Whether the weights of columns left .. left+window−1 of every row and tap of image n, group g
+// lie inside the weight's storage (offsets 0 .. the last element's, strides being non-negative):
+// grad_input reads those of columns outside the output too, and masks them.
+INVOLUTION_HOST_DEVICE bool weight_columns_in_tensor(const Problem& p, int64_t n, int64_t g,
+                                                     int64_t left, int window) {
+  const WeightStrides& s = p.weight;
+  const int64_t last = (p.batch - 1) * s.batch + (p.groups - 1) * s.group +
+                       (p.height.kernel_size - 1) * s.tap_row +
+                       (p.width.kernel_size - 1) * s.tap_col + (p.height.output_size - 1) * s.row +
+                       (p.width.output_size - 1) * s.col;
+  const int64_t base = n * s.batch + g * s.group;
+  return base + left * s.col >= 0 &&
+         base + (p.height.kernel_size - 1) * s.tap_row + (p.width.kernel_size - 1) * s.tap_col +
+                 (p.height.output_size - 1) * s.row + (left + window - 1) * s.col <= last;
+}
+
+// Whether the chunks of CT channels from c0 at columns left .. left+window−1 of the rows
+// first_row .. last_row of image n lie inside a channels_last tensor of rows × cols pixels: the
+// bfloat16 row kernels load the chunks of columns outside the row too (a neighbouring row's),
+// which only at the tensor's two ends would lie outside it.
+template <int CT>
+INVOLUTION_HOST_DEVICE bool chunk_windows_in_tensor(const Problem& p, int64_t rows, int64_t cols,
+                                                    int64_t n, int64_t first_row,
+                                                    int64_t last_row, int64_t c0, int64_t left,
+                                                    int window) {
+  return pixel_offset(rows, cols, p.channels, n, first_row, left, c0) >= 0 &&
+         pixel_offset(rows, cols, p.channels, n, last_row, left + window - 1, c0) + CT <=
+             p.batch * rows * cols * p.channels;
+}
+
+// Runs a one-pixel kernel (channels_last.h) on the pixels of a row item of V pixels × CT channels
+// that the item stores, pack by pack: the code of the few items whose windows would reach past
+// either end of a tensor.
+template <typename OnePixel, int CT, typename T>
+INVOLUTION_HOST_DEVICE void one_pixel_kernel(const Problem& p, const RowItem& at, int V,
+                                             const T* a, const T* b, T* result) {
+  constexpr int N = kWidePack<T>;
+  for (int64_t o = at.stored; o < V; ++o) {
+    INVOLUTION_UNROLL
+    for (int pack = 0; pack < CT / N; ++pack) {
+      OnePixel::pixel(p, a, b, result, {at.n, at.g, at.c0 + pack * N, at.row, at.first + o});
+    }
+  }
+}
+
 // out[n, i, first .. first+V−1, c0 .. c0+CT−1], streaming the V + KW − 1 input pixels of each
 // kernel row once.
 template <typename T, int KW, WeightOrder Order>
@@ -220,7 +319,10 @@ struct ForwardRowsChannelsLast {
   static constexpr int V = sizeof(T) == 2                                           ? 4
                            : sizeof(T) == 4 && Order != WeightOrder::kTapsInner ? 3
                                                                                   : 2;
-  static constexpr int CT = kRowChannels<T>;
+  static constexpr int CT = kRowChannels<T>, kWindow = V + KW - 1;
+  // bfloat16 masks the padding columns in its widening (Bfloat16Column) and adds the padding
+  // rows' taps · 0 apart; the other types read a block of zeros for both.
+  static constexpr bool kMaskedColumns = kMasksInWidening<T>;
   // select.h launches kPixelPairs where weight_pairs_aligned holds
   static constexpr bool kReadsWeightPairs = IsBfloat16<T>::value;
   static_assert(!kReadsWeightPairs || V % 2 == 0, "blocks of whole pixel pairs");
@@ -244,7 +346,7 @@ struct ForwardRowsChannelsLast {
       const int stored = static_cast<int>(at.stored);
       const int64_t left = at.first - p.width.padding;  // input column of tap 0 of pixel `first`
       const T* weights = weight + at.n * p.weight.batch + at.g * p.weight.group + at.row * p.weight.row;
-      const uint32_t inside_mask = columns_inside(left, V + KW - 1, in_w);
+      const uint32_t inside_mask = columns_inside(left, kWindow, in_w);
       // The input rows of the tap rows u, and the offset of each one's window, advanced by a step.
       const int64_t h = input_index(p.height, at.row, 0);
       const uint32_t rows_inside =
@@ -252,17 +354,12 @@ struct ForwardRowsChannelsLast {
       int64_t x_offset = pixel_offset(p.height.input_size, in_w, channels, at.n, h, left, at.c0);
       const int64_t x_step = p.height.dilation * in_w * channels;
       acc_t sum[V][CT] = {};
-      // The weight pointers are kept across the kernel rows, each advanced once per row.
-      RowWeights<T, KW, V, Order> taps(weights, p.weight, at.first);
-      for (int u = 0; u < p.height.kernel_size;
-           ++u, x_offset += x_step, taps.advance(p.weight.tap_row)) {
-        const bool row_inside = rows_inside >> u & 1;
-        const T* x = input + (row_inside ? x_offset : 0);
-        const uint32_t row_mask = row_inside ? inside_mask : 0u;  // columns read from this row
+      // One kernel row: the window of input pixels from `x`, each chunk read by load(q, x, values).
+      auto kernel_row = [&](const RowWeights<T, KW, V, Order>& taps, const T* x, auto&& load) {
         INVOLUTION_UNROLL
-        for (int q = 0; q < V + KW - 1; ++q, x += channels) {
+        for (int q = 0; q < kWindow; ++q, x += channels) {
           acc_t values[CT];
-          load_chunk(row_mask >> q & 1 ? x : zeros, values);
+          load(q, x, values);
           INVOLUTION_UNROLL
           for (int o = 0; o < V; ++o) {
             const int v = q - o;  // the tap of pixel first + o that reads this column
@@ -272,6 +369,61 @@ struct ForwardRowsChannelsLast {
             for (int k = 0; k < CT; ++k) sum[o][k] += tap * values[k];
           }
         }
+      };
+      if constexpr (kMaskedColumns) {
+        const int64_t in_h = p.height.input_size;
+        const int64_t h_last = input_index(p.height, at.row, p.height.kernel_size - 1);
+        if (!chunk_windows_in_tensor<CT>(p, in_h, in_w, at.n, h > 0 ? h : 0,
+                                         h_last < in_h ? h_last : in_h - 1, at.c0, left, kWindow)) {
+          using OnePixel = ForwardChannelsLast<T, kWidePack<T>>;
+          one_pixel_kernel<OnePixel, CT>(p, at, V, input, weight, output);
+          continue;
+        }
+        Bfloat16Column columns[kWindow];
+        INVOLUTION_UNROLL
+        for (int q = 0; q < kWindow; ++q) columns[q] = Bfloat16Column(inside_mask >> q & 1);
+        // Rows in the padding load no input: their taps · 0 (0, or NaN for a NaN/Inf tap) start
+        // the sums, in a loop of their own that keeps the hot loop free of them.
+        for (int u = 0; u < p.height.kernel_size; ++u) {
+          if (rows_inside >> u & 1) continue;
+          const RowWeights<T, KW, V, Order> taps(weights + u * p.weight.tap_row, p.weight,
+                                                 at.first);
+          INVOLUTION_UNROLL
+          for (int o = 0; o < V; ++o) {
+            acc_t padding = 0;
+            INVOLUTION_UNROLL
+            for (int v = 0; v < KW; ++v) padding += taps.widened(o, v) * acc_t(0);
+            INVOLUTION_UNROLL
+            for (int k = 0; k < CT; ++k) sum[o][k] += padding;
+          }
+        }
+        // The weight pointers are rebuilt per kernel row from one (kept, they spill beside the
+        // selectors).
+        const T* w_u = weights + at.first * (Order == WeightOrder::kTapsInner ? p.weight.col : 1);
+        for (int u = 0; u < p.height.kernel_size;
+             ++u, x_offset += x_step, w_u += p.weight.tap_row) {
+          if (!(rows_inside >> u & 1)) continue;
+          kernel_row(RowWeights<T, KW, V, Order>(w_u, p.weight, 0), input + x_offset,
+                     [&](int q, const T* x, acc_t(&values)[CT]) {
+                       columns[q].load_chunk(x, values);
+                     });
+        }
+        INVOLUTION_UNROLL
+        for (int o = 0; o < V; ++o) {
+          if (o >= stored) store_chunk(out + o * channels, sum[o]);
+        }
+        continue;
+      }
+      // The weight pointers are kept across the kernel rows, each advanced once per row.
+      RowWeights<T, KW, V, Order> taps(weights, p.weight, at.first);
+      for (int u = 0; u < p.height.kernel_size;
+           ++u, x_offset += x_step, taps.advance(p.weight.tap_row)) {
+        const bool row_inside = rows_inside >> u & 1;
+        const uint32_t row_mask = row_inside ? inside_mask : 0u;  // columns read from this row
+        kernel_row(taps, input + (row_inside ? x_offset : 0),
+                   [&](int q, const T* x, acc_t(&values)[CT]) {
+                     load_chunk(row_mask >> q & 1 ? x : zeros, values);
+                   });
       }
       INVOLUTION_UNROLL
       for (int o = 0; o < V; ++o) {
@@ -290,7 +442,10 @@ struct GradInputRowsChannelsLast {
   // Pixels per thread: as many as fit the 128-register cap without spilling on sm_80 and sm_90
   // (4 for half types, else 2).
   static constexpr int V = sizeof(T) == 2 ? 4 : 2;
-  static constexpr int CT = kRowChannels<T>;
+  static constexpr int CT = kRowChannels<T>, kWindow = V + KW - 1;
+  // bfloat16 masks the columns outside the output in its widening (Bfloat16Column); the other
+  // types read a block of zeros there and no weight.
+  static constexpr bool kMaskedColumns = kMasksInWidening<T>;
   Problem p;
   const T* __restrict__ grad_output;
   const T* __restrict__ weight;
@@ -310,7 +465,7 @@ struct GradInputRowsChannelsLast {
       const int stored = static_cast<int>(at.stored);
       // Output column read through tap KW − 1 by pixel `first`: the window's first column.
       const int64_t left = at.first + p.width.padding - (KW - 1);
-      const uint32_t inside_mask = columns_inside(left, V + KW - 1, out_w);
+      const uint32_t inside_mask = columns_inside(left, kWindow, out_w);
       // Output row i = h + ph − u·dh of tap row u (unit height stride), the offsets of its window
       // and weights advanced by a step per tap row; rows outside the output are skipped.
       const int64_t i = at.row + p.height.padding;
@@ -318,6 +473,22 @@ struct GradInputRowsChannelsLast {
                                                   p.height.output_size);
       int64_t go_offset = pixel_offset(p.height.output_size, out_w, channels, at.n, i, left, at.c0);
       const int64_t go_step = -p.height.dilation * out_w * channels;
+      if constexpr (kMaskedColumns) {
+        const int64_t out_h = p.height.output_size;
+        const int64_t lowest = i - (p.height.kernel_size - 1) * p.height.dilation;
+        if (!chunk_windows_in_tensor<CT>(p, out_h, out_w, at.n, lowest > 0 ? lowest : 0,
+                                         i < out_h ? i : out_h - 1, at.c0, left, kWindow) ||
+            !weight_columns_in_tensor(p, at.n, at.g, left, kWindow)) {
+          using OnePixel = GradInputChannelsLast<T, kWidePack<T>>;
+          one_pixel_kernel<OnePixel, CT>(p, at, V, grad_output, weight, grad_input);
+          continue;
+        }
+      }
+      Bfloat16Column columns[kWindow];  // (bfloat16 only)
+      if constexpr (kMaskedColumns) {
+        INVOLUTION_UNROLL
+        for (int q = 0; q < kWindow; ++q) columns[q] = Bfloat16Column(inside_mask >> q & 1);
+      }
       const T* w_row = weight + at.n * p.weight.batch + at.g * p.weight.group + i * p.weight.row;
       const int64_t w_step = p.weight.tap_row - p.height.dilation * p.weight.row;
       acc_t sum[V][CT] = {};
@@ -325,31 +496,44 @@ struct GradInputRowsChannelsLast {
       // once per row, instead of rebuilt from w_row (which cost ptxas four instructions per
       // weight read). Taps innermost: the V + KW − 1 pointers are rebuilt per row (kept, they
       // spill on sm_80).
-      using Weights = RowWeights<T, KW, V + KW - 1, Order>;
+      using Weights = RowWeights<T, KW, kWindow, Order>;
       // One kernel row: the window of grad_output pixels from `go`, with the row's weights.
       auto kernel_row = [&](const Weights& taps, const T* go) {
         INVOLUTION_UNROLL
-        for (int q = 0; q < V + KW - 1; ++q, go += channels) {
-          // Outside the output there is no pixel and no weight: zeros are read instead of both.
+        for (int q = 0; q < kWindow; ++q, go += channels) {
+          // Outside the output there is no pixel and no weight: zeros are read instead of both
+          // (bfloat16: the column's selectors make them zeros).
           const bool valid = inside_mask >> q & 1;
           acc_t values[CT];
-          load_chunk(valid ? go : zeros, values);
+          if constexpr (kMaskedColumns) {
+            columns[q].load_chunk(go, values);
+          } else {
+            load_chunk(valid ? go : zeros, values);
+          }
           INVOLUTION_UNROLL
           for (int o = 0; o < V; ++o) {
             const int v = KW - 1 + o - q;  // the tap through which column reads pixel first + o
             if (v < 0 || v >= KW) continue;
-            const acc_t tap =
-                Order == WeightOrder::kTapsInner
-                    ? Arith<T>::to_acc(read_only((valid ? taps.at(q, 0) : zeros) + v))
-                    : valid ? Arith<T>::to_acc(read_only(taps.at(q, v))) : acc_t(0);
+            acc_t tap;
+            if constexpr (kMaskedColumns) {
+              tap = columns[q].widen(taps.at(q, v));
+            } else {
+              tap = Order == WeightOrder::kTapsInner
+                        ? Arith<T>::to_acc(read_only((valid ? taps.at(q, 0) : zeros) + v))
+                        : valid ? Arith<T>::to_acc(read_only(taps.at(q, v))) : acc_t(0);
+            }
             INVOLUTION_UNROLL
             for (int k = 0; k < CT; ++k) sum[o][k] += tap * values[k];
           }
         }
       };
       if constexpr (Order == WeightOrder::kTapsInner) {
-        for (int u = 0; u < p.height.kernel_size; ++u, go_offset += go_step, w_row += w_step) {
-          if (rows_inside >> u & 1) kernel_row(Weights(w_row, p.weight, left), grad_output + go_offset);
+        // Bit 0 of `rows` says whether the kernel row at hand reads an output row (one
+        // instruction fewer per row than testing bit u, and the loop ends after the last such
+        // row; with the kept pointers below it makes ptxas spill).
+        for (uint32_t rows = rows_inside; rows != 0;
+             rows >>= 1, go_offset += go_step, w_row += w_step) {
+          if (rows & 1) kernel_row(Weights(w_row, p.weight, left), grad_output + go_offset);
         }
       } else {
         Weights kept(w_row, p.weight, left);

@@ -78,29 +78,6 @@ inline bool cf_rows_apply(const Problem& p, int kernel_width, bool reads_weight,
                             (p.weight.col == 1 || p.weight.tap_col == 1)));
 }
 
-// The byte permute of PTX (prmt.b32, no sign replication): byte i of the result is byte
-// (selector >> 4i) & 7 of the pair (high = 0, low = a). With a selector made once per item it
-// widens and masks a value in one instruction; a mask the compiler can see to be 0 or ~0 (an
-// AND) becomes a select on a predicate instead, and with more columns than the 7 predicates it
-// re-derives them for every value.
-INVOLUTION_HOST_DEVICE uint32_t permute_with_zero(uint32_t a, uint32_t selector) {
-#if defined(__CUDA_ARCH__)
-  uint32_t r;
-  asm("prmt.b32 %0, %1, 0, %2;" : "=r"(r) : "r"(a), "r"(selector));
-  return r;
-#else
-  uint32_t r = 0;
-  for (int i = 0; i < 4; ++i) {
-    const uint32_t byte = selector >> (4 * i) & 7;
-    if (byte < 4) r |= (a >> (8 * byte) & 0xff) << (8 * i);
-  }
-  return r;
-#endif
-}
-
-// Selectors: the word itself, a 16-bit word moved to the high half (bfloat16 to float), zero.
-constexpr uint32_t kKeepWord = 0x3210, kWidenBfloat16 = 0x1044, kZeroWord = 0x4444;
-
 // Loads of a window column that may lie in the padding: the load is always made (the caller
 // keeps it inside the tensor) and the column's selector, made once per item, turns it into zero
 // in the same instruction that (for bfloat16) widens it.
@@ -179,22 +156,6 @@ INVOLUTION_HOST_DEVICE void load_window(const T* x, const WindowMasks<T, N>& mas
                                         typename Arith<T>::acc_t (&values)[N]) {
   INVOLUTION_UNROLL
   for (int q = 0; q < N; ++q) values[q] = masks.column[q].load(x + q);
-}
-
-// Whether the weights of columns left .. left+window−1 of every row and tap of image n, group g
-// lie inside the weight's storage (offsets 0 .. the last element's, strides being non-negative):
-// grad_input reads those of columns outside the output too, and masks them.
-INVOLUTION_HOST_DEVICE bool weight_columns_in_tensor(const Problem& p, int64_t n, int64_t g,
-                                                     int64_t left, int window) {
-  const WeightStrides& s = p.weight;
-  const int64_t last = (p.batch - 1) * s.batch + (p.groups - 1) * s.group +
-                       (p.height.kernel_size - 1) * s.tap_row +
-                       (p.width.kernel_size - 1) * s.tap_col + (p.height.output_size - 1) * s.row +
-                       (p.width.output_size - 1) * s.col;
-  const int64_t base = n * s.batch + g * s.group;
-  return base + left * s.col >= 0 &&
-         base + (p.height.kernel_size - 1) * s.tap_row + (p.width.kernel_size - 1) * s.tap_col +
-                 (p.height.output_size - 1) * s.row + (left + window - 1) * s.col <= last;
 }
 
 // Whether every window (columns left .. left+window−1 of rows 0 .. rows−1 of the planes c0 ..
