@@ -86,7 +86,7 @@ gpu_tool() {
 
 {
   [ "$dry_run" = 1 ] && echo "DRY RUN: no GPU; the GPU tools' commands are printed, not run"
-  nvidia-smi 2>&1 || echo "nvidia-smi: not found"
+  if command -v nvidia-smi >/dev/null; then nvidia-smi 2>&1; else echo "nvidia-smi: not found"; fi
   "$python" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, '|',
       torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU visible')" 2>&1
 } >"$out/environment.txt"
