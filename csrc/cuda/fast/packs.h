@@ -1,6 +1,7 @@
 // Packs of the fast channels_last kernels: N consecutive channels moved as one aligned access
 // (16 bytes for the wide packs: one LDG.E.128 / STG.E.128 on the GPU), their conversion to and
-// from the accumulation type, and the choice of N for a problem.
+// from the accumulation type, the choice of N for a problem, and the byte permutes (and
+// ColumnMask) that widen and mask a row kernel's window values in one instruction.
 //
 // No torch and no CUDA headers. PackMath is defined here for every element type by scalar
 // conversions; half_types.cuh specialises it for CUDA's half types to convert pairs.
@@ -109,6 +110,66 @@ INVOLUTION_HOST_DEVICE uint32_t permute_with_zero(uint32_t a, uint32_t selector)
 // zero.
 constexpr uint32_t kKeepWord = 0x3210, kWidenBfloat16 = 0x1044, kWidenHighBfloat16 = 0x3244,
                    kZeroWord = 0x4444;
+
+// Loads of a window column that may lie in the padding: the load is always made (the caller
+// keeps it inside the tensor) and the column's selector, made once per item, turns it into zero
+// in the same instruction that (for bfloat16) widens it.
+template <typename T>
+struct ColumnMask {
+  using acc_t = typename Arith<T>::acc_t;
+  uint32_t selector = kZeroWord;
+  ColumnMask() = default;
+  INVOLUTION_HOST_DEVICE explicit ColumnMask(bool keep)
+      : selector(keep ? (IsBfloat16<T>::value ? kWidenBfloat16 : kKeepWord) : kZeroWord) {}
+  INVOLUTION_HOST_DEVICE acc_t load(const T* x) const {
+    const T value = read_only(x);
+    static_assert(sizeof(T) == 2, "float and double have their own");
+    uint16_t raw;
+    memcpy(&raw, &value, sizeof(raw));
+    const uint32_t bits = permute_with_zero(raw, selector);
+    if (IsBfloat16<T>::value) {
+      float widened;
+      memcpy(&widened, &bits, sizeof(widened));
+      return widened;
+    }
+    // (half: the masked bits, then the conversion)
+    const uint16_t masked = static_cast<uint16_t>(bits);
+    T zero_or_value;
+    memcpy(static_cast<void*>(&zero_or_value), &masked, sizeof(masked));
+    return Arith<T>::to_acc(zero_or_value);
+  }
+};
+template <>
+struct ColumnMask<float> {
+  uint32_t selector = kZeroWord;
+  ColumnMask() = default;
+  INVOLUTION_HOST_DEVICE explicit ColumnMask(bool keep) : selector(keep ? kKeepWord : kZeroWord) {}
+  INVOLUTION_HOST_DEVICE float load(const float* x) const {
+    const float value = read_only(x);
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof(bits));
+    bits = permute_with_zero(bits, selector);
+    float masked;
+    memcpy(&masked, &bits, sizeof(masked));
+    return masked;
+  }
+};
+template <>
+struct ColumnMask<double> {
+  uint32_t selector = kZeroWord;
+  ColumnMask() = default;
+  INVOLUTION_HOST_DEVICE explicit ColumnMask(bool keep) : selector(keep ? kKeepWord : kZeroWord) {}
+  INVOLUTION_HOST_DEVICE double load(const double* x) const {
+    const double value = read_only(x);
+    uint32_t words[2];
+    memcpy(words, &value, sizeof(words));
+    words[0] = permute_with_zero(words[0], selector);
+    words[1] = permute_with_zero(words[1], selector);
+    double masked;
+    memcpy(&masked, words, sizeof(masked));
+    return masked;
+  }
+};
 
 // Aligned pack load and store. On the GPU a 16-byte pack is one 128-bit access; an unaligned
 // one would fault, so the CPU emulation checks the alignment that the GPU relies on.

@@ -215,15 +215,17 @@ INVOLUTION_HOST_DEVICE uint32_t indices_inside(int64_t first, int64_t step, int6
 // (one per element, as the widening costs anyway) whose selectors, made once per item, give
 // zeros for a column outside the row: its loads need no predicate and no pointer select, and
 // read a neighbouring row's values (the caller keeps them inside the tensors) that the
-// selectors then discard.
+// selectors then discard. A single element, and a word's first, go through the column's
+// ColumnMask (packs.h); a word's second through a selector of its own.
+template <typename T>
 struct Bfloat16Column {
-  uint32_t low = kZeroWord, high = kZeroWord;  // selectors of a word's first and second element
+  ColumnMask<T> first;
+  uint32_t second = kZeroWord;
   Bfloat16Column() = default;
   INVOLUTION_HOST_DEVICE explicit Bfloat16Column(bool keep)
-      : low(keep ? kWidenBfloat16 : kZeroWord), high(keep ? kWidenHighBfloat16 : kZeroWord) {}
+      : first(keep), second(keep ? kWidenHighBfloat16 : kZeroWord) {}
 
   // The chunk of 8 channels at x, widened (or zeros).
-  template <typename T>
   INVOLUTION_HOST_DEVICE void load_chunk(const T* x, float (&values)[8]) const {
     static_assert(IsBfloat16<T>::value && kWidePack<T> == 8, "one 16-byte pack of bfloat16");
     const Pack<T, 8> pack = load_pack<8>(x);
@@ -231,19 +233,13 @@ struct Bfloat16Column {
     memcpy(words, &pack, sizeof(words));
     INVOLUTION_UNROLL
     for (int k = 0; k < 4; ++k) {
-      values[2 * k] = bits_to_float(permute_with_zero(words[k], low));
-      values[2 * k + 1] = bits_to_float(permute_with_zero(words[k], high));
+      values[2 * k] = bits_to_float(permute_with_zero(words[k], first.selector));
+      values[2 * k + 1] = bits_to_float(permute_with_zero(words[k], second));
     }
   }
 
   // The element at x, widened (or zero).
-  template <typename T>
-  INVOLUTION_HOST_DEVICE float widen(const T* x) const {
-    const T value = read_only(x);
-    uint16_t raw;
-    memcpy(&raw, &value, sizeof(raw));
-    return bits_to_float(permute_with_zero(raw, low));
-  }
+  INVOLUTION_HOST_DEVICE float widen(const T* x) const { return first.load(x); }
 
   static INVOLUTION_HOST_DEVICE float bits_to_float(uint32_t bits) {
     float value;
@@ -379,9 +375,9 @@ struct ForwardRowsChannelsLast {
           one_pixel_kernel<OnePixel, CT>(p, at, V, input, weight, output);
           continue;
         }
-        Bfloat16Column columns[kWindow];
+        Bfloat16Column<T> columns[kWindow];
         INVOLUTION_UNROLL
-        for (int q = 0; q < kWindow; ++q) columns[q] = Bfloat16Column(inside_mask >> q & 1);
+        for (int q = 0; q < kWindow; ++q) columns[q] = Bfloat16Column<T>(inside_mask >> q & 1);
         // Rows in the padding load no input: their taps · 0 (0, or NaN for a NaN/Inf tap) start
         // the sums, in a loop of their own that keeps the hot loop free of them.
         for (int u = 0; u < p.height.kernel_size; ++u) {
@@ -484,10 +480,10 @@ struct GradInputRowsChannelsLast {
           continue;
         }
       }
-      Bfloat16Column columns[kWindow];  // (bfloat16 only)
+      Bfloat16Column<T> columns[kWindow];  // (bfloat16 only)
       if constexpr (kMaskedColumns) {
         INVOLUTION_UNROLL
-        for (int q = 0; q < kWindow; ++q) columns[q] = Bfloat16Column(inside_mask >> q & 1);
+        for (int q = 0; q < kWindow; ++q) columns[q] = Bfloat16Column<T>(inside_mask >> q & 1);
       }
       const T* w_row = weight + at.n * p.weight.batch + at.g * p.weight.group + i * p.weight.row;
       const int64_t w_step = p.weight.tap_row - p.height.dilation * p.weight.row;

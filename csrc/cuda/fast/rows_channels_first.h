@@ -78,66 +78,6 @@ inline bool cf_rows_apply(const Problem& p, int kernel_width, bool reads_weight,
                             (p.weight.col == 1 || p.weight.tap_col == 1)));
 }
 
-// Loads of a window column that may lie in the padding: the load is always made (the caller
-// keeps it inside the tensor) and the column's selector, made once per item, turns it into zero
-// in the same instruction that (for bfloat16) widens it.
-template <typename T>
-struct ColumnMask {
-  using acc_t = typename Arith<T>::acc_t;
-  uint32_t selector = kZeroWord;
-  ColumnMask() = default;
-  INVOLUTION_HOST_DEVICE explicit ColumnMask(bool keep)
-      : selector(keep ? (IsBfloat16<T>::value ? kWidenBfloat16 : kKeepWord) : kZeroWord) {}
-  INVOLUTION_HOST_DEVICE acc_t load(const T* x) const {
-    const T value = read_only(x);
-    static_assert(sizeof(T) == 2, "float and double have their own");
-    uint16_t raw;
-    memcpy(&raw, &value, sizeof(raw));
-    const uint32_t bits = permute_with_zero(raw, selector);
-    if (IsBfloat16<T>::value) {
-      float widened;
-      memcpy(&widened, &bits, sizeof(widened));
-      return widened;
-    }
-    // (half: the masked bits, then the conversion)
-    const uint16_t masked = static_cast<uint16_t>(bits);
-    T zero_or_value;
-    memcpy(static_cast<void*>(&zero_or_value), &masked, sizeof(masked));
-    return Arith<T>::to_acc(zero_or_value);
-  }
-};
-template <>
-struct ColumnMask<float> {
-  uint32_t selector = kZeroWord;
-  ColumnMask() = default;
-  INVOLUTION_HOST_DEVICE explicit ColumnMask(bool keep) : selector(keep ? kKeepWord : kZeroWord) {}
-  INVOLUTION_HOST_DEVICE float load(const float* x) const {
-    const float value = read_only(x);
-    uint32_t bits;
-    memcpy(&bits, &value, sizeof(bits));
-    bits = permute_with_zero(bits, selector);
-    float masked;
-    memcpy(&masked, &bits, sizeof(masked));
-    return masked;
-  }
-};
-template <>
-struct ColumnMask<double> {
-  uint32_t selector = kZeroWord;
-  ColumnMask() = default;
-  INVOLUTION_HOST_DEVICE explicit ColumnMask(bool keep) : selector(keep ? kKeepWord : kZeroWord) {}
-  INVOLUTION_HOST_DEVICE double load(const double* x) const {
-    const double value = read_only(x);
-    uint32_t words[2];
-    memcpy(words, &value, sizeof(words));
-    words[0] = permute_with_zero(words[0], selector);
-    words[1] = permute_with_zero(words[1], selector);
-    double masked;
-    memcpy(&masked, words, sizeof(masked));
-    return masked;
-  }
-};
-
 // The masks of the N window columns first, first+1, .. of a row of `size` columns.
 template <typename T, int N>
 struct WindowMasks {
