@@ -90,7 +90,8 @@ void check_channels_last_kernels(const char* name, int64_t width_stride) {
     ++failures;
   }
   if ((width_stride == 1) != rows_apply<T>(p, 3, {x.data(), out.data()}, true)) {
-    std::printf("FAILED %s: the row kernels %s\n", name, width_stride == 1 ? "do not apply" : "apply");
+    std::printf("FAILED %s: the row kernels %s\n", name,
+                width_stride == 1 ? "do not apply" : "apply");
     ++failures;
   }
   forward(p, Layout::kChannelsLast, x.data(), w.data(), out.data(), HostLaunch{});
