@@ -105,7 +105,7 @@ metrics+=,l1tex__t_sector_hit_rate.pct,lts__t_sector_hit_rate.pct
 metrics+=,l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum
 profile() {  # every involution kernel of scripts/profile_target.py, key metrics as CSV
   gpu_tool "$ncu" --clock-control none --csv --page raw --metrics "$metrics" \
-    --kernel-name regex:"run_items" "$python" scripts/profile_target.py >"$out/ncu.csv"
+    --kernel-name regex:"run_items|run_tiles" "$python" scripts/profile_target.py >"$out/ncu.csv"
 }
 export -f gpu_tool profile
 export dry_run ncu metrics python out

@@ -3,7 +3,7 @@
 
 For every kernel functor that the launchers run at the RedNet-50 involution shapes:
   1. compiles csrc/cuda/launchers.cu for sm_90 (or takes a compiled object, --object) and reads
-     each run_items<Functor> kernel's registers and local memory (cuobjdump -res-usage) and its
+     each run_items<Functor> (and run_tiles<Functor>) kernel's registers and local memory (cuobjdump -res-usage) and its
      basic blocks (nvdisasm -bbcfg);
   2. finds the loops of each kernel's control-flow graph (dominators, back edges, natural
      loops); the hot loop is the innermost loop with the most multiply-adds, and its
@@ -58,9 +58,12 @@ MACHINE = {
     "max_threads_per_sm": 2048,
     "max_warps_per_sm": 64,
     "max_blocks_per_sm": 32,
+    "shared_bytes_per_sm": 233472,  # 228 KB, of which a block may take up to 227 KB
+    "shared_bytes_reserved_per_block": 1024,
     "limits_source": "CUDA C++ Programming Guide, compute capability 9.0; register allocation "
                      "per warp in units of 256, per scheduler partition, as cuda_occupancy.h "
-                     "computes it. Shared memory is unused by the kernels.",
+                     "computes it; 228 KB of shared memory per SM, 1 KB of it reserved per "
+                     "block (only the tile kernels use shared memory).",
     "copy_bandwidth_tbs": 3.0,
     "copy_bandwidth_source": "assumption, not a measurement on our machines: HBM3 peak "
                              "3.35 TB/s x ~0.9 achievable for a device-to-device copy; to be "
@@ -332,7 +335,7 @@ def readable(demangled: str) -> str:
     name = demangled.replace("(anonymous namespace)::", "").replace("involution::", "")
     name = re.sub(r"^void ", "", name)
     name = _without_parameters(name)
-    name = re.sub(r"^(?:[\w:]*::)?run_items<(.*?) ?>$", r"\1", name)  # the functor it runs
+    name = re.sub(r"^(?:[\w:]*::)?run_(?:items|tiles)<(.*?) ?>$", r"\1", name)  # its functor
     name = name.replace("cuda::", "")
     for standin, cuda_type in STANDIN_TYPES.items():
         name = name.replace(standin, cuda_type)
@@ -373,10 +376,12 @@ def spills(ptxas_log: str, arch: str = "sm_90") -> Dict[str, Dict[str, int]]:
     return result
 
 
-def occupancy(registers: int, threads: int, machine: dict = MACHINE) -> Tuple[int, float]:
-    """Resident blocks per SM and occupancy (resident warps / max warps), from registers and
-    block size: registers are allocated per warp (rounded up to the allocation unit) within each
-    scheduler partition's quarter of the register file."""
+def occupancy(registers: int, threads: int, machine: dict = MACHINE,
+              shared_bytes: int = 0) -> Tuple[int, float]:
+    """Resident blocks per SM and occupancy (resident warps / max warps), from registers, block
+    size and shared memory per block: registers are allocated per warp (rounded up to the
+    allocation unit) within each scheduler partition's quarter of the register file; each
+    block's shared memory comes with a reserved kilobyte."""
     warps_per_block = -(-threads // 32)
     per_warp = -(-registers * 32 // machine["register_allocation_unit"]) * \
         machine["register_allocation_unit"]
@@ -386,7 +391,10 @@ def occupancy(registers: int, threads: int, machine: dict = MACHINE) -> Tuple[in
     partitions = machine["register_sub_partitions"]
     by_registers = (machine["registers_per_sm"] // partitions // per_warp * partitions
                     // warps_per_block) if per_warp else machine["max_blocks_per_sm"]
-    blocks = min(by_registers, machine["max_blocks_per_sm"],
+    by_shared = (machine["shared_bytes_per_sm"] //
+                 (shared_bytes + machine["shared_bytes_reserved_per_block"])
+                 if shared_bytes else machine["max_blocks_per_sm"])
+    blocks = min(by_registers, by_shared, machine["max_blocks_per_sm"],
                  machine["max_warps_per_sm"] // warps_per_block,
                  machine["max_threads_per_sm"] // threads)
     return blocks, blocks * warps_per_block / machine["max_warps_per_sm"]
@@ -435,10 +443,27 @@ def grid(items: int, threads: int, blocks_per_sm: int, machine: dict) -> Tuple[i
     return blocks, rounds, warp_items / machine["sms"] / busiest_sm
 
 
+def tile_grid(tiles: int, blocks_per_sm: int, machine: dict) -> Tuple[int, float, float]:
+    """The grid of a tile kernel (launchers.cu, run_tiles: a block per tile, at most the
+    blocks the GPU holds at once, each block taking every blocks-th tile), its rounds of tiles
+    and its tail efficiency: the mean tiles of an SM over the busiest SM's."""
+    resident = blocks_per_sm * machine["sms"]
+    if not resident or not tiles:
+        return 0, math.inf if not resident else 0.0, 0.0
+    blocks = min(tiles, resident)
+    busiest_sm = min(blocks_per_sm, -(-blocks // machine["sms"])) * -(-tiles // blocks)
+    return blocks, tiles / resident, tiles / machine["sms"] / busiest_sm
+
+
 def predict(launch: dict, kernel: dict, shape: dict, machine: dict) -> dict:
     """Issue time, DRAM time and bound of one launch (times in microseconds)."""
-    blocks_per_sm, occupied = occupancy(kernel["registers"], launch["threads"], machine)
-    blocks, waves, tail = grid(launch["items"], launch["threads"], blocks_per_sm, machine)
+    shared_bytes = launch.get("shared_bytes", 0)
+    blocks_per_sm, occupied = occupancy(kernel["registers"], launch["threads"], machine,
+                                        shared_bytes)
+    if launch.get("tiles"):
+        blocks, waves, tail = tile_grid(launch["tiles"], blocks_per_sm, machine)
+    else:
+        blocks, waves, tail = grid(launch["items"], launch["threads"], blocks_per_sm, machine)
     fmas = op_multiply_adds(shape)
     per_fma = kernel["instructions_per_multiply_add"]
     issue_us = (fmas * per_fma / 32 / issue_rate(machine) / tail * 1e6
@@ -446,7 +471,8 @@ def predict(launch: dict, kernel: dict, shape: dict, machine: dict) -> dict:
     dram_bytes = minimal_bytes(launch["op"], shape, ELEMENT_BYTES[launch["dtype"]])
     dram_us = dram_bytes / (machine["copy_bandwidth_tbs"] * 1e12) * 1e6
     bound = "issue" if issue_us is None or issue_us > dram_us else "DRAM"
-    return {"blocks": blocks, "blocks_per_sm": blocks_per_sm, "occupancy": occupied, "waves": waves,
+    return {"blocks": blocks, "blocks_per_sm": blocks_per_sm, "occupancy": occupied,
+            "shared_bytes": shared_bytes, "waves": waves,
             "tail_efficiency": tail, "op_multiply_adds": fmas, "issue_us": issue_us,
             "dram_bytes": dram_bytes, "dram_us": dram_us, "bound": bound,
             "predicted_us": None if issue_us is None else max(issue_us, dram_us)}
@@ -602,7 +628,7 @@ def sass_kernels(cubin: Path, cuobjdump: str, nvdisasm: str,
     names = demangle(sorted(usage))
     kernels = {}
     for mangled, res in usage.items():
-        if mangled not in cfgs or "run_items" not in names[mangled]:
+        if mangled not in cfgs or not re.search(r"run_(items|tiles)<", names[mangled]):
             continue  # device subroutines (64-bit division) and other functions
         hot = hot_loop(cfgs[mangled])
         name = readable(names[mangled])

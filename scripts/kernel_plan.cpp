@@ -2,7 +2,8 @@
 // points of csrc/cuda/kernel_sets.h (forward, grad_input, grad_weight) for every kernel set,
 // layout and element type with a recording `launch` (channels_last also with the conv-view
 // weight a channels_last layer hands the op), and prints one JSON line per launched
-// functor: its type name, items and threads per block. scripts/kernel_model.py matches
+// functor: its type name, items and threads per block (a tile kernel: also its tiles and shared
+// bytes per block). scripts/kernel_model.py matches
 // the names against the run_items<...> kernels of the SASS, so the geometry comes from the
 // kernels' own code, not from a copy of their formulas.
 //
@@ -105,13 +106,21 @@ struct RecordingLaunch {
     launched = true;
     const int64_t items = functor.items();
     const int64_t threads = ThreadsOf<Functor>::value;
+    // A tile kernel: its tiles (a block each) and shared memory per block; else 0 and 0.
+    int64_t tiles = 0, shared_bytes = 0;
+    if constexpr (cu::SharedTiles<Functor>::value) {
+      tiles = functor.tiles();
+      shared_bytes = functor.shared_floats() * static_cast<int64_t>(sizeof(float));
+    }
     std::printf(
         "{\"problem\": %s, \"dtype\": %s, \"set\": %s, \"layout\": %s, \"op\": %s, "
-        "\"functor\": %s, \"demangled\": %s, \"items\": %lld, \"threads\": %lld}\n",
+        "\"functor\": %s, \"demangled\": %s, \"items\": %lld, \"threads\": %lld, "
+        "\"tiles\": %lld, \"shared_bytes\": %lld}\n",
         quoted(context.problem).c_str(), quoted(context.dtype).c_str(),
         quoted(context.set).c_str(), quoted(context.layout).c_str(), quoted(context.op).c_str(),
         quoted(pretty_name<Functor>()).c_str(), quoted(demangled_name<Functor>()).c_str(),
-        static_cast<long long>(items), static_cast<long long>(threads));
+        static_cast<long long>(items), static_cast<long long>(threads),
+        static_cast<long long>(tiles), static_cast<long long>(shared_bytes));
   }
 };
 

@@ -3,9 +3,11 @@
 //     round as the scalar conversion does;
 //  2. the channels_last functors of csrc/cuda/fast/channels_last.h and, at unit width stride,
 //     the row kernels of fast/rows.h (launched through fast/select.h; bfloat16 with the column
-//     selectors of its sm_90 build), instantiated with __half and __nv_bfloat16 (the GPU's types,
-//     not torch's), match a double-precision loop over the definition on small problems with
-//     16-byte packs, every thread of their grid emulated.
+//     selectors of its sm_90 build), and in channels-first the functors of
+//     fast/channels_first.h and, at unit width stride, the tile kernels of
+//     fast/tiles_channels_first.h, instantiated with __half and __nv_bfloat16 (the GPU's types,
+//     not torch's), match a double-precision loop over the definition on small problems,
+//     every thread of their grid emulated.
 // Prints "all half checks passed" and exits 0 on success.
 #include <cmath>
 #include <cstdio>
@@ -55,14 +57,30 @@ void check_pack_conversions(const char* name) {
   }
 }
 
-// Runs a functor for every thread of its CUDA grid, as the GPU launch would.
+// Runs a functor for every thread of its CUDA grid, as the GPU launch would (a tile kernel's
+// block: every thread's fill of a tile, then every thread's compute).
 struct HostLaunch {
   template <typename Functor>
   void operator()(const Functor& functor) const {
-    const int64_t blocks = blocks_for(functor.items(), 3);  // few blocks: threads loop
-    for (int64_t block = 0; block < blocks; ++block) {
-      for (int64_t lane = 0; lane < kThreadsPerBlock; ++lane) {
-        functor(Thread{block, lane, blocks, kThreadsPerBlock});
+    if constexpr (SharedTiles<Functor>::value) {
+      const int64_t blocks = blocks_for_tiles(functor.tiles(), 3);
+      std::vector<float> shared(functor.shared_floats());
+      for (int64_t block = 0; block < blocks; ++block) {
+        for (int64_t tile = block; tile < functor.tiles(); tile += blocks) {
+          for (int64_t lane = 0; lane < kThreadsPerBlock; ++lane) {
+            functor.fill(Thread{block, lane, blocks, kThreadsPerBlock}, tile, shared.data());
+          }
+          for (int64_t lane = 0; lane < kThreadsPerBlock; ++lane) {
+            functor.compute(Thread{block, lane, blocks, kThreadsPerBlock}, tile, shared.data());
+          }
+        }
+      }
+    } else {
+      const int64_t blocks = blocks_for(functor.items(), 3);  // few blocks: threads loop
+      for (int64_t block = 0; block < blocks; ++block) {
+        for (int64_t lane = 0; lane < kThreadsPerBlock; ++lane) {
+          functor(Thread{block, lane, blocks, kThreadsPerBlock});
+        }
       }
     }
   }
@@ -71,7 +89,7 @@ struct HostLaunch {
 double uniform() { return std::rand() / (RAND_MAX + 1.0) * 2.0 - 1.0; }
 
 template <typename T>
-void check_channels_last_kernels(const char* name, int64_t width_stride) {
+void check_kernels(const char* name, Layout layout, int64_t width_stride) {
   // (B, C, H, W) = (2, 32, 5, 6), G = 2 (16 channels per group), 3x3 kernel, stride
   // (1, width_stride), padding 1, dilation (2, 1): output 3 x 3 (width stride 2: the one-pixel
   // kernels) or 3 x 6 (width stride 1: the row kernels, whose first and last items reach past the
@@ -89,14 +107,23 @@ void check_channels_last_kernels(const char* name, int64_t width_stride) {
     std::printf("FAILED %s: the 16-byte packs were not chosen\n", name);
     ++failures;
   }
-  if ((width_stride == 1) != rows_apply<T>(p, 3, {x.data(), out.data()}, true)) {
-    std::printf("FAILED %s: the row kernels %s\n", name,
+  const bool rows = layout == Layout::kChannelsLast
+                        ? rows_apply<T>(p, 3, {x.data(), out.data()}, true)
+                        : tiles_apply<T>(p, 3, true) &&
+                              ForwardTilesChannelsFirst<T, 3, WeightOrder::kPixelsInner>::make_plan(p)
+                                  .fits();
+  if ((width_stride == 1) != rows) {
+    std::printf("FAILED %s: the row or tile kernels %s\n", name,
                 width_stride == 1 ? "do not apply" : "apply");
     ++failures;
   }
-  forward(p, Layout::kChannelsLast, x.data(), w.data(), out.data(), HostLaunch{});
-  grad_input(p, Layout::kChannelsLast, go.data(), w.data(), gx.data(), HostLaunch{});
-  grad_weight(p, Layout::kChannelsLast, go.data(), x.data(), gw.data(), HostLaunch{});
+  forward(p, layout, x.data(), w.data(), out.data(), HostLaunch{});
+  grad_input(p, layout, go.data(), w.data(), gx.data(), HostLaunch{});
+  grad_weight(p, layout, go.data(), x.data(), gw.data(), HostLaunch{});
+  auto offset = [&](int64_t rows, int64_t cols, int64_t n, int64_t h, int64_t col, int64_t c) {
+    return layout == Layout::kChannelsLast ? pixel_offset(rows, cols, 32, n, h, col, c)
+                                           : plane_offset(32, rows, cols, n, c, h, col);
+  };
 
   auto value = [](T v) { return static_cast<double>(Arith<T>::to_acc(v)); };
   std::vector<double> want_out(out_size, 0.0), want_gx(in_size, 0.0), want_gw(w_size, 0.0);
@@ -108,8 +135,8 @@ void check_channels_last_kernels(const char* name, int64_t width_stride) {
             for (int v = 0; v < 3; ++v) {
               const int64_t h = input_index(height, i, u), col = input_index(width, j, v);
               if (!inside(h, H) || !inside(col, W)) continue;
-              const int64_t xi = pixel_offset(H, W, 32, n, h, col, c);
-              const int64_t oi = pixel_offset(Ho, Wo, 32, n, i, j, c);
+              const int64_t xi = offset(H, W, n, h, col, c);
+              const int64_t oi = offset(Ho, Wo, n, i, j, c);
               const int64_t wi = weight_offset(p, n, c / 16, u, v, i, j);
               want_out[oi] += value(w[wi]) * value(x[xi]);
               want_gx[xi] += value(w[wi]) * value(go[oi]);
@@ -134,10 +161,14 @@ void check_channels_last_kernels(const char* name, int64_t width_stride) {
 int main() {
   check_pack_conversions<__half>("__half pack conversions");
   check_pack_conversions<__nv_bfloat16>("__nv_bfloat16 pack conversions");
-  check_channels_last_kernels<__half>("__half kernels", 2);
-  check_channels_last_kernels<__nv_bfloat16>("__nv_bfloat16 kernels", 2);
-  check_channels_last_kernels<__half>("__half row kernels", 1);
-  check_channels_last_kernels<__nv_bfloat16>("__nv_bfloat16 row kernels", 1);
+  check_kernels<__half>("__half kernels", Layout::kChannelsLast, 2);
+  check_kernels<__nv_bfloat16>("__nv_bfloat16 kernels", Layout::kChannelsLast, 2);
+  check_kernels<__half>("__half row kernels", Layout::kChannelsLast, 1);
+  check_kernels<__nv_bfloat16>("__nv_bfloat16 row kernels", Layout::kChannelsLast, 1);
+  check_kernels<__half>("__half channels-first kernels", Layout::kChannelsFirst, 2);
+  check_kernels<__nv_bfloat16>("__nv_bfloat16 channels-first kernels", Layout::kChannelsFirst, 2);
+  check_kernels<__half>("__half tile kernels", Layout::kChannelsFirst, 1);
+  check_kernels<__nv_bfloat16>("__nv_bfloat16 tile kernels", Layout::kChannelsFirst, 1);
   if (failures != 0) {
     std::printf("%d half checks failed\n", failures);
     return 1;

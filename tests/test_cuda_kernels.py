@@ -320,9 +320,75 @@ def cf_row_kernel_items(problem, dtype):
             gw_items if out_w >= gw_pixels else None)
 
 
+TILE_BYTES = 80 * 1024  # fast/tiles_channels_first.h, kMaxTileBytes
+
+
+def cf_tiles(problem, op):
+    """Tiles of the channels-first tile kernels (2-byte types) for op 0, 1, 2 (forward,
+    grad_input, grad_weight), None where they do not apply: bands of result rows as tall as fit
+    TILE_BYTES of float rows (4·quads + KW − 1 floats, rounded up to 4), evened out; forward and
+    grad_input tiles take as many chunks of 8 channels as keep their items (chunk, row, quad)
+    within 256 threads, or down to half as many where that leaves fewer empty chunks in the last
+    tile; grad_weight tiles one group with its input and grad_output rows."""
+    (kh, kw), (sh, sw), _, (dh, dw) = problem.pairs()
+    per_group = problem.channels // problem.groups
+    if sw != 1 or dw != 1 or kw not in (3, 7) or (op < 2 and per_group % 8) or (op == 1 and sh != 1):
+        return None
+    rows_total, cols = problem.size if op == 1 else problem.output_size()
+    quads = -(-cols // 4)
+    row_floats = -(-(4 * quads + kw - 1) // 4) * 4
+    if row_floats > 256:
+        return None
+
+    def window_rows(rows):
+        return rows + (kh - 1) * dh if op == 1 else (rows - 1) * sh + (kh - 1) * dh + 1
+
+    def tile_bytes(rows, chunks):
+        if op == 2:
+            return per_group * (window_rows(rows) * row_floats + rows * 4 * quads) * 4
+        return chunks * 8 * window_rows(rows) * row_floats * 4
+
+    tallest = max((r for r in range(1, rows_total + 1) if tile_bytes(r, 1) <= TILE_BYTES), default=0)
+    if tallest == 0:
+        return None
+    bands = -(-rows_total // tallest)
+    rows = -(-rows_total // bands)
+    if op == 2:
+        return problem.batch * problem.groups * bands
+    chunks_total = problem.channels // 8
+    chunks = min(max(256 // (rows * quads), 1), chunks_total)
+    while chunks > 1 and tile_bytes(rows, chunks) > TILE_BYTES:
+        chunks -= 1
+    chunks = min(range(-(-chunks // 2), chunks + 1),
+                 key=lambda k: (-(-chunks_total // k) * k - chunks_total, -k))
+    return problem.batch * -(-chunks_total // chunks) * bands
+
+
+def cf_kernel_trips(problem, dtype):
+    """What an emulated launch on one block reports as its most items per thread, per op: the
+    tiles of the tile kernels (2-byte types, where they apply), else the row kernels' items over
+    256 threads (None where grad_weight's rows are shorter than its blocks)."""
+    trips = [None if items is None else -(-items // 256)
+             for items in cf_row_kernel_items(problem, dtype)]
+    if dtype.itemsize == 2:
+        trips = [trip if cf_tiles(problem, op) is None else cf_tiles(problem, op)
+                 for op, trip in enumerate(trips)]
+    return trips
+
+
+# CF_ROW_PROBLEMS, plus rows too wide for a tile (the half types take the row kernels) and
+# images of several bands and channel blocks with a partial last band.
+CF_TILE_PROBLEMS = CF_ROW_PROBLEMS + [
+    Problem(1, 16, 2, (3, 260), (3, 3)),
+    Problem(2, 48, 3, (90, 30), (7, 7)),
+    Problem(2, 32, 1, (61, 5), (3, 7), stride=(2, 1), dilation=(3, 1), padding=(2, 3)),
+]
+
+
 @pytest.mark.parametrize("weight_layout", ["contiguous", "conv_nhwc_view"])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("problem", CF_ROW_PROBLEMS, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16],
+                         ids=str)
+@pytest.mark.parametrize("problem", CF_TILE_PROBLEMS, ids=str)
 def test_channels_first_row_kernels_match_reference(problem, dtype, weight_layout):
     x, w, grad = random_problem_tensors(problem, dtype, torch.contiguous_format)
     w = weight_in_layout(w, weight_layout)
@@ -330,32 +396,65 @@ def test_channels_first_row_kernels_match_reference(problem, dtype, weight_layou
     launches = emulated_launches(problem, x, w, grad, "fast", max_blocks=1)
     for launch, wanted in zip(launches, expected):
         assert_close(launch.result, wanted, dtype)
-    # The row kernels ran: one block of 256 threads loops over their items, whose counts are
-    # not those of the one-pixel kernels (16 channels, or a row of up to 8 taps, at one pixel).
+    # The row or tile kernels ran: one block of 256 threads loops over their items (or tiles),
+    # whose counts are not those of the one-pixel kernels (16 channels, or a row of up to 8 taps,
+    # at one pixel).
     out_h, out_w = problem.output_size()
     sixteens = problem.batch * problem.groups * -(-problem.channels // problem.groups // 16)
     one_pixel_items = (sixteens * out_h * out_w, sixteens * problem.size[0] * problem.size[1],
                        problem.batch * problem.groups * problem.kernel[0] * out_h * out_w)
     told = []
-    for launch, items, pixel_items in zip(launches, cf_row_kernel_items(problem, dtype),
+    for launch, trips, pixel_items in zip(launches, cf_kernel_trips(problem, dtype),
                                           one_pixel_items):
-        if items is None:  # grad_weight on rows shorter than its blocks
+        if trips is None:  # grad_weight on rows shorter than its blocks
             assert launch.most_items_per_thread == -(-pixel_items // 256)
             continue
-        assert launch.most_items_per_thread == -(-items // 256)
-        told.append(-(-items // 256) != -(-pixel_items // 256))  # whether the check can tell
+        assert launch.most_items_per_thread == trips
+        told.append(trips != -(-pixel_items // 256))  # whether the check can tell
     # (float64 forward and grad_input items hold 4 channels × 2 pixels, half the elements of the
-    # one-pixel kernels' 16 channels: for few items their counts may agree.)
-    assert told[-1] and (dtype == torch.float64 or all(told))
+    # one-pixel kernels' 16 channels: for few items their counts may agree; so may a few tiles.)
+    assert told[-1] or dtype.itemsize == 2
+    assert dtype in (torch.float64, torch.float16, torch.bfloat16) or all(told)
     assert [launch.pack for launch in launches] == [1, 1, 1]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_tile_kernels_take_the_problems_they_are_for():
+    """The RedNet shapes take tiles (forward and grad_input: one band of rows per image but
+    stage 1's two, several chunks per tile; grad_weight: bands of 7, 14, 14 and 7 rows), the
+    cases outside the tile kernels none."""
+    for size, channels, groups, bands, gw_bands in [(56, 64, 4, 2, 8), (28, 128, 8, 1, 2),
+                                                    (14, 256, 16, 1, 1), (7, 512, 32, 1, 1)]:
+        problem = Problem(2, channels, groups, (size, size), (7, 7))
+        assert cf_tiles(problem, 2) == 2 * groups * gw_bands
+        assert 2 * bands <= cf_tiles(problem, 0) == cf_tiles(problem, 1) <= 2 * channels // 8 * bands
+    assert cf_tiles(Problem(2, 16, 2, (9, 11), (3, 5)), 0) is None  # kernel width 5
+    assert cf_tiles(Problem(2, 16, 2, (9, 11), (3, 3), stride=(2, 1)), 1) is None
+    assert cf_tiles(Problem(2, 16, 4, (9, 11), (3, 3)), 0) is None  # 4 channels per group
+    assert cf_tiles(Problem(2, 16, 4, (9, 11), (3, 3)), 2) == 2 * 4  # grad_weight reads no weight
+    assert cf_tiles(Problem(2, 16, 2, (9, 11), (3, 3), stride=(1, 2)), 2) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_tile_kernels_poisoned_shared_memory_never_reaches_a_result(dtype):
+    """The emulation fills each tile's shared memory with NaN before its fill: every value
+    the threads read was written by the fill (results finite on finite inputs, at the RedNet
+    stage-4 and stage-1 shapes, partial quads included)."""
+    for problem in [Problem(2, 64, 4, (7, 7), (7, 7)), Problem(1, 16, 1, (56, 54), (7, 7))]:
+        x, w, grad = random_problem_tensors(problem, dtype, torch.contiguous_format)
+        launches = emulated_launches(problem, x, w, grad, "fast", max_blocks=3)
+        assert [launch.most_items_per_thread for launch in launches] == [
+            -(-cf_tiles(problem, op) // 3) for op in range(3)]
+        for launch, wanted in zip(launches, reference_results(problem, x, w, grad)):
+            assert torch.isfinite(launch.result).all()
+            assert_close(launch.result, wanted, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 def test_channels_first_row_kernels_propagate_nan_and_inf_like_the_reference(dtype):
     x, w, grad = tensors_with_nan_and_inf(dtype, torch.contiguous_format)
     launches = emulated_launches(NAN_PROBLEM, x, w, grad, "fast", max_blocks=1)
-    forward_items = cf_row_kernel_items(NAN_PROBLEM, dtype)[0]
-    assert launches[0].most_items_per_thread == -(-forward_items // 256)
+    assert [launch.most_items_per_thread for launch in launches] == cf_kernel_trips(NAN_PROBLEM,
+                                                                                    dtype)
     assert_nan_and_inf_like_the_reference(launches, x, w, grad, dtype)
 
 

@@ -197,6 +197,36 @@ def test_occupancy(threads, registers, blocks, occupancy):
     assert km.occupancy(registers, threads) == (blocks, occupancy)
 
 
+def test_occupancy_with_shared_memory():
+    # 64 registers allow 4 blocks of 256 threads; 50 KB of shared memory (+1 KB reserved each)
+    # fit 4 blocks in 228 KB, 80 KB only 2, 120 KB one.
+    assert km.occupancy(64, 256, km.MACHINE, 50 * 1024) == (4, 0.5)
+    assert km.occupancy(64, 256, km.MACHINE, 80 * 1024) == (2, 0.25)
+    assert km.occupancy(64, 256, km.MACHINE, 120 * 1024) == (1, 0.125)
+    assert km.occupancy(64, 256, km.MACHINE, 0) == km.occupancy(64, 256)
+
+
+def test_tile_grid():
+    # 2 blocks per SM: 264 resident blocks. 384 tiles: block b takes tiles b and b + 264 (120
+    # of them take two), so an SM with two such blocks does 4 tiles against a mean of 384 / 132.
+    assert km.tile_grid(384, 2, km.MACHINE) == (264, pytest.approx(384 / 264),
+                                                pytest.approx(384 / 132 / 4))
+    assert km.tile_grid(528, 2, km.MACHINE) == (264, pytest.approx(2.0), pytest.approx(1.0))
+    # fewer tiles than SMs: one block each.
+    assert km.tile_grid(100, 2, km.MACHINE) == (100, pytest.approx(100 / 264),
+                                                pytest.approx(100 / 132))
+
+
+def test_predict_takes_the_tile_grid_and_shared_memory_of_a_tile_kernel():
+    kernel = {"registers": 64, "instructions_per_multiply_add": 1.5}
+    launch = {"op": "forward", "dtype": "bfloat16", "threads": 256, "items": 384 * 256,
+              "tiles": 384, "shared_bytes": 80 * 1024}
+    result = km.predict(launch, kernel, STAGE1, km.MACHINE)
+    assert result["blocks_per_sm"] == 2 and result["occupancy"] == 0.25
+    assert result["blocks"] == 264 and result["tail_efficiency"] == pytest.approx(384 / 132 / 4)
+    assert result["shared_bytes"] == 80 * 1024
+
+
 # ---- prediction and budget -------------------------------------------------------------------
 
 STAGE1 = {"batch": 64, "channels": 64, "groups": 4, "kernel": 7, "height": 56, "width": 56,
@@ -321,6 +351,9 @@ def test_readable_names_match_across_spellings():
             "Rows<float, 7, (involution::cuda::fast::Order)0> >(involution::cuda::fast::"
             "Rows<float, 7, (involution::cuda::fast::Order)0>)")
     assert km.readable(enum) == "fast::Rows<float, 7, (fast::Order)0>"
+    tiles = ("void involution::cuda::(anonymous namespace)::run_tiles<involution::cuda::fast::"
+             "ForwardTilesChannelsFirst<__nv_bfloat16, 7, (involution::cuda::fast::Order)2> >(T1)")
+    assert km.readable(tiles) == "fast::ForwardTilesChannelsFirst<__nv_bfloat16, 7, (fast::Order)2>"
 
 
 def test_find_kernel_falls_back_to_the_demangled_spelling():
@@ -375,6 +408,14 @@ def test_launch_plan_covers_every_set_layout_and_op():
         assert "standin" not in name
         assert launch["items"] > 0 and launch["threads"] % km.WARP == 0
         assert "blocks" not in launch  # the grid depends on the registers: the model makes it
+        # Tile kernels (the half types' channels-first ones at this shape) report their tiles
+        # and shared memory; the others none.
+        tiled = "TilesChannelsFirst" in name
+        assert (launch["tiles"] > 0 and 0 < launch["shared_bytes"] <= 80 * 1024) if tiled else \
+            launch["tiles"] == launch["shared_bytes"] == 0
+    assert {(l["dtype"], l["op"]) for l in launches
+            if "TilesChannelsFirst" in l["functor"]} == {
+        (dtype, op) for dtype in ("float16", "bfloat16") for op in km.OPS}
 
 
 SMALL_KERNEL = r'''

@@ -1,6 +1,6 @@
 // The launchers of launchers.cuh: one generic __global__ (run_items) that runs a kernel functor
 // (chosen in kernel_sets.h) over a 1-D grid of blocks_for(items, resident blocks) ×
-// kThreadsPerBlock threads, and the three launchers. Element traits of the half types come from
+// kThreadsPerBlock threads, one (run_tiles) for the tile kernels, and the three launchers. Element traits of the half types come from
 // half_types.cuh.
 #include "launchers.cuh"
 
@@ -31,6 +31,46 @@ __global__ void __launch_bounds__(kThreadsPerBlock, MinBlocksPerSM<Functor>::val
   functor(Thread{blockIdx.x, threadIdx.x, gridDim.x, blockDim.x});
 }
 
+// The tile kernels: each block runs its tiles, filling its shared tile with all its threads
+// before any reads it (plumbing.h, kSharedTiles).
+template <typename Functor>
+__global__ void __launch_bounds__(kThreadsPerBlock, MinBlocksPerSM<Functor>::value)
+    run_tiles(const Functor functor) {
+  extern __shared__ float4 shared_quads[];  // float4: 16-byte aligned
+  float* shared = reinterpret_cast<float*>(shared_quads);
+  const Thread thread{blockIdx.x, threadIdx.x, gridDim.x, blockDim.x};
+  const int64_t tiles = functor.tiles();
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    functor.fill(thread, tile, shared);
+    __syncthreads();
+    functor.compute(thread, tile, shared);
+    __syncthreads();
+  }
+}
+
+// Blocks of a tile kernel that the current device holds at once with `shared_bytes` of shared
+// memory per block (asked at every launch: the tiles' size depends on the problem).
+template <typename Functor>
+cudaError_t resident_tile_blocks(int64_t shared_bytes, int64_t& resident) {
+  int device = 0, sms = 0, per_sm = 0;
+  cudaError_t status = cudaGetDevice(&device);
+  if (status == cudaSuccess) {
+    status = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  }
+  if (status == cudaSuccess) {
+    // Above 48 KB a kernel must opt in to its dynamic shared memory.
+    status = cudaFuncSetAttribute(run_tiles<Functor>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(shared_bytes));
+  }
+  if (status == cudaSuccess) {
+    status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, run_tiles<Functor>,
+                                                           kThreadsPerBlock, shared_bytes);
+  }
+  if (status != cudaSuccess) return status;
+  resident = std::max<int64_t>(int64_t{sms} * per_sm, 1);
+  return cudaSuccess;
+}
+
 // Blocks of run_items<Functor> that the current device holds at once (its SMs times the
 // blocks per SM that the kernel's registers allow), asked once per device.
 constexpr int kMaxDevices = 64;
@@ -58,19 +98,30 @@ cudaError_t resident_blocks(int64_t& resident) {
 }
 
 // Launches a functor over the grid blocks_for(items, resident blocks) × kThreadsPerBlock on
-// `stream`.
+// `stream`; a tile kernel over blocks_for_tiles(tiles, resident blocks) with its shared memory.
 struct Launcher {
   cudaStream_t stream;
   cudaError_t status = cudaSuccess;
 
   template <typename Functor>
   void operator()(const Functor& functor) {
-    const int64_t items = functor.items();
-    if (items == 0) return;
-    int64_t resident = 0;
-    status = resident_blocks<Functor>(resident);
-    if (status != cudaSuccess) return;
-    run_items<<<blocks_for(items, resident), kThreadsPerBlock, 0, stream>>>(functor);
+    if constexpr (SharedTiles<Functor>::value) {
+      const int64_t tiles = functor.tiles();
+      if (tiles == 0) return;
+      const int64_t shared_bytes = functor.shared_floats() * int64_t{sizeof(float)};
+      int64_t resident = 0;
+      status = resident_tile_blocks<Functor>(shared_bytes, resident);
+      if (status != cudaSuccess) return;
+      run_tiles<<<blocks_for_tiles(tiles, resident), kThreadsPerBlock, shared_bytes, stream>>>(
+          functor);
+    } else {
+      const int64_t items = functor.items();
+      if (items == 0) return;
+      int64_t resident = 0;
+      status = resident_blocks<Functor>(resident);
+      if (status != cudaSuccess) return;
+      run_items<<<blocks_for(items, resident), kThreadsPerBlock, 0, stream>>>(functor);
+    }
     status = cudaGetLastError();
   }
 };

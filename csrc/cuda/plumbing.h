@@ -7,9 +7,16 @@
 // `operator()(const Thread&)` does the items of one thread of a 1-D grid-stride launch.
 // launchers.cu launches a functor as a CUDA kernel (run_items); the tests' emulated launch
 // (tests/csrc/emulated_launch.cpp) calls it for every (block, thread) of the very same grid on
-// the CPU, so the CPU tests run the code the GPU runs. No kernel uses shared memory, barriers or warp shuffles, so running the
-// threads one after another is an exact emulation. Each thread writes only its own result
-// elements and reads only inputs: no atomics, deterministic results.
+// the CPU, so the CPU tests run the code the GPU runs. No kernel uses warp shuffles, and only the
+// tile kernels (kSharedTiles, below) use shared memory and barriers, so running the threads one
+// after another (a tile kernel's: every thread's fill, then every thread's compute) is an exact
+// emulation. Each thread writes only its own result elements and reads only inputs (and its
+// block's tile): no atomics, deterministic results.
+//
+// A tile kernel (`static constexpr bool kSharedTiles = true`) has `tiles()` tiles and needs
+// `shared_floats()` floats of shared memory per block; each block takes tiles blockIdx.x,
+// blockIdx.x + gridDim.x, .. and for each runs `fill(thread, tile, shared)` on all its threads,
+// a barrier, `compute(thread, tile, shared)`, a barrier (run_tiles in launchers.cu).
 //
 // The element-type traits `Arith` are defined here for float and double; half_types.cuh
 // specialises them for CUDA's __half and __nv_bfloat16, the emulation for torch's host types.
@@ -71,6 +78,20 @@ inline int64_t blocks_for(int64_t items, int64_t resident) {
   const int64_t warp_items = (items + kWarpSize - 1) / kWarpSize;
   const int64_t at_least_one = resident > 1 ? resident : 1;
   return warp_items < at_least_one ? warp_items : at_least_one;
+}
+
+// Whether a functor is a tile kernel.
+template <typename Functor, typename = void>
+struct SharedTiles { static constexpr bool value = false; };
+template <typename Functor>
+struct SharedTiles<Functor, decltype(void(Functor::kSharedTiles))> {
+  static constexpr bool value = Functor::kSharedTiles;
+};
+
+// The grid of a tile kernel: one block per tile, at most the blocks the GPU holds at once.
+inline int64_t blocks_for_tiles(int64_t tiles, int64_t resident) {
+  const int64_t at_least_one = resident > 1 ? resident : 1;
+  return tiles < at_least_one ? tiles : at_least_one;
 }
 
 // ---- element types ---------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 // `max_blocks` and `threads_limit`, and run the kernel functors of csrc/cuda (the set and functor
 // chosen by kernel_sets.h, as on the GPU) for every (block, thread) of the grid the CUDA launch
 // uses (blocks_for), one thread after another, through the same steps as the CUDA glue
-// (run_op.h). The kernels use no shared memory, barriers or warp shuffles, so this is exact: the
+// (run_op.h); a tile kernel's block runs every thread's fill, then every thread's compute, as its
+// barrier orders them. The kernels use no warp shuffles, so this is exact: the
 // CPU tests check the very per-thread code, grid-stride loops, pack choice and pack alignment (a
 // misaligned pack access throws) that the GPU runs. `max_blocks` stands for the blocks a GPU
 // holds at once (blocks_for's `resident`): small, threads loop over several items;
@@ -26,6 +27,7 @@
 #include <limits>
 #include <optional>
 #include <type_traits>
+#include <vector>
 
 #include "checks.h"
 #include "cuda/run_op.h"
@@ -62,6 +64,16 @@ struct EmulatedLaunch {
   template <typename Functor>
   void operator()(const Functor& functor) {
     pack = channels_first_rows<Functor>(0) ? 1 : pack_of(functor);
+    if constexpr (cuda::SharedTiles<Functor>::value) {
+      run_tiles(functor);
+    } else {
+      run_threads(functor);
+    }
+  }
+
+  // Every thread of the grid, one after another.
+  template <typename Functor>
+  void run_threads(const Functor& functor) {
     const int64_t items = functor.items();
     if (items == 0) return;  // the CUDA launcher launches nothing
     const int64_t blocks = cuda::blocks_for(items, max_blocks);
@@ -71,6 +83,33 @@ struct EmulatedLaunch {
       for (int64_t lane = 0; lane < cuda::kThreadsPerBlock; ++lane) {
         if (block * cuda::kThreadsPerBlock + lane >= threads_limit) return;
         functor(cuda::Thread{block, lane, blocks, cuda::kThreadsPerBlock});
+      }
+    }
+  }
+
+  // A tile kernel: each block takes its tiles in turn; per tile its shared memory is poisoned
+  // with NaN (a value no fill wrote then reaches the results), every thread fills, then every
+  // thread computes. Most items per thread: the tiles of block 0.
+  template <typename Functor>
+  void run_tiles(const Functor& functor) {
+    const int64_t tiles = functor.tiles();
+    if (tiles == 0) return;
+    const int64_t blocks = cuda::blocks_for_tiles(tiles, max_blocks);
+    most_items_per_thread = (tiles + blocks - 1) / blocks;
+    std::vector<float> shared(static_cast<size_t>(functor.shared_floats()));
+    for (int64_t block = 0; block < blocks; ++block) {
+      const int64_t lanes = std::clamp<int64_t>(threads_limit - block * cuda::kThreadsPerBlock, 0,
+                                                cuda::kThreadsPerBlock);
+      for (int64_t tile = block; tile < tiles; tile += blocks) {
+        std::fill(shared.begin(), shared.end(), std::numeric_limits<float>::quiet_NaN());
+        for (int64_t lane = 0; lane < lanes; ++lane) {
+          functor.fill(cuda::Thread{block, lane, blocks, cuda::kThreadsPerBlock}, tile,
+                       shared.data());
+        }
+        for (int64_t lane = 0; lane < lanes; ++lane) {
+          functor.compute(cuda::Thread{block, lane, blocks, cuda::kThreadsPerBlock}, tile,
+                          shared.data());
+        }
       }
     }
   }

@@ -4,7 +4,8 @@
 // 16-byte packs when the tensors and the groups allow, else one channel per pack); forward and
 // grad_input in NHWC take the row kernels of rows.h where they apply (rows_apply), grad_weight
 // in NHWC the row kernel of grad_weight_rows.h (grad_weight_rows_apply), all three in NCHW
-// those of rows_channels_first.h (cf_rows_apply).
+// those of rows_channels_first.h (cf_rows_apply), except that the 2-byte types take the tile
+// kernels of tiles_channels_first.h where they apply (tiles_apply and a plan that fits).
 // `launch` is launchers.cu's Launcher on the GPU, or the emulated launch of the CPU tests.
 #pragma once
 
@@ -18,6 +19,7 @@
 #include "packs.h"
 #include "rows.h"
 #include "rows_channels_first.h"
+#include "tiles_channels_first.h"
 
 namespace involution {
 namespace cuda {
@@ -54,21 +56,22 @@ template <typename Rows>
 struct ReadsWeightPairs<Rows, decltype(void(Rows::kReadsWeightPairs))>
     : std::integral_constant<bool, Rows::kReadsWeightPairs> {};
 
-// Launches Rows<T, KW, order>, with the order whose weight stride is 1 (rows_apply and
-// cf_rows_apply accept only such weights), in pairs where the kernel and the weight allow it.
-// `b` is the weight.
-template <template <typename, int, WeightOrder> class Rows, int KW, typename T, typename Launch>
+// Launches Rows<T, KW, order>{p, a, b, result, extra...}, with the order whose weight stride is
+// 1 (rows_apply, cf_rows_apply and tiles_apply accept only such weights), in pairs where the
+// kernel and the weight allow it. `b` is the weight.
+template <template <typename, int, WeightOrder> class Rows, int KW, typename T, typename Launch,
+          typename... Extra>
 void launch_in_weight_order(const Problem& p, const T* a, const T* b, T* result,
-                            Launch&& launch) {
+                            Launch&& launch, const Extra&... extra) {
   if constexpr (ReadsWeightPairs<Rows<T, KW, WeightOrder::kPixelPairs>>::value) {
     if (weight_pairs_aligned<T>(p, b)) {
-      return launch(Rows<T, KW, WeightOrder::kPixelPairs>{p, a, b, result});
+      return launch(Rows<T, KW, WeightOrder::kPixelPairs>{p, a, b, result, extra...});
     }
   }
   if (p.weight.col == 1) {
-    launch(Rows<T, KW, WeightOrder::kPixelsInner>{p, a, b, result});
+    launch(Rows<T, KW, WeightOrder::kPixelsInner>{p, a, b, result, extra...});
   } else {
-    launch(Rows<T, KW, WeightOrder::kTapsInner>{p, a, b, result});
+    launch(Rows<T, KW, WeightOrder::kTapsInner>{p, a, b, result, extra...});
   }
 }
 
@@ -100,6 +103,26 @@ bool launch_cf_rows(const Problem& p, Layout layout, const T* a, const T* b, T* 
          });
 }
 
+// Launches Tiles<T, KW, order> when the channels-first tile kernels apply (`unit_height_stride`:
+// grad_input's also need stride 1 along the height) and returns true; else false.
+template <template <typename, int, WeightOrder> class Tiles, typename T, typename Launch>
+bool launch_cf_tiles(const Problem& p, Layout layout, const T* a, const T* b, T* result,
+                     bool unit_height_stride, Launch&& launch) {
+  if constexpr (kTileTypes<T>) {
+    return layout == Layout::kChannelsFirst && for_row_kernel_widths([&](auto width) {
+             constexpr int KW = decltype(width)::value;
+             if (!tiles_apply<T>(p, KW, true) || (unit_height_stride && p.height.stride != 1)) {
+               return false;
+             }
+             const TilePlan plan = Tiles<T, KW, WeightOrder::kPixelsInner>::make_plan(p);
+             if (!plan.fits()) return false;
+             launch_in_weight_order<Tiles, KW>(p, a, b, result, launch, plan);
+             return true;
+           });
+  }
+  return false;
+}
+
 // The grad_weight row kernels (they read no weight): channels_last or channels-first.
 template <typename T, typename Launch>
 bool launch_grad_weight_rows(const Problem& p, Layout layout, const T* grad_output,
@@ -110,6 +133,15 @@ bool launch_grad_weight_rows(const Problem& p, Layout layout, const T* grad_outp
       if (!grad_weight_rows_apply<T>(p, KW, {grad_output, input})) return false;
       launch(GradWeightRowsChannelsLast<T, KW>::make(p, grad_output, input, grad_weight));
     } else {
+      if constexpr (kTileTypes<T>) {
+        if (tiles_apply<T>(p, KW, false)) {
+          const TilePlan plan = GradWeightTilesChannelsFirst<T, KW>::make_plan(p);
+          if (plan.fits()) {
+            launch(GradWeightTilesChannelsFirst<T, KW>{p, grad_output, input, grad_weight, plan});
+            return true;
+          }
+        }
+      }
       if (!cf_rows_apply<T>(p, KW, false, GradWeightRowsChannelsFirst<T, KW>::V)) return false;
       launch(GradWeightRowsChannelsFirst<T, KW>{p, grad_output, input, grad_weight});
     }
@@ -122,6 +154,8 @@ void forward(const Problem& p, Layout layout, const T* input, const T* weight, T
              Launch&& launch) {
   if (launch_rows<ForwardRowsChannelsLast>(p, layout, input, weight, output, {input, output},
                                            /*unit_height_stride=*/false, launch) ||
+      launch_cf_tiles<ForwardTilesChannelsFirst>(p, layout, input, weight, output,
+                                                 /*unit_height_stride=*/false, launch) ||
       launch_cf_rows<ForwardRowsChannelsFirst>(p, layout, input, weight, output, launch)) {
     return;
   }
@@ -135,6 +169,8 @@ void grad_input(const Problem& p, Layout layout, const T* grad_output, const T* 
   if (launch_rows<GradInputRowsChannelsLast>(p, layout, grad_output, weight, grad_input,
                                              {grad_output, grad_input},
                                              /*unit_height_stride=*/true, launch) ||
+      launch_cf_tiles<GradInputTilesChannelsFirst>(p, layout, grad_output, weight, grad_input,
+                                                   /*unit_height_stride=*/true, launch) ||
       launch_cf_rows<GradInputRowsChannelsFirst>(p, layout, grad_output, weight, grad_input,
                                                  launch)) {
     return;
