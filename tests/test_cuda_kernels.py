@@ -434,6 +434,26 @@ def test_tile_kernels_take_the_problems_they_are_for():
     assert cf_tiles(Problem(2, 16, 2, (9, 11), (3, 3), stride=(1, 2)), 2) is None
 
 
+def test_tile_kernel_blocks_write_exactly_their_tiles():
+    """Two blocks take alternate tiles; with only the first block's threads running, exactly
+    its tiles' results are written (the others stay NaN), equal to the full launch's."""
+    problem = REALISTIC_PROBLEMS[0]  # 28², 64 channels: 8 tiles of one chunk per image
+    x, w, grad = random_problem_tensors(problem, torch.bfloat16, torch.contiguous_format)
+    full = emulated_launches(problem, x, w, grad, "fast", max_blocks=2)
+    first_block = emulated_launches(problem, x, w, grad, "fast", max_blocks=2, threads_limit=256)
+    assert [launch.most_items_per_thread for launch in full] == [8, 8, 8]
+    # forward, grad_input: tile n·8 + chunk, so block 0 has the even chunks of 8 channels;
+    # grad_weight: tile (n·4 + g)·2 + band (bands of 14 rows), so block 0 has the first bands.
+    even_chunks = (torch.arange(64) // 8 % 2 == 0).view(1, 64, 1, 1)
+    first_rows = (torch.arange(28) < 14).view(1, 1, 1, 1, 28, 1)
+    assert not any(torch.isnan(launch.result).any() for launch in full)
+    for all_blocks, block0, expected in zip(full, first_block,
+                                            [even_chunks, even_chunks, first_rows]):
+        written = ~torch.isnan(block0.result)
+        assert torch.equal(written, expected.expand_as(written))
+        assert torch.equal(block0.result[written], all_blocks.result[written])
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_tile_kernels_poisoned_shared_memory_never_reaches_a_result(dtype):
     """The emulation fills each tile's shared memory with NaN before its fill: every value
