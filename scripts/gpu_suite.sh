@@ -11,7 +11,8 @@
 #              CuPy op when a d-li14/involution checkout travels along, OFFICIAL_CHECKOUT, default
 #              .official/involution)
 #   sanitize   compute-sanitizer memcheck, racecheck and initcheck on a small forward + backward of
-#              every dtype, kernel set and layout (scripts/sanitizer_target.py)
+#              every dtype, kernel set and layout, at shapes that take the one-pixel, row and tile
+#              kernels (scripts/sanitizer_target.py)
 #   ncu        Nsight Compute metrics of every kernel at the stage-1 shape (scripts/profile_target.py)
 #   all-tests  the whole test suite
 #

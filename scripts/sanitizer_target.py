@@ -38,15 +38,25 @@ def check(kernels, memory_format, x64, w64, g64, options) -> int:
     return failures
 
 
+# (channels, groups, kernel, options, output size) on 9 x 11 inputs: 2 channels per group
+# (single-channel packs) and 16 (16-byte packs in channels_last) at a width stride of 2, which
+# takes the one-pixel kernels; then unit width stride with a 3 x 7 kernel, which takes the row
+# kernels (channels_last, and channels-first float32/float64) and the shared-memory tile kernels
+# (channels-first float16/bfloat16: racecheck sees their fill, barrier and compute).
+PROBLEMS = [
+    (6, 3, (3, 5), dict(stride=(1, 2), padding=(1, 3), dilation=(2, 1)), (7, 7)),
+    (32, 2, (3, 5), dict(stride=(1, 2), padding=(1, 3), dilation=(2, 1)), (7, 7)),
+    (32, 2, (3, 7), dict(stride=1, padding=(1, 3), dilation=(2, 1)), (7, 11)),
+]
+
+
 def main() -> int:
     failures = 0
-    options = dict(stride=(1, 2), padding=(1, 3), dilation=(2, 1))
     generator = torch.Generator().manual_seed(0)
-    # 2 channels per group (single-channel packs) and 16 (16-byte packs in channels_last).
-    for channels, groups in ((6, 3), (32, 2)):
+    for channels, groups, kernel, options, output in PROBLEMS:
         x64 = torch.randn(2, channels, 9, 11, dtype=torch.float64, generator=generator)
-        w64 = torch.randn(2, groups, 3, 5, 7, 7, dtype=torch.float64, generator=generator)
-        g64 = torch.randn(2, channels, 7, 7, dtype=torch.float64, generator=generator)
+        w64 = torch.randn(2, groups, *kernel, *output, dtype=torch.float64, generator=generator)
+        g64 = torch.randn(2, channels, *output, dtype=torch.float64, generator=generator)
         for kernels in ("baseline", "fast"):
             for memory_format in (torch.contiguous_format, torch.channels_last):
                 failures += check(kernels, memory_format, x64, w64, g64, options)
