@@ -1,7 +1,7 @@
 // The launchers of launchers.cuh: one generic __global__ (run_items) that runs a kernel functor
 // (chosen in kernel_sets.h) over a 1-D grid of blocks_for(items, resident blocks) ×
-// kThreadsPerBlock threads, one (run_tiles) for the tile kernels, and the three launchers. Element traits of the half types come from
-// half_types.cuh.
+// kThreadsPerBlock threads, one (run_tiles) for the tile kernels, and the three launchers.
+// Element traits of the half types come from half_types.cuh.
 #include "launchers.cuh"
 
 #include <algorithm>
