@@ -46,6 +46,7 @@ constexpr int64_t kMaxTileBytes = 80 * 1024;
 struct TilePlan {
   int64_t rows = 0, bands = 0, chunks = 0, channel_blocks = 0, window_rows = 0, quads = 0,
           row_floats = 0;
+  int64_t read_cols = 0;  // 4·quads + KW − 1: the shared columns a window reads
   bool fits() const { return rows > 0; }
 };
 
@@ -61,7 +62,8 @@ TilePlan plan_tiles(int64_t result_rows, int64_t result_cols, int KW, int64_t ch
                     const WindowRows& window_rows, const Bytes& bytes) {
   TilePlan plan;
   plan.quads = ceil_div(result_cols, kTilePixels);
-  plan.row_floats = ceil_div(kTilePixels * plan.quads + KW - 1, 4) * 4;
+  plan.read_cols = kTilePixels * plan.quads + KW - 1;
+  plan.row_floats = ceil_div(plan.read_cols, 4) * 4;
   if (plan.row_floats > kThreadsPerBlock) return TilePlan{};  // a fill pass covers a whole row
   int64_t tallest = 0;
   while (tallest < result_rows && bytes(plan, tallest + 1, 1) <= kMaxTileBytes) ++tallest;
@@ -132,11 +134,14 @@ INVOLUTION_HOST_DEVICE void load_shared(const float* at, float (&values)[N]) {
 // One fill of a tile: `planes` planes of `source_rows` × `source_cols` elements from `source`
 // (the first plane's element (0, 0)), of which the first `existing` exist; shared row r of plane
 // k holds source row first_row + r, its column j source column first_col + j, as float; zero
-// where that lies outside the source or the plane does not exist.
+// where that lies outside the source or the plane does not exist. Slots no thread reads are left
+// as they are: columns from read_cols on, and (zero_rows_outside false) rows outside the source.
 template <typename T>
 struct TileFill {
   const T* source;
-  int64_t planes, existing, source_rows, source_cols, first_row, first_col, rows, row_floats;
+  int64_t planes, existing, source_rows, source_cols, first_row, first_col, rows, row_floats,
+      read_cols;
+  bool zero_rows_outside;
 };
 
 // Each thread of the block takes slots (row, column) of a plane, lane + 256·m, and fills that
@@ -149,9 +154,11 @@ INVOLUTION_HOST_DEVICE void fill_tile(const Thread& t, const TileFill<T>& f, flo
   for (int64_t slot = t.lane; slot < slots; slot += kThreadsPerBlock) {
     const int64_t row = slot / f.row_floats, col = slot - row * f.row_floats;
     const int64_t source_row = f.first_row + row, source_col = f.first_col + col;
+    const bool row_inside = inside(source_row, f.source_rows);
+    if (col >= f.read_cols || (!row_inside && !f.zero_rows_outside)) continue;  // never read
     float* out = shared + slot;
     int64_t k = 0;
-    if (inside(source_row, f.source_rows) && inside(source_col, f.source_cols)) {
+    if (row_inside && inside(source_col, f.source_cols)) {
       const T* in = f.source + source_row * f.source_cols + source_col;
 #if defined(__CUDA_ARCH__)
 #pragma unroll 16
@@ -202,20 +209,20 @@ INVOLUTION_HOST_DEVICE int64_t chunk_tile_floats(const TilePlan& plan) {
 
 // Fills chunk tile `tile` from `source` (channels-first, rows × cols planes): shared row 0 holds
 // source row row0 · row_stride + row_offset of the tile's band, shared column 0 source column
-// first_col.
+// first_col; rows outside the source are zeros where `zero_rows_outside`, else never read.
 template <typename T>
 INVOLUTION_HOST_DEVICE void fill_chunk_tile(const Thread& t, const Problem& p,
                                             const TilePlan& plan, int64_t tile, const T* source,
                                             int64_t rows, int64_t cols, int64_t row_stride,
                                             int64_t row_offset, int64_t first_col,
-                                            float* shared) {
+                                            bool zero_rows_outside, float* shared) {
   const ChunkTile at = chunk_tile(plan, tile);
   const int64_t c0 = at.chunk0 * kTileChannels, planes = plan.chunks * kTileChannels;
   fill_tile(t,
             TileFill<T>{source + (at.n * p.channels + c0) * rows * cols, planes,
                         p.channels - c0 < planes ? p.channels - c0 : planes, rows, cols,
                         at.row0 * row_stride + row_offset, first_col, plan.window_rows,
-                        plan.row_floats},
+                        plan.row_floats, plan.read_cols, zero_rows_outside},
             shared);
 }
 
@@ -244,8 +251,9 @@ struct ForwardTilesChannelsFirst {
   INVOLUTION_HOST_DEVICE int64_t items() const { return tiles() * kThreadsPerBlock; }
 
   INVOLUTION_HOST_DEVICE void fill(const Thread& t, int64_t tile, float* shared) const {
+    // Rows in the padding are multiplied as zeros.
     fill_chunk_tile(t, p, plan, tile, input, p.height.input_size, p.width.input_size,
-                    p.height.stride, -p.height.padding, -p.width.padding, shared);
+                    p.height.stride, -p.height.padding, -p.width.padding, true, shared);
   }
 
   INVOLUTION_HOST_DEVICE void compute(const Thread& t, int64_t tile, const float* shared) const {
@@ -273,8 +281,10 @@ struct ForwardTilesChannelsFirst {
       const float* window = shared + it.k * CT * plane_floats +
                             it.r * p.height.stride * plan.row_floats + it.first;
       float sum[V][CT] = {};
-      for (int64_t u = 0; u < p.height.kernel_size; ++u, window += row_step) {
-        const RowWeights<T, KW, V, Order> taps(weights + u * p.weight.tap_row, p.weight, it.first);
+      const T* kernel_row = weights;  // the weights of kernel row u
+      for (int64_t u = 0; u < p.height.kernel_size;
+           ++u, window += row_step, kernel_row += p.weight.tap_row) {
+        const RowWeights<T, KW, V, Order> taps(kernel_row, p.weight, it.first);
         float tap[V][KW];
         INVOLUTION_UNROLL
         for (int o = 0; o < V; ++o) {
@@ -331,7 +341,7 @@ struct GradInputTilesChannelsFirst {
   INVOLUTION_HOST_DEVICE void fill(const Thread& t, int64_t tile, float* shared) const {
     fill_chunk_tile(t, p, plan, tile, grad_output, p.height.output_size, p.width.output_size, 1,
                     p.height.padding - (p.height.kernel_size - 1) * p.height.dilation,
-                    p.width.padding - (KW - 1), shared);
+                    p.width.padding - (KW - 1), false, shared);  // rows outside: skipped
   }
 
   INVOLUTION_HOST_DEVICE void compute(const Thread& t, int64_t tile, const float* shared) const {
@@ -361,9 +371,13 @@ struct GradInputTilesChannelsFirst {
       const T* row = weight + at.n * p.weight.batch + g * p.weight.group +
                      (h + p.height.padding) * p.weight.row + left * p.weight.col;
       const int64_t row_step = p.weight.tap_row - dh * p.weight.row;
+      // Shared row r + (KH − 1 − u)·dh holds output row i: stepped back by dh rows per u.
+      const float* window = shared + it.k * CT * plane_floats +
+                            (it.r + (kh - 1) * dh) * plan.row_floats + it.first;
+      const int64_t window_step = dh * plan.row_floats;
       float sum[V][CT] = {};
-      for (int64_t u = 0; u < kh; ++u, row += row_step) {
-        const int64_t i = h + p.height.padding - u * dh;  // the output row whose tap u reads h
+      int64_t i = h + p.height.padding;  // the output row whose tap u reads h
+      for (int64_t u = 0; u < kh; ++u, row += row_step, i -= dh, window -= window_step) {
         if (!inside(i, out_h)) continue;
         // tap[o][v]: the weight of window column q = KW − 1 + o − v, zero outside the output.
         float tap[V][KW];
@@ -385,8 +399,6 @@ struct GradInputTilesChannelsFirst {
             }
           }
         }
-        const float* window = shared + it.k * CT * plane_floats +
-                              (it.r + (kh - 1 - u) * dh) * plan.row_floats + it.first;
         INVOLUTION_UNROLL
         for (int k = 0; k < CT; ++k) {
           float values[kWindow];
@@ -457,11 +469,12 @@ struct GradWeightTilesChannelsFirst {
     fill_tile(t,
               TileFill<T>{input + (n * p.channels + c0) * in_h * in_w, per_group, per_group, in_h,
                           in_w, row0 * p.height.stride - p.height.padding, -p.width.padding,
-                          plan.window_rows, plan.row_floats},
+                          plan.window_rows, plan.row_floats, plan.read_cols, true},
               shared);
     fill_tile(t,
               TileFill<T>{grad_output + (n * p.channels + c0) * out_h * out_w, per_group,
-                          per_group, out_h, out_w, row0, 0, plan.rows, 4 * plan.quads},
+                          per_group, out_h, out_w, row0, 0, plan.rows, 4 * plan.quads,
+                          4 * plan.quads, true},
               shared + input_floats());
   }
 
