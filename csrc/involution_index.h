@@ -71,6 +71,12 @@ INVOLUTION_HOST_DEVICE int64_t input_index(const Axis& axis, int64_t out, int64_
   return out * axis.stride - axis.padding + tap * axis.dilation;
 }
 
+// Input rows that a block of `block` consecutive output rows reads along `rows`, from the first
+// one's tap 0 to the last one's last tap (the CPU kernels' row buffers, the CUDA tiles).
+INVOLUTION_HOST_DEVICE int64_t block_input_rows(const Axis& rows, int64_t block) {
+  return (block - 1) * rows.stride + (rows.kernel_size - 1) * rows.dilation + 1;
+}
+
 INVOLUTION_HOST_DEVICE bool inside(int64_t index, int64_t size) {
   return index >= 0 && index < size;
 }

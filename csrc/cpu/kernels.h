@@ -111,11 +111,6 @@ inline int64_t task_block_rows(const Problem& p, int64_t rows, int64_t threads) 
   return block;
 }
 
-// Input rows a block of `block` output rows reads (buffer row b holds input row first + b).
-inline int64_t block_input_rows(const Axis& rows, int64_t block) {
-  return (block - 1) * rows.stride + (rows.kernel_size - 1) * rows.dilation + 1;
-}
-
 // Loads, for `count` channels from c_first, the padded input rows first .. first + rows_count
 // into the task's framed buffer (layout: padded_input_layout; tiles.h: load_framed_row); rows
 // outside the input are zero, so that the zero padding is multiplied as in the reference.

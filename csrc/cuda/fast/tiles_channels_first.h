@@ -240,9 +240,8 @@ struct ForwardTilesChannelsFirst {
   TilePlan plan;
 
   static TilePlan make_plan(const Problem& p) {
-    return plan_chunk_tiles(p, p.height.output_size, p.width.output_size, KW, [&](int64_t rows) {
-      return (rows - 1) * p.height.stride + (p.height.kernel_size - 1) * p.height.dilation + 1;
-    });
+    return plan_chunk_tiles(p, p.height.output_size, p.width.output_size, KW,
+                            [&](int64_t rows) { return block_input_rows(p.height, rows); });
   }
 
   INVOLUTION_HOST_DEVICE int64_t tiles() const { return chunk_tiles(p, plan); }
@@ -439,9 +438,7 @@ struct GradWeightTilesChannelsFirst {
 
   static TilePlan make_plan(const Problem& p) {
     const int64_t per_group = channels_per_group(p);
-    const auto window_rows = [&](int64_t rows) {
-      return (rows - 1) * p.height.stride + (p.height.kernel_size - 1) * p.height.dilation + 1;
-    };
+    const auto window_rows = [&](int64_t rows) { return block_input_rows(p.height, rows); };
     TilePlan plan = plan_tiles(
         p.height.output_size, p.width.output_size, KW, 1, window_rows,
         [&](const TilePlan& plan, int64_t rows, int64_t) {
@@ -460,20 +457,29 @@ struct GradWeightTilesChannelsFirst {
   }
   INVOLUTION_HOST_DEVICE int64_t items() const { return tiles() * kThreadsPerBlock; }
 
+  // Tile (n, g, band), bands fastest: image n, group g, output rows row0...
+  struct GroupTile {
+    int64_t n, g, row0;
+  };
+  INVOLUTION_HOST_DEVICE GroupTile group_tile(int64_t tile) const {
+    return {tile / (p.groups * plan.bands), tile / plan.bands % p.groups,
+            tile % plan.bands * plan.rows};
+  }
+
   INVOLUTION_HOST_DEVICE void fill(const Thread& t, int64_t tile, float* shared) const {
-    const int64_t n = tile / (p.groups * plan.bands), g = tile / plan.bands % p.groups;
-    const int64_t row0 = tile % plan.bands * plan.rows, per_group = channels_per_group(p);
+    const GroupTile at = group_tile(tile);
+    const int64_t per_group = channels_per_group(p), c0 = at.g * per_group;
     const int64_t in_h = p.height.input_size, in_w = p.width.input_size;
     const int64_t out_h = p.height.output_size, out_w = p.width.output_size;
-    const int64_t c0 = g * per_group;
     fill_tile(t,
-              TileFill<T>{input + (n * p.channels + c0) * in_h * in_w, per_group, per_group, in_h,
-                          in_w, row0 * p.height.stride - p.height.padding, -p.width.padding,
-                          plan.window_rows, plan.row_floats, plan.read_cols, true},
+              TileFill<T>{input + (at.n * p.channels + c0) * in_h * in_w, per_group, per_group,
+                          in_h, in_w, at.row0 * p.height.stride - p.height.padding,
+                          -p.width.padding, plan.window_rows, plan.row_floats, plan.read_cols,
+                          true},
               shared);
     fill_tile(t,
-              TileFill<T>{grad_output + (n * p.channels + c0) * out_h * out_w, per_group,
-                          per_group, out_h, out_w, row0, 0, plan.rows, 4 * plan.quads,
+              TileFill<T>{grad_output + (at.n * p.channels + c0) * out_h * out_w, per_group,
+                          per_group, out_h, out_w, at.row0, 0, plan.rows, 4 * plan.quads,
                           4 * plan.quads, true},
               shared + input_floats());
   }
@@ -492,8 +498,8 @@ struct GradWeightTilesChannelsFirst {
   }
 
   INVOLUTION_HOST_DEVICE void compute(const Thread& t, int64_t tile, const float* shared) const {
-    const int64_t n = tile / (p.groups * plan.bands), g = tile / plan.bands % p.groups;
-    const int64_t row0 = tile % plan.bands * plan.rows, per_group = channels_per_group(p);
+    const GroupTile at = group_tile(tile);
+    const int64_t per_group = channels_per_group(p);
     const int64_t out_h = p.height.output_size, out_w = p.width.output_size;
     const int64_t out_plane = out_h * out_w;
     const int64_t x_plane = plan.window_rows * plan.row_floats, go_row = 4 * plan.quads;
@@ -502,7 +508,7 @@ struct GradWeightTilesChannelsFirst {
     for (int64_t item = t.lane; item < tile_items; item += kThreadsPerBlock) {
       // Items are ordered (u, r, quad): the kernel row takes the place of the chunk.
       const TileItem it = tile_item(plan, item);
-      const int64_t u = it.k, y = row0 + it.r;
+      const int64_t u = it.k, y = at.row0 + it.r;
       if (y >= out_h) continue;
       const float* x = shared + (it.r * p.height.stride + u * p.height.dilation) *
                                     plan.row_floats + it.first;
@@ -514,7 +520,7 @@ struct GradWeightTilesChannelsFirst {
         add_channel(go + go_plane, x + x_plane, sum);
       }
       if (c < per_group) add_channel(go, x, sum);
-      T* gw = grad_weight + contiguous_weight_offset(p, n, g, u, 0, y, it.first);
+      T* gw = grad_weight + contiguous_weight_offset(p, at.n, at.g, u, 0, y, it.first);
       INVOLUTION_UNROLL
       for (int v = 0; v < KW; ++v, gw += out_plane) {
         INVOLUTION_UNROLL
