@@ -61,6 +61,93 @@ def test_row_blocks_match_reference(problem, dtype, device):
     check_against_reference(problem, dtype, device)
 
 
+# The float CPU kernels at AVX2 and AVX-512 with vectors along 16 channels (16 or 32 channels per
+# group; the forward at any stride, grad_input at stride 1): rows that leave one tile of 1 .. 16
+# pixels or several unequal ones (6 at most at AVX2), unit column stride and dilation with kernel
+# widths 3, 5 and 7 (inputs shared across taps) and others, strides and dilations per axis,
+# padding wider than the kernel needs or none, a single output row, an input whose last columns
+# no tap reads.
+CHANNEL_VECTOR_PROBLEMS = [
+    Problem(2, 32, 2, (9, 1), (3, 3)),
+    Problem(1, 16, 1, (11, 23), (7, 7)),
+    Problem(2, 64, 2, (6, 37), (5, 5), padding=(2, 4)),
+    Problem(1, 32, 1, (8, 16), (3, 3), dilation=(2, 1)),
+    Problem(1, 32, 2, (12, 17), (3, 5), padding=0, dilation=(1, 2)),
+    Problem(2, 16, 1, (5, 9), (5, 3), padding=(4, 0), dilation=(1, 3)),
+    Problem(1, 48, 3, (13, 12), (3, 7), stride=(2, 1)),
+    Problem(2, 32, 2, (10, 19), (4, 3), stride=(1, 2), padding=(1, 0), dilation=(1, 2)),
+    Problem(1, 16, 1, (1, 30), (1, 5), stride=(1, 3)),
+    Problem(1, 16, 1, (7, 40), (3, 2), stride=(3, 1), padding=(0, 5), dilation=(3, 1)),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("problem", CHANNEL_VECTOR_PROBLEMS, ids=str)
+def test_channel_vectors_match_reference(problem, layout, dtype):
+    """Output and gradients against the reference, the images in both layouts (transposed in and
+    out of the channel vectors, or read and written as they are; bfloat16 widened on the way in
+    and rounded on the way out)."""
+    x, w = problem.tensors(dtype=dtype, seed=2)
+    x = x.contiguous(memory_format=layout).requires_grad_()
+    w.requires_grad_()
+    out = involution_cuda.involution(x, w, **problem.options)
+    assert out.is_contiguous(memory_format=layout)
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, w), grad_out)
+    assert grads[0].is_contiguous(memory_format=layout)
+    assert out.dtype == dtype and grads[0].dtype == dtype
+    for actual, wanted in zip((out, *grads), reference_with_grads(problem, x, w, grad_out)):
+        assert_close(actual, wanted, dtype)
+
+
+@pytest.mark.skipif(involution_cuda.cpu_capability() == "default",
+                    reason="the baseline level has no channel vectors")
+def test_channel_vectors_round_bfloat16_as_torch_does():
+    """bfloat16 goes through the same float arithmetic as float32, widened on the way in and
+    rounded to nearest even on the way out: the op's bfloat16 results are its float32 results of
+    the same values, rounded by torch, bit for bit (NaN payloads aside; Inf included)."""
+    problem = Problem(2, 32, 2, (9, 21), (3, 5))
+    x, w = problem.tensors(dtype=torch.bfloat16, seed=4)
+    x[0, 0, 0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 1.0])
+    w[1, 1, 1, 4, 8, 5:8] = torch.tensor([float("nan"), float("inf"), 3.0])
+    grad_out = torch.randn(2, 32, 9, 21).to(torch.bfloat16)
+    results = ops.involution(x, w, [1, 1], [1, 2], [1, 1], "auto"), ops.involution_grad_input(
+        grad_out, w, [9, 21], [1, 1], [1, 2], [1, 1], "auto")
+    wide = ops.involution(x.float(), w.float(), [1, 1], [1, 2], [1, 1], "auto"), \
+        ops.involution_grad_input(grad_out.float(), w.float(), [9, 21], [1, 1], [1, 2], [1, 1], "auto")
+    for got, exact in zip(results, wide):
+        assert exact.isnan().any() and exact.isinf().any()
+        rounded = exact.to(torch.bfloat16)
+        assert torch.equal(got.isnan(), rounded.isnan())
+        numbers = ~rounded.isnan()
+        assert torch.equal(got[numbers].view(torch.int16), rounded[numbers].view(torch.int16))
+
+
+def test_channel_vectors_read_strided_planes():
+    """Image rows that are not back to back (a column slice) and channels that are neither
+    planes nor pixels: transposed row by row, or gathered element by element (the forward's
+    input, grad_input's grad_output)."""
+    problem = Problem(2, 32, 2, (9, 21), (3, 5))
+    x, w = problem.tensors(dtype=torch.float32, seed=3)
+    grad_out = torch.randn(2, 32, 9, 21)
+    expected = reference_with_grads(problem, x, w, grad_out)
+    for image in (x, grad_out):
+        wide = torch.full((2, 32, 9, 30), float("nan"))
+        wide[..., 4:25] = image
+        column_slice = wide[..., 4:25]
+        odd_strides = image.permute(2, 0, 3, 1).contiguous().permute(1, 3, 0, 2)
+        for strided in (column_slice, odd_strides):
+            assert not strided.is_contiguous()
+            assert not strided.is_contiguous(memory_format=torch.channels_last)
+            if image is x:
+                assert_close(involution_cuda.involution(strided, w), expected[0], torch.float32)
+            else:
+                grad_x = ops.involution_grad_input(strided, w, list(x.shape[2:]), [1, 1], [1, 2],
+                                                   [1, 1], "auto")
+                assert_close(grad_x, expected[1], torch.float32)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("size", [(0, 5), (4, 0)], ids=["no_rows", "no_columns"])
 def test_input_with_no_rows_or_columns_and_padding(size, device):

@@ -54,9 +54,10 @@ BATCH_ZERO = dict(batch=0, channels=4, groups=2, size=(7, 6), kernel=(3, 5), out
                   options=dict(stride=(2, 1), padding=(1, 2), dilation=(1, 1)))
 
 
-def run_against_reference(problem, dtype, device, seed, kernels="auto"):
+def run_against_reference(problem, dtype, device, seed, kernels="auto", layout=torch.contiguous_format):
     generator = torch.Generator().manual_seed(seed)
     x64 = torch.randn(problem["batch"], problem["channels"], *problem["size"], generator=generator, dtype=torch.float64)
+    x64 = x64.contiguous(memory_format=layout)
     w64 = torch.randn(problem["batch"], problem["groups"], *problem["kernel"], *problem["out"], generator=generator,
                       dtype=torch.float64)
     g64 = torch.randn(problem["batch"], problem["channels"], *problem["out"], generator=generator, dtype=torch.float64)
@@ -74,10 +75,15 @@ def run_against_reference(problem, dtype, device, seed, kernels="auto"):
         assert_close(actual, wanted, dtype)
 
 
-@given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1))
-@example(problem=BATCH_ZERO, dtype=torch.float32, seed=0)
-def test_random_problems_cpu(problem, dtype, seed):
-    run_against_reference(problem, dtype, "cpu", seed)
+@given(problem=problems(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31 - 1),
+       per_group=st.sampled_from([None, 16, 32]), channels_last=st.booleans())
+@example(problem=BATCH_ZERO, dtype=torch.float32, seed=0, per_group=None, channels_last=False)
+def test_random_problems_cpu(problem, dtype, seed, per_group, channels_last):
+    """per_group 16 or 32: the float forward's 16-channel vectors at AVX-512."""
+    if per_group is not None:
+        problem = dict(problem, channels=problem["groups"] * per_group)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    run_against_reference(problem, dtype, "cpu", seed, layout=layout)
 
 
 @needs_gpu

@@ -9,6 +9,8 @@
 // The forward and grad_input tiles compute two rows at once where they can: 2 * channels
 // accumulators, the weights and one input stay within the level's 32 or 16 registers.
 // grad_weight takes one vector of the shape's width (4 taps x 2 rows of accumulators).
+// At avx2 and avx512 the float forward takes vectors along 16 channels instead (two ymm or one
+// zmm register), where the groups have a multiple of 16 channels (forward_channel_tasks.h).
 #pragma once
 
 #include "isa.h"
@@ -20,14 +22,20 @@ namespace cpu {
 struct DefaultShapes {
   using Wide = TileShape<16, 1, 4>;
   using Narrow = Wide;
+  static constexpr bool channel_vectors = false;
+  using ChannelNative = Vector<float, 16>;
 };
 struct Avx2Shapes {
   using Wide = TileShape<32, 1, 4>;
   using Narrow = Wide;
+  static constexpr bool channel_vectors = true;  // the float forward's 16-channel vectors,
+  using ChannelNative = Vector<float, 32>;       // in the level's registers
 };
 struct Avx512Shapes {
   using Wide = TileShape<64, 1, 8>;
   using Narrow = TileShape<32, 1, 8>;
+  static constexpr bool channel_vectors = true;
+  using ChannelNative = Vector<float, 64>;
 };
 
 #if defined(__GNUC__) && defined(__x86_64__)

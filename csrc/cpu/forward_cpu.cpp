@@ -1,6 +1,6 @@
 // CPU forward kernel launch: dtype dispatch, blocks of output rows, parallel tasks
 // (forward_tasks.h).
-#include "forward_tasks.h"
+#include "forward_channel_tasks.h"
 #include "ops_cpu.h"
 #include "run_tasks.h"
 
@@ -16,15 +16,23 @@ struct ForwardTasks {
   Rows4<const scalar_t> input;
   WeightRows<const scalar_t> weight;
   Rows4<scalar_t> output;
-  int64_t block;  // output rows per task
+  int64_t block;         // output rows per task
+  bool channel_vectors;  // forward_takes_channel_vectors
   template <typename Shape>
   INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
     forward_tasks<scalar_t, Shape>(p, input, weight, output, block, begin, end);
   }
-  // One-vector tiles: two output rows each where their kernel rows share input rows
+  // Vectors along channels (forward_channel_tasks.h) where the level has them, or one-vector
+  // tiles along rows: two output rows each where their kernel rows share input rows
   // (forward_tasks.h), else one.
   template <typename Shapes>
   INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
+    if constexpr (Shapes::channel_vectors && kChannelVectorTypes<scalar_t>) {
+      if (channel_vectors) {
+        return forward_channel_tasks<typename Shapes::ChannelNative>(p, input, weight, output,
+                                                                     block, begin, end);
+      }
+    }
     if (narrow) return run_shape<typename Shapes::Narrow>(begin, end);
     run_shape<typename Shapes::Wide>(begin, end);
   }
@@ -41,7 +49,9 @@ void run_forward(const Problem& p, const at::Tensor& input, const at::Tensor& we
     const int64_t block = task_block_rows(p, p.height.output_size, at::get_num_threads());
     const int64_t blocks = (p.height.output_size + block - 1) / block;
     run_tasks<scalar_t>(p.batch * p.groups * blocks, p.width.output_size,
-                        ForwardTasks<scalar_t>{p, x, w, out, block});
+                        ForwardTasks<scalar_t>{p, x, w, out, block,
+                                               forward_takes_channel_vectors<scalar_t>(
+                                                   p, w.step())});
   });
 }
 

@@ -1,41 +1,57 @@
 // The CPU forward kernel: tasks of blocks of output rows (kernels.h says how they work).
 #pragma once
 
+#include <type_traits>
+
 #include "kernels.h"
 
 namespace involution {
 namespace cpu {
 
-// Prefetches part `part` of `parts` of what forward task `task` (blocks of `block` output rows)
-// reads and writes: its weight rows, the input rows of its channels and their output rows (so
-// that the stores find their lines in L2), a kernel tap's rows or a channel's rows per request.
-// In parts, so that the requests spread over the previous task; a single stream per row is too
-// short for the hardware prefetchers to follow, and there are kernel_h * kernel_w of them.
-template <typename scalar_t>
-INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const scalar_t> input,
-                                                 WeightRows<const scalar_t> weight,
-                                                 Rows4<scalar_t> output, int64_t block,
-                                                 int64_t task, int64_t part, int64_t parts) {
+// Calls visit(first, step, row_stride, rows, count, kWrite) for the runs of rows that part
+// `part` of `parts` of forward task `task` (blocks of `block` output rows) reads and writes: the
+// input rows of its channels, its weight rows (a kernel tap's rows per run) and its output rows
+// (kWrite = 1), a channel's or a tap's rows per part. `first` points at the first row's first
+// element, rows are `row_stride` apart, `count` elements of step `step` each.
+template <typename scalar_t, typename Visit>
+INVOLUTION_CPU_INLINE void visit_forward_task_rows(const Problem& p, Rows4<const scalar_t> input,
+                                                   WeightRows<const scalar_t> weight,
+                                                   Rows4<scalar_t> output, int64_t block,
+                                                   int64_t task, int64_t part, int64_t parts,
+                                                   Visit&& visit) {
   const int64_t blocks = (p.height.output_size + block - 1) / block;
   const Task t = decode_task(task, blocks, p.groups);
   const int64_t i0 = t.r * block, i1 = std::min(i0 + block, p.height.output_size);
-  const int64_t taps = p.height.kernel_size * p.width.kernel_size;
-  for (int64_t tap = part; tap < taps; tap += parts) {
-    prefetch_rows(weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, i0),
-                  weight.step(), weight.strides[4], i1 - i0, p.width.output_size);
-  }
   const int64_t per_group = channels_per_group(p);
   const int64_t first = i0 * p.height.stride - p.height.padding;
   const int64_t h0 = std::max<int64_t>(first, 0);
   const int64_t h1 = std::min(first + block_input_rows(p.height, i1 - i0), p.height.input_size);
   for (int64_t c = part; c < per_group && h1 > h0; c += parts) {
-    prefetch_rows(input.row(t.n, t.g * per_group + c, h0), input.step, input.row_stride, h1 - h0,
-                  p.width.input_size);
+    visit(input.row(t.n, t.g * per_group + c, h0), input.step, input.row_stride, h1 - h0,
+          p.width.input_size, std::integral_constant<int, 0>{});
+  }
+  const int64_t taps = p.height.kernel_size * p.width.kernel_size;
+  for (int64_t tap = part; tap < taps; tap += parts) {
+    visit(weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, i0),
+          weight.step(), weight.strides[4], i1 - i0, p.width.output_size,
+          std::integral_constant<int, 0>{});
   }
   for (int64_t c = part; c < per_group; c += parts) {
-    prefetch_rows<1>(output.row(t.n, t.g * per_group + c, i0), output.step, output.row_stride,
-                     i1 - i0, p.width.output_size);
+    visit(output.row(t.n, t.g * per_group + c, i0), output.step, output.row_stride, i1 - i0,
+          p.width.output_size, std::integral_constant<int, 1>{});
   }
+}
+
+// Prefetches part `part` of `parts` of what forward task `task` reads and writes (so that the
+// stores find their lines in L2 too). In parts, so that the requests spread over the previous
+// task; a single stream per row is too short for the hardware prefetchers to follow, and there
+// are kernel_h * kernel_w of them.
+template <typename scalar_t>
+INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const scalar_t> input,
+                                                 WeightRows<const scalar_t> weight,
+                                                 Rows4<scalar_t> output, int64_t block,
+                                                 int64_t task, int64_t part, int64_t parts) {
+  visit_forward_task_rows(p, input, weight, output, block, task, part, parts, PrefetchRows{});
 }
 
 // The weights a forward tile reads: in place where the weight rows are contiguous and of the

@@ -1,5 +1,5 @@
 // CPU grad_input kernel launch: dtype dispatch, parallel tasks (grad_input_tasks.h).
-#include "grad_input_tasks.h"
+#include "grad_input_channel_tasks.h"
 #include "ops_cpu.h"
 #include "run_tasks.h"
 
@@ -15,15 +15,23 @@ struct GradInputTasks {
   Rows4<const scalar_t> grad_output;
   WeightRows<const scalar_t> weight;
   Rows4<scalar_t> grad_input;
-  int64_t block;  // input rows per task
+  int64_t block;         // input rows per task
+  bool channel_vectors;  // grad_input_takes_channel_vectors
   template <typename Shape>
   INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
     grad_input_tasks<scalar_t, Shape>(p, grad_output, weight, grad_input, block, begin, end);
   }
-  // One-vector tiles: two input rows each where the rows' stride and dilation are 1
+  // Vectors along channels (grad_input_channel_tasks.h) where the level has them, or one-vector
+  // tiles along rows: two input rows each where the rows' stride and dilation are 1
   // (grad_input_tasks.h), else one.
   template <typename Shapes>
   INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
+    if constexpr (Shapes::channel_vectors && kChannelVectorTypes<scalar_t>) {
+      if (channel_vectors) {
+        return grad_input_channel_tasks<typename Shapes::ChannelNative>(
+            p, grad_output, weight, grad_input, block, begin, end);
+      }
+    }
     if (narrow) return run_shape<typename Shapes::Narrow>(begin, end);
     run_shape<typename Shapes::Wide>(begin, end);
   }
@@ -42,7 +50,8 @@ void run_grad_input(const Problem& p, const at::Tensor& grad_output,
     const int64_t block = task_block_rows(p, p.height.input_size, at::get_num_threads());
     const int64_t blocks = (p.height.input_size + block - 1) / block;
     run_tasks<scalar_t>(p.batch * p.groups * blocks, phase_length,
-                        GradInputTasks<scalar_t>{p, go, w, gx, block});
+                        GradInputTasks<scalar_t>{p, go, w, gx, block,
+                                                 grad_input_takes_channel_vectors<scalar_t>(p)});
   });
 }
 

@@ -1,6 +1,8 @@
 // The CPU grad_input kernel: tasks of blocks of input rows (kernels.h says how they work).
 #pragma once
 
+#include <type_traits>
+
 #include "kernels.h"
 
 namespace involution {
@@ -16,51 +18,67 @@ inline int64_t block_output_rows(const Axis& rows, int64_t count) {
   return ((count - 1) + (rows.kernel_size - 1) * rows.dilation) / rows.stride + 2;
 }
 
-// Prefetches part `part` of `parts` of what grad_input task `task` (blocks of `block` input
-// rows) reads and writes: its weight rows (a kernel tap's rows per request), the grad_output rows
-// of its channels and their grad_input rows (a channel's rows per request).
-template <typename scalar_t>
-INVOLUTION_CPU_INLINE void prefetch_grad_input_task(const Problem& p,
-                                                    Rows4<const scalar_t> grad_output,
-                                                    WeightRows<const scalar_t> weight,
-                                                    Rows4<scalar_t> grad_input, int64_t block,
-                                                    int64_t task, int64_t part, int64_t parts) {
+// Calls visit(first, step, row_stride, rows, count, kWrite) for the runs of rows that part
+// `part` of `parts` of grad_input task `task` (blocks of `block` input rows) reads and writes:
+// the grad_output rows of its channels, its weight rows (a kernel tap's rows per run) and its
+// grad_input rows (kWrite = 1), a channel's or a tap's rows per part (as
+// visit_forward_task_rows).
+template <typename scalar_t, typename Visit>
+INVOLUTION_CPU_INLINE void visit_grad_input_task_rows(const Problem& p,
+                                                      Rows4<const scalar_t> grad_output,
+                                                      WeightRows<const scalar_t> weight,
+                                                      Rows4<scalar_t> grad_input, int64_t block,
+                                                      int64_t task, int64_t part, int64_t parts,
+                                                      Visit&& visit) {
   const Axis& rows = p.height;
   const int64_t blocks = (rows.input_size + block - 1) / block;
   const Task t = decode_task(task, blocks, p.groups);
   const int64_t h0 = t.r * block, count = std::min(block, rows.input_size - h0);
+  const int64_t per_group = channels_per_group(p);
+  const int64_t first = first_output_row(rows, h0);
+  const int64_t lo = std::max<int64_t>(first, 0);
+  const int64_t hi = std::min(first + block_output_rows(rows, count), rows.output_size);
+  for (int64_t c = part; c < per_group && hi > lo; c += parts) {
+    visit(grad_output.row(t.n, t.g * per_group + c, lo), grad_output.step,
+          grad_output.row_stride, hi - lo, p.width.output_size, std::integral_constant<int, 0>{});
+  }
   const int64_t taps = rows.kernel_size * p.width.kernel_size;
   for (int64_t tap = part; tap < taps; tap += parts) {
     const int64_t u = tap / p.width.kernel_size, v = tap % p.width.kernel_size;
     if (rows.stride == 1) {  // kernel row u of input rows h0 .. reads consecutive output rows
       const int64_t shift = rows.padding - u * rows.dilation;
-      const int64_t lo = std::max<int64_t>(h0 + shift, 0);
-      const int64_t hi = std::min(h0 + count + shift, rows.output_size);
-      if (hi > lo) {
-        prefetch_rows(weight.row(t.n, t.g, u, v, lo), weight.step(), weight.strides[4], hi - lo,
-                      p.width.output_size);
+      const int64_t from = std::max<int64_t>(h0 + shift, 0);
+      const int64_t to = std::min(h0 + count + shift, rows.output_size);
+      if (to > from) {
+        visit(weight.row(t.n, t.g, u, v, from), weight.step(), weight.strides[4], to - from,
+              p.width.output_size, std::integral_constant<int, 0>{});
       }
       continue;
     }
     for (int64_t h = h0; h < h0 + count; ++h) {
       int64_t i;
       if (output_index(rows, h, u, &i)) {
-        prefetch_row(weight.row(t.n, t.g, u, v, i), weight.step(), p.width.output_size);
+        visit(weight.row(t.n, t.g, u, v, i), weight.step(), weight.strides[4], 1,
+              p.width.output_size, std::integral_constant<int, 0>{});
       }
     }
   }
-  const int64_t per_group = channels_per_group(p);
-  const int64_t first = first_output_row(rows, h0);
-  const int64_t lo = std::max<int64_t>(first, 0);
-  const int64_t hi = std::min(first + block_output_rows(rows, count), rows.output_size);
-  for (int64_t c = part; c < per_group && hi > lo; c += parts) {
-    prefetch_rows(grad_output.row(t.n, t.g * per_group + c, lo), grad_output.step,
-                  grad_output.row_stride, hi - lo, p.width.output_size);
-  }
   for (int64_t c = part; c < per_group; c += parts) {
-    prefetch_rows<1>(grad_input.row(t.n, t.g * per_group + c, h0), grad_input.step,
-                     grad_input.row_stride, count, p.width.input_size);
+    visit(grad_input.row(t.n, t.g * per_group + c, h0), grad_input.step, grad_input.row_stride,
+          count, p.width.input_size, std::integral_constant<int, 1>{});
   }
+}
+
+// Prefetches part `part` of `parts` of what grad_input task `task` reads and writes
+// (prefetch_forward_task's rules).
+template <typename scalar_t>
+INVOLUTION_CPU_INLINE void prefetch_grad_input_task(const Problem& p,
+                                                    Rows4<const scalar_t> grad_output,
+                                                    WeightRows<const scalar_t> weight,
+                                                    Rows4<scalar_t> grad_input, int64_t block,
+                                                    int64_t task, int64_t part, int64_t parts) {
+  visit_grad_input_task_rows(p, grad_output, weight, grad_input, block, task, part, parts,
+                             PrefetchRows{});
 }
 
 // grad_input tasks [begin, end) of the B * G * blocks tasks; task (n, g, b) computes input rows

@@ -1,0 +1,74 @@
+// A task's cache lines, listed while the task before it starts and requested a few at a time
+// from that task's innermost loop (forward_channel_tasks.h), so that the requests spread evenly
+// over its compute. Requested in bursts (tiles.h: prefetch_rows, once per tile), the stage-1
+// forward's 2,600 lines a task stalled the loads that the multiply-adds wait for: the memory
+// time added to the compute time instead of hiding under it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tiles.h"
+
+namespace involution {
+namespace cpu {
+
+// Lines [begin, end) of a task's list: requested kernel row by kernel row (request).
+struct PrefetchSlice {
+  const uintptr_t* lines;  // a line's address, + 1 for a line about to be written
+  int64_t count;
+  // Requests part `part` of `parts` of the slice's lines, into L2 (as prefetch_row does).
+  INVOLUTION_CPU_INLINE void request(int64_t part, int64_t parts) const {
+    constexpr int kL2 = 2;
+    for (int64_t k = count * part / parts; k < count * (part + 1) / parts; ++k) {
+      const uintptr_t line = lines[k];
+      if (line & 1) {
+        __builtin_prefetch(reinterpret_cast<const void*>(line - 1), 1, kL2);
+      } else {
+        __builtin_prefetch(reinterpret_cast<const void*>(line), 0, kL2);
+      }
+    }
+  }
+};
+
+class PrefetchLines {
+ public:
+  void clear() { lines_.clear(); }
+
+  // The lines of `rows` rows `row_stride` apart, `count` elements each (contiguous rows only:
+  // prefetch_row's rule), one span where the rows are back to back.
+  template <int kWrite, typename T>
+  void add_rows(const T* first, int64_t step, int64_t row_stride, int64_t rows, int64_t count) {
+    if (step != 1 || rows <= 0 || count <= 0) return;
+    if (row_stride == count) return add_span<kWrite>(first, rows * count);
+    for (int64_t r = 0; r < rows; ++r) add_span<kWrite>(first + r * row_stride, count);
+  }
+
+  // add_rows as a row visitor (visit_forward_task_rows, visit_grad_input_task_rows).
+  template <typename T, typename Write>
+  void operator()(const T* first, int64_t step, int64_t row_stride, int64_t rows, int64_t count,
+                  Write) {
+    add_rows<Write::value>(first, step, row_stride, rows, count);
+  }
+
+  // Slice `part` of `parts`, in list order.
+  PrefetchSlice slice(int64_t part, int64_t parts) const {
+    const int64_t total = static_cast<int64_t>(lines_.size());
+    const int64_t begin = total * part / parts, end = total * (part + 1) / parts;
+    return {lines_.data() + begin, end - begin};
+  }
+
+ private:
+  template <int kWrite, typename T>
+  void add_span(const T* first, int64_t count) {
+    constexpr uintptr_t kLine = 64;
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(first) & ~(kLine - 1);
+    const uintptr_t last = reinterpret_cast<uintptr_t>(first + count - 1) & ~(kLine - 1);
+    for (uintptr_t line = begin; line <= last; line += kLine) lines_.push_back(line + kWrite);
+  }
+
+  std::vector<uintptr_t> lines_;
+};
+
+}  // namespace cpu
+}  // namespace involution
