@@ -7,7 +7,10 @@ multiply-add rate at the level's vector width, the tile's rate as the kernels ru
 loads straddling cache lines) and its rate with every load on a vector boundary. From the tile's
 rate it gives each RedNet-50 shape's loop-bound forward time (its vector multiply-adds, rows
 padded to whole vectors, spread over the threads), beside the copy floor of a committed
-bench_op.py result when one is given. Prints a table, writes JSON under benchmarks/results/.
+bench_op.py result when one is given. At AVX2 and AVX-512 it also times the float forward's
+pixel tile of 16-channel vectors (csrc/cpu/channel_vectors.h), the loop those levels run for
+RedNet's groups of 16 channels, and gives its loop-bound forward times the same way. Prints a
+table, writes JSON under benchmarks/results/.
 
     python benchmarks/bench_tile_loop.py --op-results benchmarks/results/op_cpu_quick_zen5_avx512.json
 """
@@ -35,10 +38,13 @@ SOURCE = ROOT / "benchmarks" / "tile_loop.cpp"
 # where it differs) and the target flags of its entry point.
 AVX512_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma", "-mf16c",
                 "-mbmi", "-mbmi2"]
+# channel: the register of the float forward's 16-channel vectors (csrc/cpu/dispatch.h:
+# ChannelNative), where the level has them.
 LEVELS = {
-    "avx512": dict(wide=(64, 8), narrow=(32, 8), flags=AVX512_FLAGS),
-    "avx2": dict(wide=(32, 4), narrow=None, flags=["-mavx2", "-mfma", "-mf16c", "-mbmi", "-mbmi2"]),
-    "default": dict(wide=(16, 4), narrow=None, flags=[]),
+    "avx512": dict(wide=(64, 8), narrow=(32, 8), channel=64, flags=AVX512_FLAGS),
+    "avx2": dict(wide=(32, 4), narrow=None, channel=32,
+                 flags=["-mavx2", "-mfma", "-mf16c", "-mbmi", "-mbmi2"]),
+    "default": dict(wide=(16, 4), narrow=None, channel=None, flags=[]),
 }
 ORDER = ["default", "avx2", "avx512"]
 
@@ -50,13 +56,14 @@ def available_levels() -> list:
     return ORDER[: ORDER.index(top) + 1]
 
 
-def run_shape(level: str, shape: tuple, build: Path) -> dict:
+def run_shape(level: str, shape: tuple, build: Path, channel_bytes: int | None = None) -> dict:
     vector_bytes, channels = shape
     flags = LEVELS[level]["flags"]
     binary = build / f"tile_loop_{level}_{vector_bytes}"
     includes = [f"-I{path}" for path in cpp_extension.include_paths()]
+    channel = [f"-DCHANNEL_NATIVE_BYTES={channel_bytes}"] if channel_bytes else []
     command = ["g++", "-O3", "-std=c++17", f"-DTILE_BYTES={vector_bytes}", f"-DTILE_CHANNELS={channels}",
-               *flags, f"-I{ROOT / 'csrc' / 'cpu'}", *includes, str(SOURCE), "-o", str(binary)]
+               *channel, *flags, f"-I{ROOT / 'csrc' / 'cpu'}", *includes, str(SOURCE), "-o", str(binary)]
     subprocess.run(command, check=True)
     result = json.loads(subprocess.run([str(binary)], check=True, capture_output=True, text=True).stdout)
     return {"level": level, "flags": ["-O3", *flags], **result}
@@ -72,6 +79,13 @@ def loop_bound_ms(wide: dict, narrow: dict, shapes: list, threads: int) -> dict:
                    * shape.kernel ** 2)
         out[shape.name] = vectors * row["tile_ns_per_vector_multiply_add"] / threads * 1e-6
     return out
+
+
+def channel_loop_bound_ms(row: dict, shapes: list, threads: int) -> dict:
+    """Each shape's float forward at the pixel tile's rate: its multiply-adds of 16-channel
+    vectors (no lane is padding) over the threads."""
+    return {shape.name: shape.batch * shape.channels // 16 * shape.out_size ** 2 * shape.kernel ** 2
+            * row["channel_tile_ns_per_multiply_add"] / threads * 1e-6 for shape in shapes}
 
 
 def floors_ms(path: Path | None) -> dict:
@@ -95,14 +109,17 @@ def main(argv=None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as build:
         for level in available_levels():
-            row = run_shape(level, LEVELS[level]["wide"], Path(build))
+            row = run_shape(level, LEVELS[level]["wide"], Path(build), LEVELS[level]["channel"])
             narrow = LEVELS[level]["narrow"]
             if narrow:
                 row["narrow"] = run_shape(level, narrow, Path(build))
             row["loop_bound_forward_ms"] = loop_bound_ms(row, row.get("narrow", row), shapes, threads)
-            if floors:
-                row["loop_bound_x_floor"] = {name: ms / floors[name]
-                                             for name, ms in row["loop_bound_forward_ms"].items()
+            if "channel_tile_ns_per_multiply_add" in row:
+                row["channel_loop_bound_forward_ms"] = channel_loop_bound_ms(row, shapes, threads)
+            for key in ("loop_bound", "channel_loop_bound"):
+                if floors and f"{key}_forward_ms" in row:
+                    row[f"{key}_x_floor"] = {name: ms / floors[name]
+                                             for name, ms in row[f"{key}_forward_ms"].items()
                                              if name in floors}
             rows.append(row)
     header = (f"{'level':11} {'peak ns':>8} {'tile ns':>8} {'aligned':>8}  "
@@ -122,6 +139,16 @@ def main(argv=None) -> None:
                   f"{shape['tile_ns_per_vector_multiply_add']:8.4f} "
                   f"{shape['aligned_tile_ns_per_vector_multiply_add']:8.4f}  "
                   + ("  ".join(cells) if shape is row else ""))
+    for row in rows:
+        if "channel_tile_ns_per_multiply_add" not in row:
+            continue
+        cells = []
+        for name, ms in row["channel_loop_bound_forward_ms"].items():
+            ratio = row.get("channel_loop_bound_x_floor", {}).get(name)
+            cells.append(f"{ms:7.3f}" + (f" ({ratio:4.2f})" if ratio is not None else "       "))
+        label = f"{row['level']}/ch{row['channel_tile_pixels']}"
+        print(f"{label:11} {'':>8} {row['channel_tile_ns_per_multiply_add']:8.4f} {'':>8}  "
+              + "  ".join(cells) + "   (16-channel pixel tile, ns per 64-byte multiply-add)")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({
         "environment": environment(torch.device("cpu")), "batch": args.batch,

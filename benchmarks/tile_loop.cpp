@@ -1,7 +1,10 @@
 // The CPU forward's innermost loop alone, with all its data in L1: how fast the two-row tile
 // (csrc/cpu/tiles.h: forward_pair_tile, the code the kernels run) multiplies and adds on this
-// host at one ISA level, beside the host's peak rate at that vector width. This is the CPU's
-// instruction floor: a forward cannot run faster than its multiply-adds at the tile's rate.
+// host at one ISA level, beside the host's peak rate at that vector width, and where
+// CHANNEL_NATIVE_BYTES is given (AVX2: 32, AVX-512: 64), the float forward's pixel tile of
+// 16-channel vectors (csrc/cpu/channel_vectors.h: pixel_tile, 7 x 7 taps, as many pixels as
+// the kernels take at that level). This is the CPU's instruction floor: a forward cannot run
+// faster than its multiply-adds at its loop's rate.
 // benchmarks/bench_tile_loop.py compiles it once per tile shape of each level (TILE_BYTES,
 // TILE_CHANNELS and the level's -m flags) and reads the JSON line it prints.
 #include <algorithm>
@@ -12,6 +15,9 @@
 #include <vector>
 
 #include "tiles.h"
+#if defined(CHANNEL_NATIVE_BYTES)
+#include "channel_vectors.h"
+#endif
 
 namespace {
 
@@ -93,6 +99,36 @@ double tile_ns_per_multiply_add(bool aligned) {
   return ns / (2 * kChannels * kKernel * kKernel);
 }
 
+#if defined(CHANNEL_NATIVE_BYTES)
+using native_t = Vector<float, CHANNEL_NATIVE_BYTES>;
+constexpr int64_t kPixels = involution::cpu::kTilePixels<native_t>;
+
+// The pixel tile over a 7 x 7 kernel at unit stride and dilation: nanoseconds per multiply-add
+// of a 16-channel vector (64 bytes of float), its inputs and weights in L1.
+double pixel_tile_ns_per_multiply_add() {
+  const int64_t columns = kPixels + kKernel - 1;
+  involution::cpu::ChannelVectorBuffer inputs(kKernel * columns);
+  for (int64_t k = 0; k < kKernel * columns; ++k) {
+    for (int64_t c = 0; c < 16; ++c) inputs.data()[k][c] = 1.0f / (1 + (k + c) % 7);
+  }
+  std::vector<float> weights(kKernel * kKernel * kPixels);
+  for (size_t k = 0; k < weights.size(); ++k) weights[k] = 1.0f / (1 + k % 5);
+  const involution::cpu::PixelTileArgs args{inputs.data(), columns, 1, 1, weights.data(),
+                                             kKernel * kPixels, kPixels, kKernel, kKernel, {}};
+  involution::cpu::ChannelVectorBuffer results(kPixels);
+  float sink = 0;
+  const double ns = best_ns(
+      [&](int64_t) {
+        involution::cpu::pixel_tile<kPixels, kKernel, native_t>(args, results.data());
+        sink += results.data()[kPixels - 1][15];
+        asm volatile("" : "+x"(sink));
+      },
+      100000);
+  if (sink == 12345.f) std::puts("");
+  return ns / (kPixels * kKernel * kKernel);
+}
+#endif
+
 }  // namespace
 
 int main() {
@@ -103,10 +139,16 @@ int main() {
 #endif
   const double kernel = tile_ns_per_multiply_add(false);
   const double aligned = tile_ns_per_multiply_add(true);
+  char channel[128] = "";
+#if defined(CHANNEL_NATIVE_BYTES)
+  std::snprintf(channel, sizeof(channel),
+                ", \"channel_tile_pixels\": %lld, \"channel_tile_ns_per_multiply_add\": %.5f",
+                static_cast<long long>(kPixels), pixel_tile_ns_per_multiply_add());
+#endif
   std::printf(
       "{\"vector_bytes\": %lld, \"channels\": %lld, \"lanes\": %lld, "
       "\"peak_ns_per_vector_multiply_add\": %s, \"tile_ns_per_vector_multiply_add\": %.5f, "
-      "\"aligned_tile_ns_per_vector_multiply_add\": %.5f}\n",
+      "\"aligned_tile_ns_per_vector_multiply_add\": %.5f%s}\n",
       static_cast<long long>(kBytes), static_cast<long long>(kChannels),
-      static_cast<long long>(kLanes), peak, kernel, aligned);
+      static_cast<long long>(kLanes), peak, kernel, aligned, channel);
 }

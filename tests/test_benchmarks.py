@@ -181,7 +181,7 @@ def test_sequence_benchmark_writes_results(tmp_path):
     assert all(r["peak_train_mb"] > 3 for r in results if r["method"] == "unfold")
 
 
-def test_tile_loop_benchmark_times_the_kernels_tile_at_every_level(tmp_path):
+def test_tile_loop_benchmark_times_the_kernels_tiles_at_every_level(tmp_path):
     import bench_tile_loop
 
     output = tmp_path / "tile.json"
@@ -200,6 +200,12 @@ def test_tile_loop_benchmark_times_the_kernels_tile_at_every_level(tmp_path):
         vectors = 2 * 64 * 56 * -(-56 // row["lanes"]) * 49
         expected = vectors * row["tile_ns_per_vector_multiply_add"] / threads * 1e-6
         assert row["loop_bound_forward_ms"]["stage1"] == pytest.approx(expected)
+        # the 16-channel pixel tile where the level has it: 2 * 64 / 16 vectors per pixel
+        assert ("channel_tile_ns_per_multiply_add" in row) == (row["level"] != "default")
+        if row["level"] != "default":
+            assert row["channel_tile_pixels"] == {"avx2": 6, "avx512": 16}[row["level"]]
+            expected = 2 * 4 * 56 * 56 * 49 * row["channel_tile_ns_per_multiply_add"] / threads * 1e-6
+            assert row["channel_loop_bound_forward_ms"]["stage1"] == pytest.approx(expected)
 
 
 TINY = bench_op.Shape("tiny", batch=1, channels=16, size=9, kernel=3)
