@@ -177,6 +177,31 @@ def test_infinite_weight_on_padding_gives_nan_as_reference(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("problem", [Problem(2, 6, 2, (5, 7), (3, 5)), Problem(1, 16, 1, (9, 19), (5, 3)),
+                                     Problem(1, 4, 1, (4, 6), (3, 3), dilation=(1, 2))], ids=str)
+def test_grad_weight_padding_taps_follow_reference(problem, dtype, device):
+    """grad_weight where the kernel's columns reach into the padding: Inf in the input's first and
+    last columns (the pixels next to another row's padding) and in grad_output at the border give
+    NaN exactly where the reference's grad_output * 0 and Inf * grad_output do, and nothing else."""
+    x, w = problem.tensors(dtype=dtype, device=device, seed=3)
+    grad_out = torch.randn(x.shape[0], x.shape[1], *problem.output_size(), dtype=dtype, device=device)
+    x[:, :, 1:, 0] = float("inf")
+    x[:, :, :-1, -1] = -float("inf")
+    grad_out[0, 0, 2, 0] = float("inf")
+    grad_out[-1, -1, 0, -1] = float("nan")
+    kernel, stride, padding, dilation = problem.pairs()
+    got = ops.involution_grad_weight(grad_out, x, problem.groups, list(kernel), list(stride), list(padding),
+                                     list(dilation))
+    _, _, expected = reference_with_grads(problem, x, w, grad_out)
+    assert expected.isnan().any() and not expected.isnan().all()
+    assert torch.equal(got.isnan().cpu(), expected.isnan())
+    assert torch.equal(got.isinf().cpu(), expected.isinf())
+    finite = expected.isfinite()
+    assert_close(got.cpu()[finite], expected[finite], dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("problem", GRADCHECK_PROBLEMS, ids=str)
 def test_gradcheck(problem, device):
     x, w = problem.tensors(device=device, requires_grad=True)

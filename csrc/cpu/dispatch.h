@@ -59,6 +59,13 @@ void run_default(const Kernel& kernel) {
   kernel.template run<DefaultShapes>();
 }
 
+// The width of the level's vectors, in bytes.
+inline int64_t vector_bytes(Isa level) {
+  if (level == Isa::kAvx512) return Avx512Shapes::Wide::bytes;
+  if (level == Isa::kAvx2) return Avx2Shapes::Wide::bytes;
+  return DefaultShapes::Wide::bytes;
+}
+
 // kernel.run<Shapes>() compiled for the ISA level `level` (a level this build lacks runs the
 // portable code).
 template <typename Kernel>

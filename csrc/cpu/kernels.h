@@ -15,7 +15,9 @@
 // lets consecutive rows share what they read; isa.h / dispatch.h choose the shape and compile
 // the kernels for each ISA level. The kernels here are always inlined into those entry points.
 // At AVX2 and AVX-512 the float and bfloat16 forward and grad_input of groups of a multiple of
-// 16 channels take vectors along channels instead (channel_vectors.h).
+// 16 channels take vectors along channels instead (channel_vectors.h), and grad_weight at unit
+// strides takes tiles along the flattened output plane where rows would waste lanes
+// (grad_weight_plane_tasks.h).
 //
 // Zero padding is multiplied, not skipped, exactly as in the unfold reference: the padded rows
 // of a block are zero rows, so a tap in the padding adds weight * 0 to the forward and

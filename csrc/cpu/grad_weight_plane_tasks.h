@@ -1,0 +1,221 @@
+// The CPU grad_weight kernel where the kernel's taps are fixed offsets of the flattened plane:
+// strides of 1, a column dilation of 1 and an output as wide as the input (2 * pw = KW - 1).
+//
+// A task's output rows i0 .. i1 are taken as one plane of (i1 - i0) * W pixels, row after row,
+// and a tile is a few vectors of consecutive pixels of it, so rows narrower than a vector (7 or
+// 14 pixels at RedNet's last stages) waste no lanes. The input rows the task reads are copied
+// after one another too (zero rows outside the input), and pixel q's tap (u, v) is then at
+//
+//     inputs[c][q + u * dh * W + v - pw]
+//
+// for every q: one load per multiply-add, each grad_output load serving a tile's kernel columns,
+// the sums over the group's channels in registers and stored once. Where the tap's column lies
+// in the padding, that load read a neighbouring row's pixel instead; such lanes are replaced as
+// they are stored by what the reference computes there, sum_c grad_output[c][q] * 0 (0, or NaN
+// where a grad_output is not finite: kernels.h).
+#pragma once
+
+#include "kernels.h"
+
+namespace involution {
+namespace cpu {
+
+// Where the plane tiles serve: besides the strides, a column dilation of 1 (the kernel columns'
+// offsets are constants of the tile's loop: few registers for addresses) and grad_weight's
+// (u, v) planes row after row (as the ops allocate it), so that a tile's pixels are consecutive
+// there too. Rows of a whole number of `lanes` (the level's vector of accumulators) waste no
+// lanes in the row tiles, which share each input load between two output rows: they keep those.
+template <typename scalar_t>
+bool grad_weight_takes_planes(const Problem& p, const WeightRows<scalar_t>& grad_weight,
+                              int64_t lanes) {
+  return p.height.stride == 1 && p.width.stride == 1 && p.width.dilation == 1 &&
+         p.width.output_size == p.width.input_size && p.width.output_size % lanes != 0 &&
+         grad_weight.step() == 1 && grad_weight.strides[4] == p.width.output_size;
+}
+
+// Output rows per task: whole images where there are enough images and groups to keep every
+// thread busy (each task copies the input rows its block reads, (KH - 1) * dh more than the
+// block's own), but no more than keeps a task's float buffers within half a megabyte (the L2
+// cache of most cores).
+inline int64_t plane_block_rows(const Problem& p, int64_t threads) {
+  const int64_t rows = p.height.output_size, halo = (p.height.kernel_size - 1) * p.height.dilation;
+  const int64_t row_bytes = p.width.output_size * channels_per_group(p) * 4;
+  int64_t block = std::max<int64_t>(rows, 1);  // 1 when there are no rows
+  while (block > 1 && ((2 * block + halo) * row_bytes > (int64_t{1} << 19) ||
+                       p.batch * p.groups * ((rows + block - 1) / block) < 4 * threads)) {
+    block = (block + 1) / 2;
+  }
+  return block;
+}
+
+// kernel columns v0 .. v0 + kTaps of one kernel row for kTiles vectors of pixels:
+//     acc[k][m][t] = sum_c grads[c * grad_stride + k * lanes + t]
+//                        * inputs[c * channel_stride + m + k * lanes + t]
+// (`inputs` points at kernel column v0's read of the tile's first pixel, channel 0).
+template <int64_t kTiles, int64_t kTaps, typename vector_t, typename acc_t>
+INVOLUTION_CPU_INLINE void plane_tile(int64_t channels, const acc_t* grads, int64_t grad_stride,
+                                      const acc_t* inputs, int64_t channel_stride,
+                                      vector_t (&acc)[kTiles][kTaps]) {
+  constexpr int64_t kLanes = lanes<vector_t, acc_t>();
+  for (int64_t k = 0; k < kTiles; ++k) {
+    for (int64_t m = 0; m < kTaps; ++m) acc[k][m] = vector_t{};
+  }
+  for (int64_t c = 0; c < channels; ++c, grads += grad_stride, inputs += channel_stride) {
+    vector_t grad[kTiles];
+    for (int64_t k = 0; k < kTiles; ++k) grad[k] = load<vector_t>(grads + k * kLanes);
+    for (int64_t m = 0; m < kTaps; ++m) {
+      for (int64_t k = 0; k < kTiles; ++k) {
+        acc[k][m] += grad[k] * load<vector_t>(inputs + m + k * kLanes);
+      }
+    }
+  }
+}
+
+// Where a task's results go: grad_weight[n, g, u, v, :, :] of its rows, pixel q of the plane at
+// row(n, g, u, v, i0) + q, through the lanes' masks (kernel column v in the input at pixel q:
+// -1) and the padding's sums.
+template <typename scalar_t, typename vector_t, typename mask_int>
+struct PlaneTarget {
+  using mask_t = Vector<mask_int, sizeof(vector_t)>;
+  WeightRows<scalar_t> grad_weight;
+  int64_t n, g, i0;
+  const mask_int* columns;  // kernel column v's masks of pixels q: columns[v * plane + q]
+  int64_t plane;
+  const vector_t* padding_sums;  // of pixels q: (lanes of) padding_sums[q / lanes]
+  INVOLUTION_CPU_INLINE void store(const vector_t& tile, int64_t u, int64_t v, int64_t q,
+                                   int64_t count) const {
+    using lane_t = std::decay_t<decltype(tile[0])>;
+    constexpr int64_t kLanes = lanes<vector_t, lane_t>();
+    const mask_t valid = *reinterpret_cast<const mask_t*>(columns + v * plane + q);
+    const vector_t one[1] = {valid ? tile : padding_sums[q / kLanes]};
+    store_tile<1>(one, count, grad_weight.row(n, g, u, v, i0) + q, 1);
+  }
+};
+
+// One task's buffers as the tiles read them: pixel q of the plane (q < count) has grad_output
+// grads[c * grad_stride + q] and its tap (u, v) reads inputs[c * channel_stride + q + u * row_step
+// + v].
+template <typename acc_t>
+struct PlaneTask {
+  const acc_t* grads;
+  int64_t grad_stride;
+  const acc_t* inputs;
+  int64_t channel_stride, row_step, channels, kernel_h, count;
+};
+
+// Computes and stores kernel columns v0 .. v0 + kTaps of every kernel row for the whole plane,
+// kTiles vectors of pixels at a time: two where the registers hold both tiles' sums, their
+// grad_output and an input (twice the independent sums to hide the multiply-add latency).
+template <int64_t kRegisters, int64_t kTaps, typename vector_t, typename acc_t, typename Target>
+INVOLUTION_CPU_INLINE void plane_columns(const PlaneTask<acc_t>& task, const Target& target,
+                                         int64_t v0) {
+  constexpr int64_t kLanes = lanes<vector_t, acc_t>();
+  constexpr int64_t kTiles = 2 * kTaps + 3 <= kRegisters ? 2 : 1;
+  for (int64_t q0 = 0; q0 < task.count; q0 += kTiles * kLanes) {
+    for (int64_t u = 0; u < task.kernel_h; ++u) {
+      vector_t acc[kTiles][kTaps];
+      plane_tile<kTiles, kTaps>(task.channels, task.grads + q0, task.grad_stride,
+                                task.inputs + q0 + u * task.row_step + v0, task.channel_stride,
+                                acc);
+      for (int64_t k = 0; k < kTiles; ++k) {
+        const int64_t q = q0 + k * kLanes;
+        if (q >= task.count) break;
+        for (int64_t m = 0; m < kTaps; ++m) {
+          target.store(acc[k][m], u, v0 + m, q, std::min(kLanes, task.count - q));
+        }
+      }
+    }
+  }
+}
+
+// grad_weight tasks [begin, end) of the B * G * blocks tasks (blocks of `block` output rows),
+// as the header says; Shape gives the vector width.
+template <typename scalar_t, typename Shape>
+INVOLUTION_CPU_INLINE void grad_weight_plane_tasks(const Problem& p,
+                                                   Rows4<const scalar_t> grad_output,
+                                                   Rows4<const scalar_t> input,
+                                                   WeightRows<scalar_t> grad_weight,
+                                                   int64_t block, int64_t begin, int64_t end) {
+  using acc_t = at::opmath_type<scalar_t>;
+  using vector_t = Vector<acc_t, Shape::bytes>;
+  using mask_int = std::conditional_t<sizeof(acc_t) == 4, int32_t, int64_t>;
+  constexpr int64_t kLanes = lanes<vector_t, acc_t>();
+  constexpr int64_t kRegisters = Shape::bytes == 64 ? 32 : 16;
+  constexpr int64_t kMaxTaps = 8;
+  const Axis& rows = p.height;
+  const Axis& cols = p.width;
+  const int64_t width = cols.output_size;
+  if (width == 0) return;
+  const int64_t per_group = channels_per_group(p);
+  const int64_t blocks = (rows.output_size + block - 1) / block;
+  const int64_t plane = round_up(block * width, 2 * kLanes);  // up to two tiles  // grads of one channel
+  const int64_t row_reach = (rows.kernel_size - 1) * rows.dilation * width;
+  // an input channel: `lead` elements before row 0 and room for every tile's reads after it
+  const int64_t lead = cols.padding;
+  const int64_t channel_stride = lead + plane + row_reach + cols.padding;
+  std::vector<acc_t> grads(per_group * plane);  // zeroed once, as is the rest (never read
+  std::vector<acc_t> inputs(per_group * channel_stride);  // unset, only into discarded lanes)
+  std::vector<vector_t> padding_sums(plane / kLanes);
+  std::vector<mask_int> columns(cols.kernel_size * plane);
+  for (int64_t v = 0; v < cols.kernel_size; ++v) {
+    for (int64_t q = 0; q < plane; ++q) {
+      const bool valid = inside(q % width + v - cols.padding, width);
+      columns[v * plane + q] = valid ? mask_int(-1) : mask_int(0);
+    }
+  }
+  for (int64_t task = begin; task < end; ++task) {
+    const Task t = decode_task(task, blocks, p.groups);
+    const int64_t n = t.n, g = t.g, i0 = t.r * block;
+    const int64_t i1 = std::min(i0 + block, rows.output_size);
+    const int64_t c_first = g * per_group;
+    const int64_t first = i0 - rows.padding;  // input row of buffer row 0
+    const int64_t input_rows = i1 - i0 + (rows.kernel_size - 1) * rows.dilation;
+    const int64_t count = (i1 - i0) * width;
+    for (int64_t c = 0; c < per_group; ++c) {
+      for (int64_t i = i0; i < i1; ++i) {
+        copy_row(grad_output.row(n, c_first + c, i), grad_output.step, width,
+                 grads.data() + c * plane + (i - i0) * width);
+      }
+      for (int64_t r = 0; r < input_rows; ++r) {
+        acc_t* target = inputs.data() + c * channel_stride + lead + r * width;
+        if (inside(first + r, rows.input_size)) {
+          copy_row(input.row(n, c_first + c, first + r), input.step, width, target);
+        } else {
+          zero_contiguous(target, width);
+        }
+      }
+    }
+    for (int64_t k = 0; k * kLanes < count; ++k) {
+      vector_t sum{};
+      for (int64_t c = 0; c < per_group; ++c) {
+        sum += load<vector_t>(grads.data() + c * plane + k * kLanes) * vector_t{};
+      }
+      padding_sums[k] = sum;
+    }
+    const PlaneTarget<scalar_t, vector_t, mask_int> out{
+        grad_weight, n, g, i0, columns.data(), plane, padding_sums.data()};
+    const PlaneTask<acc_t> planes{grads.data(),          plane,
+                                  inputs.data() + lead - cols.padding,
+                                  channel_stride,        rows.dilation * width,
+                                  per_group,             rows.kernel_size,
+                                  count};
+    for (int64_t v0 = 0; v0 < cols.kernel_size; v0 += kMaxTaps) {
+      auto run = [&](auto taps) INVOLUTION_CPU_LAMBDA {
+        plane_columns<kRegisters, decltype(taps)::value, vector_t>(planes, out, v0);
+      };
+      switch (std::min(cols.kernel_size - v0, kMaxTaps)) {
+        case 1: run(std::integral_constant<int64_t, 1>{}); break;
+        case 2: run(std::integral_constant<int64_t, 2>{}); break;
+        case 3: run(std::integral_constant<int64_t, 3>{}); break;
+        case 4: run(std::integral_constant<int64_t, 4>{}); break;
+        case 5: run(std::integral_constant<int64_t, 5>{}); break;
+        case 6: run(std::integral_constant<int64_t, 6>{}); break;
+        case 7: run(std::integral_constant<int64_t, 7>{}); break;
+        default: run(std::integral_constant<int64_t, 8>{}); break;
+      }
+    }
+  }
+}
+
+}  // namespace cpu
+}  // namespace involution
