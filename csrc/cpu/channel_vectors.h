@@ -97,15 +97,30 @@ INVOLUTION_CPU_INLINE native_t load_part(const T* first, int64_t h) {
   }
 }
 
-// target[k] = source[k] for k < count, bfloat16 to float, a part at a time.
+// target[k] = source[k] for k < count, bfloat16 to float, a part at a time and the rest in
+// pieces of 8 and 4 (rows are often shorter than a part: 7 or 14 pixels).
 template <typename native_t, typename T>
 INVOLUTION_CPU_INLINE void widen_span(const T* source, int64_t count, float* target) {
-  constexpr int64_t kLanes = kPartLanes<native_t>;
-  int64_t k = 0;
-  for (; k + kLanes <= count; k += kLanes) {
-    part<native_t>(target + k, 0) = load_part<native_t>(source + k, 0);
+  if constexpr (std::is_same<T, float>::value) {
+    return copy_contiguous(source, count, target);
+  } else {
+    constexpr int64_t kLanes = kPartLanes<native_t>;
+    int64_t k = 0;
+    for (; k + kLanes <= count; k += kLanes) {
+      part<native_t>(target + k, 0) = load_part<native_t>(source + k, 0);
+    }
+    if (kLanes > 8 && k + 8 <= count) {
+      const Vector<float, 32> piece = load_weight<Vector<float, 32>>(source + k);
+      __builtin_memcpy(target + k, &piece, sizeof(piece));
+      k += 8;
+    }
+    if (k + 4 <= count) {
+      const Vector<float, 16> piece = load_weight<Vector<float, 16>>(source + k);
+      __builtin_memcpy(target + k, &piece, sizeof(piece));
+      k += 4;
+    }
+    for (; k < count; ++k) target[k] = static_cast<float>(source[k]);
   }
-  for (; k < count; ++k) target[k] = static_cast<float>(source[k]);
 }
 
 // Stores `value` as part h of 16 values at `first`: bfloat16 rounded to nearest even, NaN as
