@@ -290,6 +290,27 @@ def test_weight_rows_read_past_their_end_match_reference(width, dtype, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("problem", [Problem(4, 32, 2, (9, 14), (7, 7)), Problem(6, 16, 1, (7, 7), (3, 5))], ids=str)
+def test_any_split_of_the_batch_gives_the_same_bits(problem, device):
+    """Each image's results do not depend on the rest of the batch (task blocks are chosen from
+    the batch size), so data-parallel runs split a batch without changing this op's rounding."""
+    x, w = problem.tensors(dtype=torch.float32, device=device, seed=4)
+    grad_out = torch.randn(x.shape[0], x.shape[1], *problem.output_size(), device=device)
+    kernel, stride, padding, dilation = (list(pair) for pair in problem.pairs())
+
+    def run(part):
+        return (ops.involution(x[part], w[part], stride, padding, dilation),
+                ops.involution_grad_input(grad_out[part], w[part], list(problem.size), stride, padding, dilation),
+                ops.involution_grad_weight(grad_out[part], x[part], problem.groups, kernel, stride, padding,
+                                           dilation))
+
+    whole = run(slice(None))
+    half = x.shape[0] // 2
+    for part in (slice(0, half), slice(half, None), slice(1, 2)):
+        assert all(torch.equal(a[part], b) for a, b in zip(whole, run(part)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_backward_is_deterministic(device):
     problem = REALISTIC_PROBLEMS[1]
     x, w = problem.tensors(dtype=torch.float32, device=device, requires_grad=True)
