@@ -74,20 +74,20 @@ INVOLUTION_CPU_INLINE void plane_tile(int64_t channels, const acc_t* grads, int6
 // Where a task's results go: grad_weight[n, g, u, v, :, :] of its rows, pixel q of the plane at
 // row(n, g, u, v, i0) + q, through the lanes' masks (kernel column v in the input at pixel q:
 // -1) and the padding's sums.
-template <typename scalar_t, typename vector_t, typename mask_int>
+template <typename scalar_t, typename acc_t, int64_t kBytes>
 struct PlaneTarget {
-  using mask_t = Vector<mask_int, sizeof(vector_t)>;
+  using vector_t = Vector<acc_t, kBytes>;
+  using mask_int = std::conditional_t<sizeof(acc_t) == 4, int32_t, int64_t>;
+  using mask_t = Vector<mask_int, kBytes>;
   WeightRows<scalar_t> grad_weight;
   int64_t n, g, i0;
   const mask_int* columns;  // kernel column v's masks of pixels q: columns[v * plane + q]
   int64_t plane;
-  const vector_t* padding_sums;  // of pixels q: (lanes of) padding_sums[q / lanes]
+  const acc_t* padding_sums;  // of pixels q: padding_sums[q]
   INVOLUTION_CPU_INLINE void store(const vector_t& tile, int64_t u, int64_t v, int64_t q,
                                    int64_t count) const {
-    using lane_t = std::decay_t<decltype(tile[0])>;
-    constexpr int64_t kLanes = lanes<vector_t, lane_t>();
     const mask_t valid = *reinterpret_cast<const mask_t*>(columns + v * plane + q);
-    const vector_t one[1] = {valid ? tile : padding_sums[q / kLanes]};
+    const vector_t one[1] = {valid ? tile : load<vector_t>(padding_sums + q)};
     store_tile<1>(one, count, grad_weight.row(n, g, u, v, i0) + q, 1);
   }
 };
@@ -138,7 +138,8 @@ INVOLUTION_CPU_INLINE void grad_weight_plane_tasks(const Problem& p,
                                                    int64_t block, int64_t begin, int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
   using vector_t = Vector<acc_t, Shape::bytes>;
-  using mask_int = std::conditional_t<sizeof(acc_t) == 4, int32_t, int64_t>;
+  using Target = PlaneTarget<scalar_t, acc_t, Shape::bytes>;
+  using mask_int = typename Target::mask_int;
   constexpr int64_t kLanes = lanes<vector_t, acc_t>();
   constexpr int64_t kRegisters = Shape::bytes == 64 ? 32 : 16;
   constexpr int64_t kMaxTaps = 8;
@@ -155,7 +156,7 @@ INVOLUTION_CPU_INLINE void grad_weight_plane_tasks(const Problem& p,
   const int64_t channel_stride = lead + plane + row_reach + cols.padding;
   std::vector<acc_t> grads(per_group * plane);  // zeroed once, as is the rest (never read
   std::vector<acc_t> inputs(per_group * channel_stride);  // unset, only into discarded lanes)
-  std::vector<vector_t> padding_sums(plane / kLanes);
+  std::vector<acc_t> padding_sums(plane);
   std::vector<mask_int> columns(cols.kernel_size * plane);
   for (int64_t v = 0; v < cols.kernel_size; ++v) {
     for (int64_t q = 0; q < plane; ++q) {
@@ -190,9 +191,9 @@ INVOLUTION_CPU_INLINE void grad_weight_plane_tasks(const Problem& p,
       for (int64_t c = 0; c < per_group; ++c) {
         sum += load<vector_t>(grads.data() + c * plane + k * kLanes) * vector_t{};
       }
-      padding_sums[k] = sum;
+      __builtin_memcpy(padding_sums.data() + k * kLanes, &sum, sizeof(sum));
     }
-    const PlaneTarget<scalar_t, vector_t, mask_int> out{
+    const Target out{
         grad_weight, n, g, i0, columns.data(), plane, padding_sums.data()};
     const PlaneTask<acc_t> planes{grads.data(),          plane,
                                   inputs.data() + lead - cols.padding,
