@@ -149,7 +149,7 @@ INVOLUTION_CPU_INLINE void grad_weight_plane_tasks(const Problem& p,
   if (width == 0) return;
   const int64_t per_group = channels_per_group(p);
   const int64_t blocks = (rows.output_size + block - 1) / block;
-  const int64_t plane = round_up(block * width, 2 * kLanes);  // up to two tiles  // grads of one channel
+  const int64_t plane = round_up(block * width, 2 * kLanes);  // one channel, whole tiles
   const int64_t row_reach = (rows.kernel_size - 1) * rows.dilation * width;
   // an input channel: `lead` elements before row 0 and room for every tile's reads after it
   const int64_t lead = cols.padding;
