@@ -349,7 +349,7 @@ INVOLUTION_CPU_INLINE void pixel_tile(const PixelTileArgs& a, ChannelVector* res
     for (int64_t h = 0; h < kCount; ++h) acc[q][h] = native_t{};
   }
   for (int64_t u = 0; u < a.kernel_h; ++u) {
-    a.prefetch.request(u, a.kernel_h);
+    a.prefetch.request(u);
     const ChannelVector* x = a.inputs + u * a.input_row_step;
     const float* w = a.weights + u * a.weight_row_stride;
     if constexpr (kWidth > 0) {

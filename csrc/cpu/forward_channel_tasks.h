@@ -120,7 +120,7 @@ INVOLUTION_CPU_INLINE void forward_channel_tasks(const Problem& p, Rows4<const s
           args.inputs = row_inputs + j0 * cols.stride;
           args.weights = row_weights + j0;
           args.prefetch = next_lines.slice((chunk * (i1 - i0) + i - i0) * tiles + tile,
-                                           chunks * (i1 - i0) * tiles);
+                                           chunks * (i1 - i0) * tiles, args.kernel_h);
           pixel_tile_of<native_t>(j1 - j0, args, row_results + j0);
           j0 = j1;
         }

@@ -134,7 +134,7 @@ INVOLUTION_CPU_INLINE void grad_input_channel_tasks(const Problem& p,
           args.inputs = row_inputs + w0;
           args.weights = row_weights + w0;
           args.prefetch = next_lines.slice((chunk * (h1 - h0) + h - h0) * tiles + tile,
-                                           chunks * (h1 - h0) * tiles);
+                                           chunks * (h1 - h0) * tiles, args.kernel_h);
           pixel_tile_of<native_t>(w1 - w0, args, row_results + w0);
           w0 = w1;
         }
