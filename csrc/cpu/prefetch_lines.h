@@ -7,7 +7,8 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <vector>
+#include <memory>
+#include <utility>
 
 #include "tiles.h"
 
@@ -37,7 +38,7 @@ struct PrefetchSlice {
 
 class PrefetchLines {
  public:
-  void clear() { lines_.clear(); }
+  void clear() { size_ = 0; }
 
   // The lines of `rows` rows `row_stride` apart, `count` elements each (contiguous rows only:
   // prefetch_row's rule), one span where the rows are back to back.
@@ -57,9 +58,8 @@ class PrefetchLines {
 
   // Slice `part` of `parts`, in list order, to be requested in `requests` parts.
   PrefetchSlice slice(int64_t part, int64_t parts, int64_t requests) const {
-    const int64_t total = static_cast<int64_t>(lines_.size());
-    const int64_t begin = total * part / parts, end = total * (part + 1) / parts;
-    return {lines_.data() + begin, end - begin, (end - begin + requests - 1) / requests};
+    const int64_t begin = size_ * part / parts, end = size_ * (part + 1) / parts;
+    return {lines_.get() + begin, end - begin, (end - begin + requests - 1) / requests};
   }
 
  private:
@@ -68,15 +68,29 @@ class PrefetchLines {
     constexpr uintptr_t kLine = 64;
     const uintptr_t begin = reinterpret_cast<uintptr_t>(first) & ~(kLine - 1);
     const uintptr_t last = reinterpret_cast<uintptr_t>(first + count - 1) & ~(kLine - 1);
-    const size_t listed = lines_.size(), added = (last - begin) / kLine + 1;
-    // sized once and filled through a local pointer: push_back kept the vector's end in memory,
-    // a store-to-load chain per line that cost the stage-1 forward a tenth of its time
-    lines_.resize(listed + added);
-    uintptr_t* out = lines_.data() + listed;
-    for (size_t k = 0; k < added; ++k) out[k] = begin + k * kLine + kWrite;
+    const int64_t added = static_cast<int64_t>((last - begin) / kLine) + 1;
+    // filled through a local pointer, never zeroed first: push_back kept the vector's end in
+    // memory (a store-to-load chain per line, a tenth of the stage-1 forward) and resize
+    // called memset for every span (stage 4's are a tap's 49 floats)
+    uintptr_t* out = extend(added);
+    for (int64_t k = 0; k < added; ++k) out[k] = begin + k * kLine + kWrite;
   }
 
-  std::vector<uintptr_t> lines_;
+  // The list made `added` lines longer: where they go.
+  uintptr_t* extend(int64_t added) {
+    if (size_ + added > capacity_) {
+      const int64_t capacity = std::max<int64_t>(2 * capacity_, size_ + added);
+      std::unique_ptr<uintptr_t[]> lines(new uintptr_t[capacity]);
+      std::copy_n(lines_.get(), size_, lines.get());
+      lines_ = std::move(lines);
+      capacity_ = capacity;
+    }
+    size_ += added;
+    return lines_.get() + size_ - added;
+  }
+
+  std::unique_ptr<uintptr_t[]> lines_;
+  int64_t size_ = 0, capacity_ = 0;
 };
 
 }  // namespace cpu
