@@ -19,7 +19,7 @@ namespace cpu {
 struct PrefetchSlice {
   const uintptr_t* lines;  // a line's address, + 1 for a line about to be written
   int64_t count;
-  int64_t per_request;  // lines per request, rounded up: no division in the tile loops
+  int64_t per_request;  // lines per request, rounded up: no division per kernel row
   // Requests part `part` of the slice's lines, into L2 (as prefetch_row does).
   INVOLUTION_CPU_INLINE void request(int64_t part) const {
     constexpr int kL2 = 2;
