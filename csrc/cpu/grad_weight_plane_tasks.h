@@ -48,6 +48,23 @@ inline int64_t plane_block_rows(const Problem& p, int64_t threads) {
   return block;
 }
 
+// Rows r0 .. r1 of channel c of image n, `width` elements each, one after another into
+// `target`: a single copy where the tensor's rows follow one another in memory (a contiguous
+// image: at RedNet's last stages a row is only 7 or 14 elements, too short a copy to pay for
+// its loop).
+template <typename scalar_t, typename acc_t>
+INVOLUTION_CPU_INLINE void copy_plane_rows(Rows4<const scalar_t> tensor, int64_t n, int64_t c,
+                                           int64_t r0, int64_t r1, int64_t width,
+                                           acc_t* target) {
+  if (r1 <= r0) return;
+  if (tensor.step == 1 && tensor.row_stride == width) {
+    return copy_row(tensor.row(n, c, r0), 1, (r1 - r0) * width, target);
+  }
+  for (int64_t r = r0; r < r1; ++r) {
+    copy_row(tensor.row(n, c, r), tensor.step, width, target + (r - r0) * width);
+  }
+}
+
 // kernel columns v0 .. v0 + kTaps of one kernel row for kTiles vectors of pixels:
 //     acc[k][m][t] = sum_c grads[c * grad_stride + k * lanes + t]
 //                        * inputs[c * channel_stride + m + k * lanes + t]
@@ -172,19 +189,15 @@ INVOLUTION_CPU_INLINE void grad_weight_plane_tasks(const Problem& p,
     const int64_t first = i0 - rows.padding;  // input row of buffer row 0
     const int64_t input_rows = i1 - i0 + (rows.kernel_size - 1) * rows.dilation;
     const int64_t count = (i1 - i0) * width;
+    // the input rows that exist, [r0, r1) of the buffer's rows; the others are zero
+    const int64_t r0 = std::min(std::max<int64_t>(-first, 0), input_rows);
+    const int64_t r1 = std::max(std::min(rows.input_size - first, input_rows), r0);
     for (int64_t c = 0; c < per_group; ++c) {
-      for (int64_t i = i0; i < i1; ++i) {
-        copy_row(grad_output.row(n, c_first + c, i), grad_output.step, width,
-                 grads.data() + c * plane + (i - i0) * width);
-      }
-      for (int64_t r = 0; r < input_rows; ++r) {
-        acc_t* target = inputs.data() + c * channel_stride + lead + r * width;
-        if (inside(first + r, rows.input_size)) {
-          copy_row(input.row(n, c_first + c, first + r), input.step, width, target);
-        } else {
-          zero_contiguous(target, width);
-        }
-      }
+      copy_plane_rows(grad_output, n, c_first + c, i0, i1, width, grads.data() + c * plane);
+      acc_t* target = inputs.data() + c * channel_stride + lead;
+      zero_contiguous(target, r0 * width);
+      copy_plane_rows(input, n, c_first + c, first + r0, first + r1, width, target + r0 * width);
+      zero_contiguous(target + r1 * width, (input_rows - r1) * width);
     }
     for (int64_t k = 0; k * kLanes < count; ++k) {
       vector_t sum{};
