@@ -13,9 +13,14 @@
 // in the padding, that load read a neighbouring row's pixel instead; such lanes are replaced as
 // they are stored by what the reference computes there, sum_c grad_output[c][q] * 0 (0, or NaN
 // where a grad_output is not finite: kernels.h).
+//
+// While a task computes, it requests the next task's cache lines (its grad_output and input
+// rows, and its grad_weight rows, for writing) a few per kernel row of every tile
+// (prefetch_lines.h): without them a cold call's memory time added to its compute time.
 #pragma once
 
 #include "kernels.h"
+#include "prefetch_lines.h"
 
 namespace involution {
 namespace cpu {
@@ -118,18 +123,25 @@ struct PlaneTask {
   int64_t grad_stride;
   const acc_t* inputs;
   int64_t channel_stride, row_step, channels, kernel_h, count;
+  const PrefetchLines* next;  // the next task's lines, requested over the task's passes
+  int64_t passes;             // of plane_columns: one per kMaxTaps kernel columns
 };
 
 // Computes and stores kernel columns v0 .. v0 + kTaps of every kernel row for the whole plane,
 // kTiles vectors of pixels at a time: two where the registers hold both tiles' sums, their
 // grad_output and an input (twice the independent sums to hide the multiply-add latency).
+// Pass `pass` of the task's passes requests its share of the next task's lines, a part per
+// kernel row of every tile.
 template <int64_t kRegisters, int64_t kTaps, typename vector_t, typename acc_t, typename Target>
 INVOLUTION_CPU_INLINE void plane_columns(const PlaneTask<acc_t>& task, const Target& target,
-                                         int64_t v0) {
+                                         int64_t v0, int64_t pass) {
   constexpr int64_t kLanes = lanes<vector_t, acc_t>();
   constexpr int64_t kTiles = 2 * kTaps + 3 <= kRegisters ? 2 : 1;
-  for (int64_t q0 = 0; q0 < task.count; q0 += kTiles * kLanes) {
+  const int64_t tiles = (task.count + kTiles * kLanes - 1) / (kTiles * kLanes);
+  const PrefetchSlice prefetch = task.next->slice(pass, task.passes, tiles * task.kernel_h);
+  for (int64_t q0 = 0, part = 0; q0 < task.count; q0 += kTiles * kLanes) {
     for (int64_t u = 0; u < task.kernel_h; ++u) {
+      prefetch.request(part++);
       vector_t acc[kTiles][kTaps];
       plane_tile<kTiles, kTaps>(task.channels, task.grads + q0, task.grad_stride,
                                 task.inputs + q0 + u * task.row_step + v0, task.channel_stride,
@@ -181,23 +193,51 @@ INVOLUTION_CPU_INLINE void grad_weight_plane_tasks(const Problem& p,
       columns[v * plane + q] = valid ? mask_int(-1) : mask_int(0);
     }
   }
-  for (int64_t task = begin; task < end; ++task) {
+  // task `task`'s rows: output rows i0 .. i1 of image n, group g; the input rows the buffer's
+  // rows r0 .. r1 hold (input row first + r; the buffer's other rows are zero)
+  struct Rows {
+    int64_t n, g, i0, i1, first, r0, r1;
+  };
+  const int64_t input_rows_of_block = (rows.kernel_size - 1) * rows.dilation;
+  auto rows_of = [&](int64_t task) {
     const Task t = decode_task(task, blocks, p.groups);
-    const int64_t n = t.n, g = t.g, i0 = t.r * block;
-    const int64_t i1 = std::min(i0 + block, rows.output_size);
-    const int64_t c_first = g * per_group;
-    const int64_t first = i0 - rows.padding;  // input row of buffer row 0
-    const int64_t input_rows = i1 - i0 + (rows.kernel_size - 1) * rows.dilation;
-    const int64_t count = (i1 - i0) * width;
-    // the input rows that exist, [r0, r1) of the buffer's rows; the others are zero
+    const int64_t i0 = t.r * block, i1 = std::min(i0 + block, rows.output_size);
+    const int64_t first = i0 - rows.padding, input_rows = i1 - i0 + input_rows_of_block;
     const int64_t r0 = std::min(std::max<int64_t>(-first, 0), input_rows);
     const int64_t r1 = std::max(std::min(rows.input_size - first, input_rows), r0);
+    return Rows{t.n, t.g, i0, i1, first, r0, r1};
+  };
+  const int64_t passes = (cols.kernel_size + kMaxTaps - 1) / kMaxTaps;
+  PrefetchLines next_lines;
+  for (int64_t task = begin; task < end; ++task) {
+    const auto [n, g, i0, i1, first, r0, r1] = rows_of(task);
+    const int64_t c_first = g * per_group;
+    const int64_t input_rows = i1 - i0 + input_rows_of_block;
+    const int64_t count = (i1 - i0) * width;
     for (int64_t c = 0; c < per_group; ++c) {
       copy_plane_rows(grad_output, n, c_first + c, i0, i1, width, grads.data() + c * plane);
       acc_t* target = inputs.data() + c * channel_stride + lead;
       zero_contiguous(target, r0 * width);
       copy_plane_rows(input, n, c_first + c, first + r0, first + r1, width, target + r0 * width);
       zero_contiguous(target + r1 * width, (input_rows - r1) * width);
+    }
+    next_lines.clear();
+    if (task + 1 < end) {
+      const Rows next = rows_of(task + 1);
+      for (int64_t c = next.g * per_group; c < (next.g + 1) * per_group; ++c) {
+        next_lines.add_rows<0>(grad_output.row(next.n, c, next.i0), grad_output.step,
+                               grad_output.row_stride, next.i1 - next.i0, width);
+        next_lines.add_rows<0>(input.row(next.n, c, next.first + next.r0), input.step,
+                               input.row_stride, next.r1 - next.r0, width);
+      }
+      // grad_weight's (u, v) planes of the task: one span where they are back to back
+      const int64_t taps = rows.kernel_size * cols.kernel_size;
+      const bool in_a_row = grad_weight.strides[2] == cols.kernel_size * grad_weight.strides[3];
+      for (int64_t u = 0; u < rows.kernel_size; u += in_a_row ? rows.kernel_size : 1) {
+        next_lines.add_rows<1>(grad_weight.row(next.n, next.g, u, 0, next.i0), 1,
+                               grad_weight.strides[3], in_a_row ? taps : cols.kernel_size,
+                               (next.i1 - next.i0) * width);
+      }
     }
     for (int64_t k = 0; k * kLanes < count; ++k) {
       vector_t sum{};
@@ -212,10 +252,12 @@ INVOLUTION_CPU_INLINE void grad_weight_plane_tasks(const Problem& p,
                                   inputs.data() + lead - cols.padding,
                                   channel_stride,        rows.dilation * width,
                                   per_group,             rows.kernel_size,
-                                  count};
+                                  count,                 &next_lines,
+                                  passes};
     for (int64_t v0 = 0; v0 < cols.kernel_size; v0 += kMaxTaps) {
       auto run = [&](auto taps) INVOLUTION_CPU_LAMBDA {
-        plane_columns<kRegisters, decltype(taps)::value, vector_t>(planes, out, v0);
+        plane_columns<kRegisters, decltype(taps)::value, vector_t>(planes, out, v0,
+                                                                   v0 / kMaxTaps);
       };
       switch (std::min(cols.kernel_size - v0, kMaxTaps)) {
         case 1: run(std::integral_constant<int64_t, 1>{}); break;
