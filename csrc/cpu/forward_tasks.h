@@ -26,20 +26,23 @@ INVOLUTION_CPU_INLINE void visit_forward_task_rows(const Problem& p, Rows4<const
   const int64_t first = i0 * p.height.stride - p.height.padding;
   const int64_t h0 = std::max<int64_t>(first, 0);
   const int64_t h1 = std::min(first + block_input_rows(p.height, i1 - i0), p.height.input_size);
-  for (int64_t c = part; c < per_group && h1 > h0; c += parts) {
-    visit(input.row(t.n, t.g * per_group + c, h0), input.step, input.row_stride, h1 - h0,
-          p.width.input_size, std::integral_constant<int, 0>{});
+  if (h1 > h0) {
+    visit_runs<0>(visit, input.row(t.n, t.g * per_group, h0), input.step, input.row_stride,
+                  h1 - h0, p.width.input_size, input.channel_stride, per_group, part, parts);
   }
   const int64_t taps = p.height.kernel_size * p.width.kernel_size;
-  for (int64_t tap = part; tap < taps; tap += parts) {
-    visit(weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, i0),
-          weight.step(), weight.strides[4], i1 - i0, p.width.output_size,
-          std::integral_constant<int, 0>{});
+  if (weight.strides[2] == p.width.kernel_size * weight.strides[3]) {  // taps evenly apart
+    visit_runs<0>(visit, weight.row(t.n, t.g, 0, 0, i0), weight.step(), weight.strides[4],
+                  i1 - i0, p.width.output_size, weight.strides[3], taps, part, parts);
+  } else {
+    for (int64_t tap = part; tap < taps; tap += parts) {
+      visit(weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, i0),
+            weight.step(), weight.strides[4], i1 - i0, p.width.output_size,
+            std::integral_constant<int, 0>{});
+    }
   }
-  for (int64_t c = part; c < per_group; c += parts) {
-    visit(output.row(t.n, t.g * per_group + c, i0), output.step, output.row_stride, i1 - i0,
-          p.width.output_size, std::integral_constant<int, 1>{});
-  }
+  visit_runs<1>(visit, output.row(t.n, t.g * per_group, i0), output.step, output.row_stride,
+                i1 - i0, p.width.output_size, output.channel_stride, per_group, part, parts);
 }
 
 // Prefetches part `part` of `parts` of what forward task `task` reads and writes (so that the

@@ -38,9 +38,10 @@ INVOLUTION_CPU_INLINE void visit_grad_input_task_rows(const Problem& p,
   const int64_t first = first_output_row(rows, h0);
   const int64_t lo = std::max<int64_t>(first, 0);
   const int64_t hi = std::min(first + block_output_rows(rows, count), rows.output_size);
-  for (int64_t c = part; c < per_group && hi > lo; c += parts) {
-    visit(grad_output.row(t.n, t.g * per_group + c, lo), grad_output.step,
-          grad_output.row_stride, hi - lo, p.width.output_size, std::integral_constant<int, 0>{});
+  if (hi > lo) {
+    visit_runs<0>(visit, grad_output.row(t.n, t.g * per_group, lo), grad_output.step,
+                  grad_output.row_stride, hi - lo, p.width.output_size,
+                  grad_output.channel_stride, per_group, part, parts);
   }
   const int64_t taps = rows.kernel_size * p.width.kernel_size;
   for (int64_t tap = part; tap < taps; tap += parts) {
@@ -63,10 +64,9 @@ INVOLUTION_CPU_INLINE void visit_grad_input_task_rows(const Problem& p,
       }
     }
   }
-  for (int64_t c = part; c < per_group; c += parts) {
-    visit(grad_input.row(t.n, t.g * per_group + c, h0), grad_input.step, grad_input.row_stride,
-          count, p.width.input_size, std::integral_constant<int, 1>{});
-  }
+  visit_runs<1>(visit, grad_input.row(t.n, t.g * per_group, h0), grad_input.step,
+                grad_input.row_stride, count, p.width.input_size, grad_input.channel_stride,
+                per_group, part, parts);
 }
 
 // Prefetches part `part` of `parts` of what grad_input task `task` reads and writes

@@ -28,6 +28,7 @@
 #include <ATen/OpMathType.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "../involution_index.h"
@@ -60,6 +61,25 @@ struct WeightRows {
   // Whether `count` elements from `first` lie inside the tensor's memory.
   bool spans(const T* first, int64_t count) const { return first + count <= data + extent; }
 };
+
+// Visits `runs` runs of `rows` rows (as visit_forward_task_rows's visitor: rows `row_stride`
+// apart, `count` elements of step `step`), run r at first + r * run_stride, the runs r = part,
+// part + parts, ...; where all parts are visited at once and each run ends where the next
+// begins, as a single run (one span of the prefetch list per task instead of one per channel or
+// tap: at RedNet's last stage a channel's rows are 49 elements).
+template <int kWrite, typename T, typename Visit>
+INVOLUTION_CPU_INLINE void visit_runs(Visit& visit, T* first, int64_t step, int64_t row_stride,
+                                      int64_t rows, int64_t count, int64_t run_stride,
+                                      int64_t runs, int64_t part, int64_t parts) {
+  if (parts == 1 && runs > 0 && run_stride == rows * row_stride) {
+    return visit(first, step, row_stride, runs * rows, count,
+                 std::integral_constant<int, kWrite>{});
+  }
+  for (int64_t r = part; r < runs; r += parts) {
+    visit(first + r * run_stride, step, row_stride, rows, count,
+          std::integral_constant<int, kWrite>{});
+  }
+}
 
 // Task t of the B * G * R tasks of a kernel: image n, group g, row r (row fastest, so that the
 // consecutive tasks a thread runs share their group's weights).
