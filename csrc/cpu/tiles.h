@@ -148,26 +148,34 @@ struct PrefetchRows {
 // Short contiguous copies and fills: the rows here are tens of elements, where a libc call
 // (what a loop of unknown length becomes) costs more than the copy itself. Fixed-size moves
 // compile to the vector loads and stores of the kernel's ISA.
-template <int64_t kBytes, typename T>
-INVOLUTION_CPU_INLINE void copy_piece(const T* source, int64_t count, T* target, int64_t& k) {
-  constexpr int64_t kCount = kBytes / static_cast<int64_t>(sizeof(T));
-  if constexpr (kCount >= 1) {
-    if (count - k >= kCount) {
-      __builtin_memcpy(target + k, source + k, kBytes);
-      k += kCount;
-    }
-  }
+
+// Copies `bytes` bytes, kBytes <= bytes <= 2 * kBytes, as two fixed-size moves, the second
+// ending at the last byte (overlapping the first where bytes < 2 * kBytes): no branch per piece.
+template <int64_t kBytes>
+INVOLUTION_CPU_INLINE void copy_two_pieces(const char* source, int64_t bytes, char* target) {
+  __builtin_memcpy(target, source, kBytes);
+  __builtin_memcpy(target + bytes - kBytes, source + bytes - kBytes, kBytes);
 }
 
 template <typename T>
 INVOLUTION_CPU_INLINE void copy_contiguous(const T* source, int64_t count, T* target) {
-  constexpr int64_t kBlock = 64 / static_cast<int64_t>(sizeof(T));
-  int64_t k = 0;
-  for (; k + kBlock <= count; k += kBlock) __builtin_memcpy(target + k, source + k, 64);
-  copy_piece<32>(source, count, target, k);
-  copy_piece<16>(source, count, target, k);
-  copy_piece<8>(source, count, target, k);
-  copy_piece<4>(source, count, target, k);
+  const char* from = reinterpret_cast<const char*>(source);
+  char* to = reinterpret_cast<char*>(target);
+  const int64_t bytes = count * static_cast<int64_t>(sizeof(T));
+  if (bytes > 64) {  // whole 64-byte blocks, the last one ending at the last byte
+    for (int64_t k = 0; k + 64 < bytes; k += 64) __builtin_memcpy(to + k, from + k, 64);
+    __builtin_memcpy(to + bytes - 64, from + bytes - 64, 64);
+  } else if (bytes >= 32) {
+    copy_two_pieces<32>(from, bytes, to);
+  } else if (bytes >= 16) {
+    copy_two_pieces<16>(from, bytes, to);
+  } else if (bytes >= 8) {
+    copy_two_pieces<8>(from, bytes, to);
+  } else if (bytes >= 4) {
+    copy_two_pieces<4>(from, bytes, to);
+  } else if (bytes >= 2) {
+    copy_two_pieces<2>(from, bytes, to);
+  }
 }
 
 template <typename T>
