@@ -124,6 +124,32 @@ def test_channel_vectors_round_bfloat16_as_torch_does():
         assert torch.equal(got[numbers].view(torch.int16), rounded[numbers].view(torch.int16))
 
 
+@pytest.mark.parametrize("stride", [1, 2], ids=["plane_tiles", "row_tiles"])
+def test_grad_weight_rounds_bfloat16_as_torch_does(stride):
+    """grad_weight in bfloat16 sums in float as float32 does and rounds each result to nearest
+    even as it is stored (a vector at a time): its results are the float32 results of the same
+    values rounded by torch, bit for bit, ties and infinities included, NaN where they are NaN."""
+    x = torch.randn(2, 32, 9, 14).to(torch.bfloat16)
+    grad_out = torch.randn(2, 32, (9 - 1) // stride + 1, (14 - 1) // stride + 1).to(torch.bfloat16)
+    # image 0: sums of 1 + 3 * 2^-8 (group 0) and 1 + 2^-8 (group 1), each halfway between two
+    # bfloat16 values: to even is up for the first, down for the second
+    x[0], grad_out[0] = 0.0, 0.0
+    x[0, [0, 16]], x[0, 1], x[0, 17] = 1.0, 3 * 2.0 ** -8, 2.0 ** -8
+    grad_out[0, [0, 1, 16, 17]] = 1.0
+    x[1, 0, 3, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    args = (2, [5, 3], [stride, stride], [2, 1], [1, 1], "auto")
+    got = ops.involution_grad_weight(grad_out, x, *args)
+    exact = ops.involution_grad_weight(grad_out.float(), x.float(), *args)
+    assert exact.isnan().any() and exact.isinf().any()
+    rounded = exact.to(torch.bfloat16)
+    ties = exact[0, 0] == 1 + 3 * 2.0 ** -8, exact[0, 1] == 1 + 2.0 ** -8
+    assert ties[0].any() and ties[1].any()
+    assert (rounded[0, 0][ties[0]] == 1 + 2.0 ** -6).all() and (rounded[0, 1][ties[1]] == 1).all()
+    assert torch.equal(got.isnan(), rounded.isnan())
+    numbers = ~rounded.isnan()
+    assert torch.equal(got[numbers].view(torch.int16), rounded[numbers].view(torch.int16))
+
+
 def test_channel_vectors_read_strided_planes():
     """Image rows that are not back to back (a column slice) and channels that are neither
     planes nor pixels: transposed row by row, or gathered element by element (the forward's

@@ -323,6 +323,19 @@ INVOLUTION_CPU_INLINE void forward_pair_tile(int64_t kernel_h, int64_t kernel_w,
                                         channel_stride, acc);
 }
 
+// The lanes of a float vector rounded to bfloat16's bits as c10::BFloat16 rounds a float (to
+// nearest even, NaN as 0x7FC0), a vector at a time instead of a call per lane.
+template <typename vector_t>
+INVOLUTION_CPU_INLINE auto bfloat16_bits(const vector_t& value) {
+  constexpr int64_t kBytes = sizeof(vector_t);
+  using bits_t = Vector<uint32_t, kBytes>;
+  bits_t bits;
+  __builtin_memcpy(&bits, &value, kBytes);
+  const bits_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  const bits_t result = value == value ? rounded : bits_t{} + 0x7FC0u;
+  return __builtin_convertvector(result, Vector<uint16_t, kBytes / 2>);
+}
+
 // Stores the first `count` lanes of kVectors vectors to target[k * step]: whole vectors at
 // once when the target row is contiguous.
 template <int64_t kVectors, typename vector_t, typename scalar_t>
@@ -333,6 +346,16 @@ INVOLUTION_CPU_INLINE void store_tile(const vector_t (&tile)[kVectors], int64_t 
   for (int64_t k = 0; k < kVectors; ++k) {
     const int64_t lanes_here = std::min(kLanes, count - k * kLanes);
     if (lanes_here <= 0) break;
+    if constexpr (std::is_same<scalar_t, c10::BFloat16>::value &&
+                  std::is_same<acc_t, float>::value) {
+      if (step == 1) {
+        uint16_t bits[kLanes];
+        const auto rounded = bfloat16_bits(tile[k]);
+        __builtin_memcpy(bits, &rounded, sizeof(rounded));
+        copy_contiguous(bits, lanes_here, reinterpret_cast<uint16_t*>(target + k * kLanes));
+        continue;
+      }
+    }
     if (std::is_same<scalar_t, acc_t>::value && step == 1 && lanes_here == kLanes) {
       *reinterpret_cast<vector_t*>(target + k * kLanes) = tile[k];
     } else if (std::is_same<scalar_t, acc_t>::value && step == 1) {
