@@ -88,9 +88,11 @@ def levels_markdown(runs: List[dict], method: str = "involution_cuda",
     lines = [f"*{env['device']} ({' '.join(env.get('isa_flags', []))}), {env['threads']} threads, torch "
              f"{env['torch']}, batch {runs[0]['batch']}, {env['date'][:10]}, commit {commits}; "
              f"level: the ISA level this op's CPU kernels ran at. Median of cold calls in ms; × floor as "
-             f"above; × compiled: speed-up over `{compiled}` in the same run.*", "",
-             "| shape | dtype | level | forward | × floor | fwd+bwd | × floor | × compiled fwd | × compiled fwd+bwd |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             f"above (backward: grad_input and grad_weight against two copies); × compiled: speed-up over "
+             f"`{compiled}` in the same run.*", "",
+             "| shape | dtype | level | forward | × floor | backward | × floor | fwd+bwd | × floor "
+             "| × compiled fwd | × compiled fwd+bwd |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     rows = []
     for run in runs:
         level = run["environment"].get("kernel_cpu_capability", "?")
@@ -102,7 +104,8 @@ def levels_markdown(runs: List[dict], method: str = "involution_cuda",
             ratio = lambda key: (f"{other[key] / r[key]:.1f}" if "train" in other and not other.get("rejected")  # noqa: E731
                                  else "failed" if "error" in other else "-")
             rows.append((r, f"| {_shape(r)} | {dtype} | {level} | {r['forward_ms']:.2f} | "
-                            f"{r['forward_x_floor']:.1f} | {r['train_ms']:.2f} | {r['train_x_floor']:.1f} | "
+                            f"{r['forward_x_floor']:.1f} | {r['backward_ms']:.2f} | {r['backward_x_floor']:.1f} | "
+                            f"{r['train_ms']:.2f} | {r['train_x_floor']:.1f} | "
                             f"{ratio('forward_ms')} | {ratio('train_ms')} |"))
     shapes = list(dict.fromkeys(r["shape"] for r, _ in rows))
     rows.sort(key=lambda item: (shapes.index(item[0]["shape"]), item[0]["dtype"] != "float32"))
