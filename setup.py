@@ -56,7 +56,8 @@ def want_cuda() -> bool:
 
 def extension():
     sources = (["csrc/ops.cpp", "csrc/checks.cpp", "csrc/python_module.cpp"]
-               + sorted(glob.glob("csrc/cpu/*.cpp")) + sorted(glob.glob("csrc/autocast/*.cpp")))
+               + sorted(glob.glob("csrc/cpu/*.cpp")) + sorted(glob.glob("csrc/autocast/*.cpp"))
+               + sorted(glob.glob("csrc/autograd/*.cpp")))
     # OpenMP: at::parallel_for. No psabi notes: the wide-vector helpers are always inlined
     # (csrc/cpu/tiles.h), so the calling convention they warn about is never used. No debug
     # information (-g0 overrides the -g of Python's own flags): it doubles the compile time of

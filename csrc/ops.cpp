@@ -1,5 +1,5 @@
 // Schemas of the three involution ops. Kernels register per dispatch key: cpu/, cuda/ (CUDA
-// builds), autocast/; the fake kernels and autograd are registered from Python
+// builds), autocast/, autograd/; the fake kernels are registered from Python
 // (involution_cuda/ops.py).
 //
 //   involution(input, weight)                  -> output       out = sum_taps weight * input

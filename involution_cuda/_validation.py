@@ -39,6 +39,8 @@ def default_padding(kernel_size, dilation) -> List[int]:
 def to_pair(value: IntPair, name: str) -> List[int]:
     """``3`` -> ``[3, 3]``; a sequence of ints is kept (the ops check that it has two). Anything
     else is a TypeError naming the argument."""
+    if type(value) is int:  # the common case, without a call: cold, each one costs microseconds
+        return [value, value]
     if _is_int(value):
         return [value, value]
     if isinstance(value, (tuple, list, torch.Size)) and all(_is_int(v) for v in value):
@@ -67,6 +69,9 @@ def normalize_options(input, weight, stride: IntPair, padding: Optional[IntPair]
     require_tensor(weight, "weight")
     stride, dilation = to_pair(stride, "stride"), to_pair(dilation, "dilation")
     if padding is None:
+        if weight.dim() == 6 and len(dilation) == 2:
+            size = weight.shape
+            return stride, [dilation[0] * (size[2] - 1) // 2, dilation[1] * (size[3] - 1) // 2], dilation
         # A weight of the wrong rank gets a placeholder; the op's checks then name the problem.
         padding = default_padding(weight.shape[2:4] if weight.dim() == 6 else (1, 1), dilation)
     return stride, to_pair(padding, "padding"), dilation

@@ -10,6 +10,14 @@ from . import decomposition
 from ._validation import IntPair, check_involution1d_args, normalize_options
 
 
+def _exporting_to_onnx() -> bool:
+    """``torch.onnx.is_in_onnx_export()``, asked only where an export can be running: while
+    compiling (torch.export, which the dynamo-based exporter runs) or tracing (the TorchScript
+    exporter). It imports two modules at every call, tens of microseconds when the caches are cold,
+    as they are for a layer's call in a network."""
+    return ((torch.compiler.is_compiling() or torch._C._get_tracing_state() is not None)
+            and torch.onnx.is_in_onnx_export())
+
 def involution(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -47,7 +55,14 @@ def involution(
     exported graph needs no custom operator.
     """
     stride, padding, dilation = normalize_options(input, weight, stride, padding, dilation)
-    if torch.onnx.is_in_onnx_export():
+    return call_op(input, weight, stride, padding, dilation, kernels)
+
+
+def call_op(input, weight, stride, padding, dilation, kernels) -> torch.Tensor:
+    """The op with its options as pairs of ints (:func:`involution` after normalising them, or
+    the layer with its own, checked when it was made); while exporting to ONNX, the standard-op
+    formulation instead, so that the exported graph needs no custom operator."""
+    if _exporting_to_onnx():
         return decomposition.involution(input, weight, stride, padding, dilation)
     return torch.ops.involution_cuda.involution(input, weight, stride, padding, dilation, kernels)
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from . import reference
 from ._validation import IntPair, check_layer_input, default_padding, exact_pair
-from .functional import involution
+from .functional import call_op
 
 BACKENDS = ("native", "reference")
 
@@ -135,7 +135,9 @@ class Involution(nn.Module):
         weight = weight.view(batch, self.groups, self.kernel_size[0], self.kernel_size[1], out_h, out_w)
         if self.backend == "reference":
             return reference.involution(x, weight, self.stride, self.padding, self.dilation)
-        return involution(x, weight, self.stride, self.padding, self.dilation, self.kernels)
+        # options checked and normalised when the layer was made (each check costs microseconds
+        # per call when the caches are cold, as they are for most layers of a network)
+        return call_op(x, weight, self.stride, self.padding, self.dilation, self.kernels)
 
     def extra_repr(self) -> str:
         return (

@@ -6,9 +6,12 @@
 // and the result stays in the autocast dtype. Registering the cast at the op level makes raw
 // ops, the functional API and compiled or exported graphs behave alike.
 #include <ATen/autocast_mode.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
+
+#include <utility>
+
+#include "../op_calls.h"
 
 namespace involution {
 namespace {
@@ -29,11 +32,8 @@ at::Tensor involution_autocast(const at::Tensor& input, const at::Tensor& weight
                                at::IntArrayRef stride, at::IntArrayRef padding,
                                at::IntArrayRef dilation, c10::string_view kernels) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(autocast_key<device>());
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("involution_cuda::involution", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef,
-                                         at::IntArrayRef, at::IntArrayRef, c10::string_view)>();
-  return op.call(cast<device>(input), cast<device>(weight), stride, padding, dilation, kernels);
+  return call_involution(cast<device>(input), cast<device>(weight), stride, padding, dilation,
+                         kernels);
 }
 
 template <c10::DeviceType device>
@@ -42,13 +42,8 @@ at::Tensor grad_input_autocast(const at::Tensor& grad_output, const at::Tensor& 
                                at::IntArrayRef padding, at::IntArrayRef dilation,
                                c10::string_view kernels) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(autocast_key<device>());
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("involution_cuda::involution_grad_input", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymIntArrayRef,
-                                         at::IntArrayRef, at::IntArrayRef, at::IntArrayRef,
-                                         c10::string_view)>();
-  return op.call(cast<device>(grad_output), cast<device>(weight), input_size, stride, padding,
-                 dilation, kernels);
+  return call_grad_input(cast<device>(grad_output), cast<device>(weight), input_size, stride,
+                         padding, dilation, kernels);
 }
 
 template <c10::DeviceType device>
@@ -57,13 +52,8 @@ at::Tensor grad_weight_autocast(const at::Tensor& grad_output, const at::Tensor&
                                 at::IntArrayRef stride, at::IntArrayRef padding,
                                 at::IntArrayRef dilation, c10::string_view kernels) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(autocast_key<device>());
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("involution_cuda::involution_grad_weight", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymInt,
-                                         c10::SymIntArrayRef, at::IntArrayRef, at::IntArrayRef,
-                                         at::IntArrayRef, c10::string_view)>();
-  return op.call(cast<device>(grad_output), cast<device>(input), std::move(groups), kernel_size,
-                 stride, padding, dilation, kernels);
+  return call_grad_weight(cast<device>(grad_output), cast<device>(input), std::move(groups),
+                          kernel_size, stride, padding, dilation, kernels);
 }
 
 }  // namespace
