@@ -348,11 +348,15 @@ INVOLUTION_CPU_INLINE void pixel_tile(const PixelTileArgs& a, ChannelVector* res
   for (int64_t q = 0; q < kPixels; ++q) {
     for (int64_t h = 0; h < kCount; ++h) acc[q][h] = native_t{};
   }
-  for (int64_t u = 0; u < a.kernel_h; ++u) {
-    a.prefetch.request(u);
-    const ChannelVector* x = a.inputs + u * a.input_row_step;
-    const float* w = a.weights + u * a.weight_row_stride;
-    if constexpr (kWidth > 0) {
+  if constexpr (kWidth > 0) {
+    // A pointer per kernel column, moved on a kernel row at a time: with the taps' addresses
+    // computed from the strides at every kernel row, the loop ran out of registers (at 7
+    // pixels, 30% slower than with strides known at compile time; 8% with these pointers).
+    const ChannelVector* x = a.inputs;
+    const float* w[kWidth];
+    for (int64_t v = 0; v < kWidth; ++v) w[v] = a.weights + v * a.weight_tap_stride;
+    for (int64_t u = 0; u < a.kernel_h; ++u) {
+      a.prefetch.request(u);
       // input column k serves pixel q at tap k - q
 #pragma GCC unroll 32
       for (int64_t k = 0; k < kPixels + kWidth - 1; ++k) {
@@ -362,11 +366,18 @@ INVOLUTION_CPU_INLINE void pixel_tile(const PixelTileArgs& a, ChannelVector* res
         for (int64_t v = 0; v < kWidth; ++v) {
           const int64_t q = k - v;
           if (q < 0 || q >= kPixels) continue;
-          const float weight = w[v * a.weight_tap_stride + q];  // broadcast by the multiply
+          const float weight = w[v][q];  // broadcast by the multiply
           for (int64_t h = 0; h < kCount; ++h) acc[q][h] += xk[h] * weight;
         }
       }
-    } else {
+      x += a.input_row_step;
+      for (int64_t v = 0; v < kWidth; ++v) w[v] += a.weight_row_stride;
+    }
+  } else {
+    for (int64_t u = 0; u < a.kernel_h; ++u) {
+      a.prefetch.request(u);
+      const ChannelVector* x = a.inputs + u * a.input_row_step;
+      const float* w = a.weights + u * a.weight_row_stride;
       for (int64_t v = 0; v < a.kernel_w; ++v) {
         const ChannelVector* xv = x + v * a.input_tap_step;
         const float* wv = w + v * a.weight_tap_stride;
