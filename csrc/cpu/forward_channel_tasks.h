@@ -78,6 +78,7 @@ INVOLUTION_CPU_INLINE void forward_channel_tasks(const Problem& p, Rows4<const s
                  target + r * cols.output_size);
       }
     }
+    PrefetchSlices slices(next_lines, chunks * (i1 - i0) * tiles);  // a slice per tile
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
       const int64_t c_first = g * per_group + chunk * kGroupLanes;
       // rows outside the input are zero rows; the others are copied from the input
@@ -119,8 +120,7 @@ INVOLUTION_CPU_INLINE void forward_channel_tasks(const Problem& p, Rows4<const s
           const int64_t j1 = cols.output_size * (tile + 1) / tiles;
           args.inputs = row_inputs + j0 * cols.stride;
           args.weights = row_weights + j0;
-          args.prefetch = next_lines.slice((chunk * (i1 - i0) + i - i0) * tiles + tile,
-                                           chunks * (i1 - i0) * tiles, args.kernel_h);
+          args.prefetch = slices.next(args.kernel_h);
           pixel_tile_of<native_t>(j1 - j0, args, row_results + j0);
           j0 = j1;
         }

@@ -95,6 +95,7 @@ INVOLUTION_CPU_INLINE void grad_input_channel_tasks(const Problem& p,
         }
       }
     }
+    PrefetchSlices slices(next_lines, chunks * (h1 - h0) * tiles);  // a slice per tile
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
       const int64_t c_first = g * per_group + chunk * kGroupLanes;
       if (cols.output_size > 0) {
@@ -108,8 +109,9 @@ INVOLUTION_CPU_INLINE void grad_input_channel_tasks(const Problem& p,
         reach(h, &u_lo, &u_hi);
         ChannelVector* row_results = results.data() + (h - h0) * cols.input_size;
         const int64_t u_count = u_hi - u_lo;
-        if (u_count == 0) {  // no output row reaches this input row
+        if (u_count == 0) {  // no output row reaches this input row: its slices are skipped
           std::fill_n(row_results, cols.input_size, ChannelVector{});
+          for (int64_t tile = 0; tile < tiles; ++tile) slices.next(1);
           continue;
         }
         // pixel 0's first tap (v = KW - 1 of kernel row u_lo): column pw - (KW - 1) dw + shift
@@ -133,8 +135,7 @@ INVOLUTION_CPU_INLINE void grad_input_channel_tasks(const Problem& p,
           const int64_t w1 = cols.input_size * (tile + 1) / tiles;
           args.inputs = row_inputs + w0;
           args.weights = row_weights + w0;
-          args.prefetch = next_lines.slice((chunk * (h1 - h0) + h - h0) * tiles + tile,
-                                           chunks * (h1 - h0) * tiles, args.kernel_h);
+          args.prefetch = slices.next(args.kernel_h);
           pixel_tile_of<native_t>(w1 - w0, args, row_results + w0);
           w0 = w1;
         }
