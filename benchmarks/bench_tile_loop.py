@@ -9,8 +9,9 @@ rate it gives each RedNet-50 shape's loop-bound forward time (its vector multipl
 padded to whole vectors, spread over the threads), beside the copy floor of a committed
 bench_op.py result when one is given. At AVX2 and AVX-512 it also times the float forward's
 pixel tile of 16-channel vectors (csrc/cpu/channel_vectors.h), the loop those levels run for
-RedNet's groups of 16 channels, and gives its loop-bound forward times the same way. Prints a
-table, writes JSON under benchmarks/results/.
+RedNet's groups of 16 channels, inlined (its strides known to the compiler) and as the kernels
+run it (a function of its own, strides read at run time, at every tile width), and gives its
+loop-bound forward times the same way. Prints a table, writes JSON under benchmarks/results/.
 
     python benchmarks/bench_tile_loop.py --op-results benchmarks/results/op_cpu_quick_zen5_avx512.json
 """
@@ -82,10 +83,29 @@ def loop_bound_ms(wide: dict, narrow: dict, shapes: list, threads: int) -> dict:
 
 
 def channel_loop_bound_ms(row: dict, shapes: list, threads: int) -> dict:
-    """Each shape's float forward at the pixel tile's rate: its multiply-adds of 16-channel
-    vectors (no lane is padding) over the threads."""
+    """Each shape's float forward at the pixel tile's rate (inlined, strides known to the
+    compiler): its multiply-adds of 16-channel vectors (no lane is padding) over the threads."""
     return {shape.name: shape.batch * shape.channels // 16 * shape.out_size ** 2 * shape.kernel ** 2
             * row["channel_tile_ns_per_multiply_add"] / threads * 1e-6 for shape in shapes}
+
+
+def tile_widths(length: int, most: int) -> list:
+    """The pixel tiles of a row of `length` outputs as the kernels split it
+    (csrc/cpu/forward_channel_tasks.h): ceil(length / most) tiles of equal width."""
+    tiles = math.ceil(length / most)
+    return [length * (t + 1) // tiles - length * t // tiles for t in range(tiles)]
+
+
+def channel_as_run_loop_bound_ms(row: dict, shapes: list, threads: int) -> dict:
+    """channel_loop_bound_ms at the rate of the tiles as the kernels run them: each row's tiles
+    at their own width, strides read at run time."""
+    rates = row["channel_tile_as_run_ns_per_multiply_add"]  # index: pixels - 1
+    out = {}
+    for shape in shapes:
+        row_ns = sum(width * shape.kernel ** 2 * rates[width - 1]
+                     for width in tile_widths(shape.out_size, row["channel_tile_pixels"]))
+        out[shape.name] = shape.batch * shape.channels // 16 * shape.out_size * row_ns / threads * 1e-6
+    return out
 
 
 def floors_ms(path: Path | None) -> dict:
@@ -116,7 +136,9 @@ def main(argv=None) -> None:
             row["loop_bound_forward_ms"] = loop_bound_ms(row, row.get("narrow", row), shapes, threads)
             if "channel_tile_ns_per_multiply_add" in row:
                 row["channel_loop_bound_forward_ms"] = channel_loop_bound_ms(row, shapes, threads)
-            for key in ("loop_bound", "channel_loop_bound"):
+                row["channel_as_run_loop_bound_forward_ms"] = channel_as_run_loop_bound_ms(
+                    row, shapes, threads)
+            for key in ("loop_bound", "channel_loop_bound", "channel_as_run_loop_bound"):
                 if floors and f"{key}_forward_ms" in row:
                     row[f"{key}_x_floor"] = {name: ms / floors[name]
                                              for name, ms in row[f"{key}_forward_ms"].items()
@@ -142,13 +164,17 @@ def main(argv=None) -> None:
     for row in rows:
         if "channel_tile_ns_per_multiply_add" not in row:
             continue
-        cells = []
-        for name, ms in row["channel_loop_bound_forward_ms"].items():
-            ratio = row.get("channel_loop_bound_x_floor", {}).get(name)
-            cells.append(f"{ms:7.3f}" + (f" ({ratio:4.2f})" if ratio is not None else "       "))
-        label = f"{row['level']}/ch{row['channel_tile_pixels']}"
-        print(f"{label:11} {'':>8} {row['channel_tile_ns_per_multiply_add']:8.4f} {'':>8}  "
-              + "  ".join(cells) + "   (16-channel pixel tile, ns per 64-byte multiply-add)")
+        for key, suffix, ns, note in (
+                ("channel_loop_bound", "", row["channel_tile_ns_per_multiply_add"],
+                 "16-channel pixel tile inlined, ns per 64-byte multiply-add"),
+                ("channel_as_run_loop_bound", "r", min(row["channel_tile_as_run_ns_per_multiply_add"]),
+                 "as the kernels run it, each row's tiles at their width; ns: the best width")):
+            cells = []
+            for name, ms in row[f"{key}_forward_ms"].items():
+                ratio = row.get(f"{key}_x_floor", {}).get(name)
+                cells.append(f"{ms:7.3f}" + (f" ({ratio:4.2f})" if ratio is not None else "       "))
+            label = f"{row['level']}/ch{row['channel_tile_pixels']}{suffix}"
+            print(f"{label:11} {'':>8} {ns:8.4f} {'':>8}  " + "  ".join(cells) + f"   ({note})")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({
         "environment": environment(torch.device("cpu")), "batch": args.batch,

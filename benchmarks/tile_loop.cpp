@@ -3,8 +3,9 @@
 // host at one ISA level, beside the host's peak rate at that vector width, and where
 // CHANNEL_NATIVE_BYTES is given (AVX2: 32, AVX-512: 64), the float forward's pixel tile of
 // 16-channel vectors (csrc/cpu/channel_vectors.h: pixel_tile, 7 x 7 taps, as many pixels as
-// the kernels take at that level). This is the CPU's instruction floor: a forward cannot run
-// faster than its multiply-adds at its loop's rate.
+// the kernels take at that level, inlined; and as the kernels run it, at every tile width).
+// This is the CPU's instruction floor: a forward cannot run faster than its multiply-adds at
+// its loop's rate.
 // benchmarks/bench_tile_loop.py compiles it once per tile shape of each level (TILE_BYTES,
 // TILE_CHANNELS and the level's -m flags) and reads the JSON line it prints.
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "tiles.h"
@@ -103,29 +105,48 @@ double tile_ns_per_multiply_add(bool aligned) {
 using native_t = Vector<float, CHANNEL_NATIVE_BYTES>;
 constexpr int64_t kPixels = involution::cpu::kTilePixels<native_t>;
 
-// The pixel tile over a 7 x 7 kernel at unit stride and dilation: nanoseconds per multiply-add
-// of a 16-channel vector (64 bytes of float), its inputs and weights in L1.
-double pixel_tile_ns_per_multiply_add() {
-  const int64_t columns = kPixels + kKernel - 1;
+// The pixel tile of `pixels` pixels over a 7 x 7 kernel at unit stride and dilation:
+// nanoseconds per multiply-add of a 16-channel vector (64 bytes of float), its inputs and
+// weights in L1. `tile` runs it: inlined here (its strides known to the compiler), or as the
+// kernels run it (pixel_tile_as_run, strides read at run time).
+template <typename Tile>
+double pixel_tile_ns(int64_t pixels, Tile&& tile) {
+  const int64_t columns = pixels + kKernel - 1;
   involution::cpu::ChannelVectorBuffer inputs(kKernel * columns);
   for (int64_t k = 0; k < kKernel * columns; ++k) {
     for (int64_t c = 0; c < 16; ++c) inputs.data()[k][c] = 1.0f / (1 + (k + c) % 7);
   }
-  std::vector<float> weights(kKernel * kKernel * kPixels);
+  std::vector<float> weights(kKernel * kKernel * pixels);
   for (size_t k = 0; k < weights.size(); ++k) weights[k] = 1.0f / (1 + k % 5);
   const involution::cpu::PixelTileArgs args{inputs.data(), columns, 1, 1, weights.data(),
-                                             kKernel * kPixels, kPixels, kKernel, kKernel, {}};
-  involution::cpu::ChannelVectorBuffer results(kPixels);
+                                             kKernel * pixels, pixels, kKernel, kKernel, {}};
+  involution::cpu::ChannelVectorBuffer results(pixels);
   float sink = 0;
   const double ns = best_ns(
       [&](int64_t) {
-        involution::cpu::pixel_tile<kPixels, kKernel, native_t>(args, results.data());
-        sink += results.data()[kPixels - 1][15];
+        tile(args, results.data());
+        sink += results.data()[pixels - 1][15];
         asm volatile("" : "+x"(sink));
       },
       100000);
   if (sink == 12345.f) std::puts("");
-  return ns / (kPixels * kKernel * kKernel);
+  return ns / (pixels * kKernel * kKernel);
+}
+
+// A function of its own, as channel_vectors.h compiles the kernels' tiles: the strides and
+// kernel size are read from the arguments at run time.
+template <int64_t kTile>
+__attribute__((noinline)) void pixel_tile_as_run(const involution::cpu::PixelTileArgs& args,
+                                                 involution::cpu::ChannelVector* results) {
+  involution::cpu::pixel_tile<kTile, kKernel, native_t>(args, results);
+}
+
+// pixel_tile_ns as the kernels run it, for tiles of 1 .. kPixels pixels (a row of W outputs
+// is split into tiles of equal width: 7 pixels at stage 4, 14 at stages 1-3 at AVX-512).
+template <int64_t kTile = 1>
+void as_run_ns(double* out) {
+  out[kTile - 1] = pixel_tile_ns(kTile, pixel_tile_as_run<kTile>);
+  if constexpr (kTile < kPixels) as_run_ns<kTile + 1>(out);
 }
 #endif
 
@@ -139,16 +160,29 @@ int main() {
 #endif
   const double kernel = tile_ns_per_multiply_add(false);
   const double aligned = tile_ns_per_multiply_add(true);
-  char channel[128] = "";
+  std::string channel;
 #if defined(CHANNEL_NATIVE_BYTES)
-  std::snprintf(channel, sizeof(channel),
+  const double inlined = pixel_tile_ns(kPixels, [](const auto& args, auto* results) {
+    involution::cpu::pixel_tile<kPixels, kKernel, native_t>(args, results);
+  });
+  double as_run[kPixels];
+  as_run_ns(as_run);
+  char text[96];
+  std::snprintf(text, sizeof(text),
                 ", \"channel_tile_pixels\": %lld, \"channel_tile_ns_per_multiply_add\": %.5f",
-                static_cast<long long>(kPixels), pixel_tile_ns_per_multiply_add());
+                static_cast<long long>(kPixels), inlined);
+  channel = text;
+  channel += ", \"channel_tile_as_run_ns_per_multiply_add\": [";
+  for (int64_t p = 0; p < kPixels; ++p) {
+    std::snprintf(text, sizeof(text), "%s%.5f", p > 0 ? ", " : "", as_run[p]);
+    channel += text;
+  }
+  channel += "]";
 #endif
   std::printf(
       "{\"vector_bytes\": %lld, \"channels\": %lld, \"lanes\": %lld, "
       "\"peak_ns_per_vector_multiply_add\": %s, \"tile_ns_per_vector_multiply_add\": %.5f, "
       "\"aligned_tile_ns_per_vector_multiply_add\": %.5f%s}\n",
       static_cast<long long>(kBytes), static_cast<long long>(kChannels),
-      static_cast<long long>(kLanes), peak, kernel, aligned, channel);
+      static_cast<long long>(kLanes), peak, kernel, aligned, channel.c_str());
 }

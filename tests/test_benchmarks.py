@@ -206,6 +206,14 @@ def test_tile_loop_benchmark_times_the_kernels_tiles_at_every_level(tmp_path):
             assert row["channel_tile_pixels"] == {"avx2": 6, "avx512": 16}[row["level"]]
             expected = 2 * 4 * 56 * 56 * 49 * row["channel_tile_ns_per_multiply_add"] / threads * 1e-6
             assert row["channel_loop_bound_forward_ms"]["stage1"] == pytest.approx(expected)
+            # as the kernels run it: a rate per tile width; stage 4's rows of 7 are one tile of 7
+            # at AVX-512 and tiles of 3 and 4 at AVX2
+            rates = row["channel_tile_as_run_ns_per_multiply_add"]
+            assert len(rates) == row["channel_tile_pixels"] and min(rates) > 0
+            widths = {"avx2": [3, 4], "avx512": [7]}[row["level"]]
+            assert bench_tile_loop.tile_widths(7, row["channel_tile_pixels"]) == widths
+            expected = 2 * 32 * 7 * sum(w * 49 * rates[w - 1] for w in widths) / threads * 1e-6
+            assert row["channel_as_run_loop_bound_forward_ms"]["stage4"] == pytest.approx(expected)
 
 
 TINY = bench_op.Shape("tiny", batch=1, channels=16, size=9, kernel=3)
