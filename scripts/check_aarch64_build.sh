@@ -26,7 +26,8 @@ compile() {  # compile SOURCE: one aarch64 object, checked to be one
   file "$object" | grep -q "ARM aarch64" || { echo "$1: not an aarch64 object"; return 1; }
 }
 # One compiler per core; a failing source fails the script (wait returns its status).
-sources=(csrc/ops.cpp csrc/checks.cpp csrc/python_module.cpp csrc/cpu/*.cpp csrc/autocast/*.cpp)
+sources=(csrc/ops.cpp csrc/checks.cpp csrc/python_module.cpp csrc/cpu/*.cpp csrc/autocast/*.cpp
+         csrc/autograd/*.cpp)
 running=()
 for source in "${sources[@]}"; do
   compile "$source" &
