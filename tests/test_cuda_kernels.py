@@ -626,13 +626,13 @@ def test_channels_last_layer_hands_the_op_a_conv_view_weight(monkeypatch):
     layer = layer.to(memory_format=torch.channels_last)
     x, _, grad = random_problem_tensors(problem, torch.float32, torch.channels_last)
     calls = []
-    real = involution_cuda.module.involution
+    real = involution_cuda.module.call_op
 
     def recording(input, weight, *args):
         calls.append((input, weight))
         return real(input, weight, *args)
 
-    monkeypatch.setattr(involution_cuda.module, "involution", recording)
+    monkeypatch.setattr(involution_cuda.module, "call_op", recording)
     layer(x)
     [(x_seen, w)] = calls
     w = w.detach()  # same storage and strides
