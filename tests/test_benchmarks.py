@@ -203,15 +203,15 @@ def test_tile_loop_benchmark_times_the_kernels_tiles_at_every_level(tmp_path):
         # the 16-channel pixel tile where the level has it: 2 * 64 / 16 vectors per pixel
         assert ("channel_tile_ns_per_multiply_add" in row) == (row["level"] != "default")
         if row["level"] != "default":
-            assert row["channel_tile_pixels"] == {"avx2": 6, "avx512": 16}[row["level"]]
+            assert row["channel_tile_pixels"] == {"avx2": 7, "avx512": 16}[row["level"]]
             expected = 2 * 4 * 56 * 56 * 49 * row["channel_tile_ns_per_multiply_add"] / threads * 1e-6
             assert row["channel_loop_bound_forward_ms"]["stage1"] == pytest.approx(expected)
             # as the kernels run it: a rate per tile width; stage 4's rows of 7 are one tile of 7
-            # at AVX-512 and tiles of 3 and 4 at AVX2
             rates = row["channel_tile_as_run_ns_per_multiply_add"]
             assert len(rates) == row["channel_tile_pixels"] and min(rates) > 0
-            widths = {"avx2": [3, 4], "avx512": [7]}[row["level"]]
+            widths = [7]
             assert bench_tile_loop.tile_widths(7, row["channel_tile_pixels"]) == widths
+            assert bench_tile_loop.tile_widths(7, 6) == [3, 4]
             expected = 2 * 32 * 7 * sum(w * 49 * rates[w - 1] for w in widths) / threads * 1e-6
             assert row["channel_as_run_loop_bound_forward_ms"]["stage4"] == pytest.approx(expected)
 

@@ -63,13 +63,14 @@ def test_row_blocks_match_reference(problem, dtype, device):
 
 # The float CPU kernels at AVX2 and AVX-512 with vectors along 16 channels (16 or 32 channels per
 # group; the forward at any stride, grad_input at stride 1): rows that leave one tile of 1 .. 16
-# pixels or several unequal ones (6 at most at AVX2), unit column stride and dilation with kernel
-# widths 3, 5 and 7 (inputs shared across taps) and others, strides and dilations per axis,
-# padding wider than the kernel needs or none, a single output row, an input whose last columns
-# no tap reads.
+# pixels or several unequal ones (7 at most at AVX2; stage 4's rows of 7 are one tile), unit
+# column stride and dilation with kernel widths 3, 5 and 7 (inputs shared across taps) and others,
+# strides and dilations per axis, padding wider than the kernel needs or none, a single output
+# row, an input whose last columns no tap reads.
 CHANNEL_VECTOR_PROBLEMS = [
     Problem(2, 32, 2, (9, 1), (3, 3)),
     Problem(1, 16, 1, (11, 23), (7, 7)),
+    Problem(2, 32, 2, (7, 7), (7, 7)),
     Problem(2, 64, 2, (6, 37), (5, 5), padding=(2, 4)),
     Problem(1, 32, 1, (8, 16), (3, 3), dilation=(2, 1)),
     Problem(1, 32, 2, (12, 17), (3, 5), padding=0, dilation=(1, 2)),
