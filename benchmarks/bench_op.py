@@ -2,10 +2,11 @@
 torch.compile of shift-and-add, on CPU or CUDA.
 
 For each shape, dtype and method: forward (inference, no autograd), backward alone, and
-forward+backward (one training step of the op), each as min / median / interquartile range of
-cold calls (measure.py); the peak extra memory of a training step; and the floor: a streaming
-copy of the op's minimal bytes (read input and weight, write output; grad_input and grad_weight
-each move the same count, so backward's floor is two such copies and a training step's three),
+forward+backward (one training step of the op), and for this extension also grad_input and
+grad_weight alone, each as min / median / interquartile range of cold calls (measure.py); the
+peak extra memory of a training step; and the floor: a streaming copy of the op's minimal bytes
+(read input and weight, write output; grad_input and grad_weight each move the same count, so
+backward's floor is two such copies and a training step's three),
 timed the same way in the same run. The methods of one shape and dtype are measured in turns,
 a chunk of calls each, so that drift of the machine hits them alike. A group whose numbers are
 inconsistent (backward slower than forward+backward, or a spread above --max-iqr) is measured
@@ -52,7 +53,11 @@ from report import print_table  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 BASELINE = "unfold"
 MODES = ("forward", "backward", "train")
-FLOOR_COPIES = {"forward": 1, "backward": 2, "train": 3}  # op-sized copies each mode must move
+# The backward's two ops timed alone (the raw ops, no autograd), for this extension's methods
+# (the others have no such ops): each against one copy, to say which op is far from its floor.
+OP_MODES = ("grad_input", "grad_weight")
+FLOOR_COPIES = {"forward": 1, "backward": 2, "train": 3,  # op-sized copies each mode must move
+                "grad_input": 1, "grad_weight": 1}
 # What a user could run instead of this extension; speed-ups are also given against the best.
 COMPETITORS = ("unfold", "shift_add", "shift_add_compiled", "official_cupy")
 YARDSTICKS = ("depthwise_conv",)  # different bytes and work: times only, never a speed-up
@@ -140,6 +145,11 @@ class Case:
         self.name, self.fn, self.copies = name, fn, copies
         memory_format = MEMORY_FORMATS.get(name, torch.contiguous_format)
         self.options = dict(stride=shape.stride)
+        self.modes = MODES + OP_MODES if name.startswith("involution_cuda") else MODES
+        # the raw ops' arguments: (input size, stride, padding, dilation, kernels)
+        self.op_options = ([shape.size] * 2, [shape.stride] * 2, [(shape.kernel - 1) // 2] * 2, [1, 1],
+                           getattr(fn, "keywords", {}).get("kernels", "auto"))
+        self.kernel_size, self.groups = [shape.kernel] * 2, shape.groups
         self.inputs, self.grads = [], []
         for _ in range(copies):
             x = torch.randn(shape.batch, shape.channels, shape.size, shape.size, dtype=dtype, device=device)
@@ -165,10 +175,25 @@ class Case:
     def train_step(self, k=0):
         self.backward(k, self.forward_with_graph(k))
 
+    def grad_input(self, k=0):
+        size, stride, padding, dilation, kernels = self.op_options
+        with torch.no_grad():
+            torch.ops.involution_cuda.involution_grad_input(
+                self.grads[k % self.copies], self.inputs[k % self.copies][1], size, stride, padding,
+                dilation, kernels)
+
+    def grad_weight(self, k=0):
+        _, stride, padding, dilation, kernels = self.op_options
+        with torch.no_grad():
+            torch.ops.involution_cuda.involution_grad_weight(
+                self.grads[k % self.copies], self.inputs[k % self.copies][0], self.groups,
+                self.kernel_size, stride, padding, dilation, kernels)
+
     def timed_calls(self, mode):
         """(run, prepare) for the timer: prepare runs untimed, before the cache flush."""
         return {"forward": (self.forward, None), "backward": (self.backward, self.forward_with_graph),
-                "train": (self.train_step, None)}[mode]
+                "train": (self.train_step, None), "grad_input": (self.grad_input, None),
+                "grad_weight": (self.grad_weight, None)}[mode]
 
 
 class CopyFloor:
@@ -315,7 +340,7 @@ def measure_group(shape: Shape, dtype, device, names: List[str], table, args, ti
             continue
         try:
             cases[name] = Case(shape, name, table[name](), dtype, device, copies)
-            for mode in MODES:  # warm-up: compiles, allocator and thread pools settle here
+            for mode in cases[name].modes:  # warm-up: compiles, allocator and thread pools settle here
                 run, prepare = cases[name].timed_calls(mode)
                 for k in range(args.warmup):
                     run(k, prepare(k)) if prepare else run(k)
@@ -324,14 +349,14 @@ def measure_group(shape: Shape, dtype, device, names: List[str], table, args, ti
             traceback.print_exc()
             cases.pop(name, None)
     floor = CopyFloor(shape.minimal_bytes(element_size), device, copies)
-    samples = {(name, mode): [] for name in cases for mode in MODES}
+    samples = {(name, mode): [] for name, case in cases.items() for mode in case.modes}
     floor_samples = []
     calls = dict.fromkeys([*samples, "floor"], args.warmup)  # keeps each rotation going
     for round_index in range(args.rounds):
         names_in_turn = list(cases)
         shift = round_index % max(1, len(names_in_turn))
         for name in names_in_turn[shift:] + names_in_turn[:shift]:
-            for mode in MODES:
+            for mode in cases[name].modes:
                 run, prepare = cases[name].timed_calls(mode)
                 try:
                     times = timer.chunk(run, calls[name, mode], prepare)
@@ -348,7 +373,7 @@ def measure_group(shape: Shape, dtype, device, names: List[str], table, args, ti
         row = rows[name]
         if "error" in row:
             continue
-        for mode in MODES:
+        for mode in case.modes:
             row[mode] = summarize(samples[name, mode])
             row[f"{mode}_ms"] = row[mode]["median_ms"]
             if name not in YARDSTICKS:

@@ -88,11 +88,12 @@ def levels_markdown(runs: List[dict], method: str = "involution_cuda",
     lines = [f"*{env['device']} ({' '.join(env.get('isa_flags', []))}), {env['threads']} threads, torch "
              f"{env['torch']}, batch {runs[0]['batch']}, {env['date'][:10]}, commit {commits}; "
              f"level: the ISA level this op's CPU kernels ran at. Median of cold calls in ms; × floor as "
-             f"above (backward: grad_input and grad_weight against two copies); × compiled: speed-up over "
+             f"above (backward: grad_input and grad_weight against two copies; each of them alone, the raw "
+             f"op, against one); × compiled: speed-up over "
              f"`{compiled}` in the same run.*", "",
-             "| shape | dtype | level | forward | × floor | backward | × floor | fwd+bwd | × floor "
-             "| × compiled fwd | × compiled fwd+bwd |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| shape | dtype | level | forward | × floor | backward | × floor | grad_input × floor "
+             "| grad_weight × floor | fwd+bwd | × floor | × compiled fwd | × compiled fwd+bwd |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     rows = []
     for run in runs:
         level = run["environment"].get("kernel_cpu_capability", "?")
@@ -103,8 +104,10 @@ def levels_markdown(runs: List[dict], method: str = "involution_cuda",
             other = by_key.get((shape, dtype, compiled), {})
             ratio = lambda key: (f"{other[key] / r[key]:.1f}" if "train" in other and not other.get("rejected")  # noqa: E731
                                  else "failed" if "error" in other else "-")
+            alone = lambda op: f"{r[op + '_x_floor']:.1f}" if op + "_x_floor" in r else "-"  # noqa: E731
             rows.append((r, f"| {_shape(r)} | {dtype} | {level} | {r['forward_ms']:.2f} | "
                             f"{r['forward_x_floor']:.1f} | {r['backward_ms']:.2f} | {r['backward_x_floor']:.1f} | "
+                            f"{alone('grad_input')} | {alone('grad_weight')} | "
                             f"{r['train_ms']:.2f} | {r['train_x_floor']:.1f} | "
                             f"{ratio('forward_ms')} | {ratio('train_ms')} |"))
     shapes = list(dict.fromkeys(r["shape"] for r, _ in rows))

@@ -39,8 +39,15 @@ def test_benchmark_writes_results(tmp_path):
             stats = row[mode]
             assert 0 < stats["min_ms"] <= stats["median_ms"] == row[f"{mode}_ms"]
             assert row[f"{mode}_x_floor"] == pytest.approx(row[f"{mode}_ms"] / row[f"{mode}_floor_ms"])
-        # backward's floor is two op-sized copies, a training step's three
+        # backward's floor is two op-sized copies, a training step's three; each of its ops,
+        # timed alone for this extension only, one
         assert row["train_floor_ms"] == pytest.approx(3 * row["copy_floor"]["median_ms"])
+        for mode in bench_op.OP_MODES:
+            assert (mode in row) == (row["method"] == "involution_cuda")
+            if mode in row:
+                assert 0 < row[mode]["min_ms"] <= row[mode]["median_ms"] == row[f"{mode}_ms"]
+                assert row[f"{mode}_floor_ms"] == pytest.approx(row["copy_floor"]["median_ms"])
+                assert row[f"{mode}_x_floor"] == pytest.approx(row[f"{mode}_ms"] / row[f"{mode}_floor_ms"])
         assert row["peak_train_mb"] >= 0 and row["speedup_train"] > 0
     ours = [r for r in data["results"] if r["method"] == "involution_cuda"]
     for row in ours:
