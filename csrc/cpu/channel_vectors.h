@@ -87,13 +87,7 @@ INVOLUTION_CPU_INLINE native_t load_part(const T* first, int64_t h) {
     return part<native_t>(first, h);
   } else {
     static_assert(std::is_same<T, c10::BFloat16>::value, "channel vectors: float or bfloat16");
-    using narrow_t = Vector<uint16_t, sizeof(native_t) / 2>;
-    using wide_t = Vector<uint32_t, sizeof(native_t)>;
-    const narrow_t bits = *reinterpret_cast<const narrow_t*>(first + h * kPartLanes<native_t>);
-    const wide_t wide = __builtin_convertvector(bits, wide_t) << 16;
-    native_t result;
-    __builtin_memcpy(&result, &wide, sizeof(result));
-    return result;
+    return load_weight<native_t>(first + h * kPartLanes<native_t>);
   }
 }
 
