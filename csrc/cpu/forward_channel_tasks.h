@@ -56,7 +56,7 @@ INVOLUTION_CPU_INLINE void forward_channel_tasks(const Problem& p, Rows4<const s
   for (int64_t task = begin; task < end; ++task) {
     next_lines.clear();
     if (task + 1 < end) {
-      visit_forward_task_rows(p, input, weight, output, block, task + 1, 0, 1, next_lines);
+      visit_forward_task_rows(p, input, weight, output, block, task + 1, next_lines);
     }
     const Task t = decode_task(task, blocks, p.groups);
     const int64_t n = t.n, g = t.g, i0 = t.r * block;

@@ -4,21 +4,21 @@
 #include <type_traits>
 
 #include "kernels.h"
+#include "prefetch_lines.h"
 
 namespace involution {
 namespace cpu {
 
-// Calls visit(first, step, row_stride, rows, count, kWrite) for the runs of rows that part
-// `part` of `parts` of forward task `task` (blocks of `block` output rows) reads and writes: the
-// input rows of its channels, its weight rows (a kernel tap's rows per run) and its output rows
-// (kWrite = 1), a channel's or a tap's rows per part. `first` points at the first row's first
-// element, rows are `row_stride` apart, `count` elements of step `step` each.
+// Calls visit(first, step, row_stride, rows, count, kWrite) for the runs of rows that forward
+// task `task` (blocks of `block` output rows) reads and writes: the input rows of its channels,
+// its weight rows (a kernel tap's rows per run) and its output rows (kWrite = 1). `first` points
+// at the first row's first element, rows are `row_stride` apart, `count` elements of step `step`
+// each.
 template <typename scalar_t, typename Visit>
 INVOLUTION_CPU_INLINE void visit_forward_task_rows(const Problem& p, Rows4<const scalar_t> input,
                                                    WeightRows<const scalar_t> weight,
                                                    Rows4<scalar_t> output, int64_t block,
-                                                   int64_t task, int64_t part, int64_t parts,
-                                                   Visit&& visit) {
+                                                   int64_t task, Visit&& visit) {
   const int64_t blocks = (p.height.output_size + block - 1) / block;
   const Task t = decode_task(task, blocks, p.groups);
   const int64_t i0 = t.r * block, i1 = std::min(i0 + block, p.height.output_size);
@@ -28,33 +28,21 @@ INVOLUTION_CPU_INLINE void visit_forward_task_rows(const Problem& p, Rows4<const
   const int64_t h1 = std::min(first + block_input_rows(p.height, i1 - i0), p.height.input_size);
   if (h1 > h0) {
     visit_runs<0>(visit, input.row(t.n, t.g * per_group, h0), input.step, input.row_stride,
-                  h1 - h0, p.width.input_size, input.channel_stride, per_group, part, parts);
+                  h1 - h0, p.width.input_size, input.channel_stride, per_group);
   }
   const int64_t taps = p.height.kernel_size * p.width.kernel_size;
   if (weight.strides[2] == p.width.kernel_size * weight.strides[3]) {  // taps evenly apart
     visit_runs<0>(visit, weight.row(t.n, t.g, 0, 0, i0), weight.step(), weight.strides[4],
-                  i1 - i0, p.width.output_size, weight.strides[3], taps, part, parts);
+                  i1 - i0, p.width.output_size, weight.strides[3], taps);
   } else {
-    for (int64_t tap = part; tap < taps; tap += parts) {
+    for (int64_t tap = 0; tap < taps; ++tap) {
       visit(weight.row(t.n, t.g, tap / p.width.kernel_size, tap % p.width.kernel_size, i0),
             weight.step(), weight.strides[4], i1 - i0, p.width.output_size,
             std::integral_constant<int, 0>{});
     }
   }
   visit_runs<1>(visit, output.row(t.n, t.g * per_group, i0), output.step, output.row_stride,
-                i1 - i0, p.width.output_size, output.channel_stride, per_group, part, parts);
-}
-
-// Prefetches part `part` of `parts` of what forward task `task` reads and writes (so that the
-// stores find their lines in L2 too). In parts, so that the requests spread over the previous
-// task; a single stream per row is too short for the hardware prefetchers to follow, and there
-// are kernel_h * kernel_w of them.
-template <typename scalar_t>
-INVOLUTION_CPU_INLINE void prefetch_forward_task(const Problem& p, Rows4<const scalar_t> input,
-                                                 WeightRows<const scalar_t> weight,
-                                                 Rows4<scalar_t> output, int64_t block,
-                                                 int64_t task, int64_t part, int64_t parts) {
-  visit_forward_task_rows(p, input, weight, output, block, task, part, parts, PrefetchRows{});
+                i1 - i0, p.width.output_size, output.channel_stride, per_group);
 }
 
 // The weights a forward tile reads: in place where the weight rows are contiguous and of the
@@ -71,7 +59,12 @@ struct WeightTile {
 
 // Forward tasks [begin, end) of the B * G * blocks tasks; task (n, g, b) computes output rows
 // b * block .. of every channel of group g. Its channels are taken kChannels at a time: their
-// padded input rows are copied once, then every output row of the block reads them.
+// padded input rows are copied once, then every output row of the block reads them. The next
+// task's lines (what it reads, and what it writes, so that the stores find their lines in L2
+// too) are listed when a task starts and requested a slice per tile (prefetch_lines.h): a
+// single stream per row is too short for the hardware prefetchers to follow, and there are
+// kernel_h * kernel_w of them. Listed per tile instead, the division-heavy walk over the next
+// task's rows was about a tenth of the baseline level's forward.
 template <typename scalar_t, typename Shape>
 INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t> input,
                                          WeightRows<const scalar_t> weight,
@@ -100,7 +93,16 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
   // framed row buffers (tiles.h: load_framed_row): zeroed here, once
   std::vector<acc_t> weight_copy(block * kernel_taps * copied_length);
   std::vector<acc_t> inputs(kChannels * layout.channel_stride);
+  // Two rows at a time where their kernel rows share input rows (forward_pair_tile).
+  const int64_t row_step = kVectors == 1 && rows.stride == rows.dilation ? 2 : 1;
+  const int64_t tiles = (cols.output_size + kTile - 1) / kTile;
+  const int64_t chunks = (per_group + kChannels - 1) / kChannels;
+  PrefetchLines next_lines;
   for (int64_t task = begin; task < end; ++task) {
+    next_lines.clear();
+    if (task + 1 < end) {
+      visit_forward_task_rows(p, input, weight, output, block, task + 1, next_lines);
+    }
     const Task t = decode_task(task, blocks, p.groups);
     const int64_t n = t.n, g = t.g, i0 = t.r * block;
     const int64_t i1 = std::min(i0 + block, rows.output_size);
@@ -130,25 +132,17 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
                                       weight.strides[3], weight.strides[4]});
     };
     const int64_t first_row = i0 * rows.stride - rows.padding;
-    const int64_t chunks = (per_group + kChannels - 1) / kChannels;
+    const int64_t steps = (i1 - i0 + row_step - 1) / row_step;
+    PrefetchSlices slices(next_lines, std::max<int64_t>(chunks * steps * tiles, 1));  // per tile
     for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannels) {
       const int64_t count = std::min(kChannels, (g + 1) * per_group - c_first);
       load_padded_block(input, rows, cols, layout, n, c_first, count, first_row, input_rows,
                         inputs.data());
       const int64_t row_stride = rows.dilation * layout.row_length;
-      // Two rows at a time where their kernel rows share input rows (forward_pair_tile).
-      const int64_t row_step = kVectors == 1 && rows.stride == rows.dilation ? 2 : 1;
-      const int64_t steps = (block + row_step - 1) / row_step;
-      const int64_t tiles = (cols.output_size + kTile - 1) / kTile;
       for (int64_t i = i0; i < i1; i += row_step) {
         const int64_t rows_here = std::min(row_step, i1 - i);
         for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
-          if (task + 1 < end) {  // one part per tile: short bursts of requests
-            const int64_t chunk = (c_first - g * per_group) / kChannels;
-            const int64_t step = chunk * steps + (i - i0) / row_step;
-            prefetch_forward_task(p, input, weight, output, block, task + 1,
-                                  step * tiles + t0 / kTile, chunks * steps * tiles);
-          }
+          slices.next(1).request(0);
           const int64_t width = std::min(kTile, cols.output_size - t0);
           auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc, int64_t row) {
             store_tile<kVectors>(tile, width, output.row(n, c_first + cc, row) + t0 * output.step,

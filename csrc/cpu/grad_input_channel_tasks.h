@@ -61,8 +61,7 @@ INVOLUTION_CPU_INLINE void grad_input_channel_tasks(const Problem& p,
   for (int64_t task = begin; task < end; ++task) {
     next_lines.clear();
     if (task + 1 < end) {
-      visit_grad_input_task_rows(p, grad_output, weight, grad_input, block, task + 1, 0, 1,
-                                 next_lines);
+      visit_grad_input_task_rows(p, grad_output, weight, grad_input, block, task + 1, next_lines);
     }
     const Task t = decode_task(task, blocks, p.groups);
     const int64_t n = t.n, g = t.g, h0 = t.r * block;

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "kernels.h"
+#include "prefetch_lines.h"
 
 namespace involution {
 namespace cpu {
@@ -18,18 +19,16 @@ inline int64_t block_output_rows(const Axis& rows, int64_t count) {
   return ((count - 1) + (rows.kernel_size - 1) * rows.dilation) / rows.stride + 2;
 }
 
-// Calls visit(first, step, row_stride, rows, count, kWrite) for the runs of rows that part
-// `part` of `parts` of grad_input task `task` (blocks of `block` input rows) reads and writes:
-// the grad_output rows of its channels, its weight rows (a kernel tap's rows per run) and its
-// grad_input rows (kWrite = 1), a channel's or a tap's rows per part (as
-// visit_forward_task_rows).
+// Calls visit(first, step, row_stride, rows, count, kWrite) for the runs of rows that grad_input
+// task `task` (blocks of `block` input rows) reads and writes: the grad_output rows of its
+// channels, its weight rows (a kernel tap's rows per run) and its grad_input rows (kWrite = 1),
+// as visit_forward_task_rows.
 template <typename scalar_t, typename Visit>
 INVOLUTION_CPU_INLINE void visit_grad_input_task_rows(const Problem& p,
                                                       Rows4<const scalar_t> grad_output,
                                                       WeightRows<const scalar_t> weight,
                                                       Rows4<scalar_t> grad_input, int64_t block,
-                                                      int64_t task, int64_t part, int64_t parts,
-                                                      Visit&& visit) {
+                                                      int64_t task, Visit&& visit) {
   const Axis& rows = p.height;
   const int64_t blocks = (rows.input_size + block - 1) / block;
   const Task t = decode_task(task, blocks, p.groups);
@@ -41,10 +40,10 @@ INVOLUTION_CPU_INLINE void visit_grad_input_task_rows(const Problem& p,
   if (hi > lo) {
     visit_runs<0>(visit, grad_output.row(t.n, t.g * per_group, lo), grad_output.step,
                   grad_output.row_stride, hi - lo, p.width.output_size,
-                  grad_output.channel_stride, per_group, part, parts);
+                  grad_output.channel_stride, per_group);
   }
   const int64_t taps = rows.kernel_size * p.width.kernel_size;
-  for (int64_t tap = part; tap < taps; tap += parts) {
+  for (int64_t tap = 0; tap < taps; ++tap) {
     const int64_t u = tap / p.width.kernel_size, v = tap % p.width.kernel_size;
     if (rows.stride == 1) {  // kernel row u of input rows h0 .. reads consecutive output rows
       const int64_t shift = rows.padding - u * rows.dilation;
@@ -66,25 +65,15 @@ INVOLUTION_CPU_INLINE void visit_grad_input_task_rows(const Problem& p,
   }
   visit_runs<1>(visit, grad_input.row(t.n, t.g * per_group, h0), grad_input.step,
                 grad_input.row_stride, count, p.width.input_size, grad_input.channel_stride,
-                per_group, part, parts);
-}
-
-// Prefetches part `part` of `parts` of what grad_input task `task` reads and writes
-// (prefetch_forward_task's rules).
-template <typename scalar_t>
-INVOLUTION_CPU_INLINE void prefetch_grad_input_task(const Problem& p,
-                                                    Rows4<const scalar_t> grad_output,
-                                                    WeightRows<const scalar_t> weight,
-                                                    Rows4<scalar_t> grad_input, int64_t block,
-                                                    int64_t task, int64_t part, int64_t parts) {
-  visit_grad_input_task_rows(p, grad_output, weight, grad_input, block, task, part, parts,
-                             PrefetchRows{});
+                per_group);
 }
 
 // grad_input tasks [begin, end) of the B * G * blocks tasks; task (n, g, b) computes input rows
 // b * block .. of every channel of group g, phase by phase along the columns (see
 // GradInputLayout). The grad_output rows the block reads are copied once per channel; where
 // the rows' stride and dilation are 1, a tile computes two input rows (grad_input_pair_tile).
+// The next task's lines are listed when a task starts and requested a slice per tile of phase 0
+// (the forward's rules, forward_tasks.h).
 template <typename scalar_t, typename Shape>
 INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar_t> grad_output,
                                             WeightRows<const scalar_t> weight,
@@ -114,7 +103,15 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
                                offsets.data() + phase * cols.kernel_size);
   }
   const int64_t row_step = kVectors == 1 && rows.stride == 1 && rows.dilation == 1 ? 2 : 1;
+  const int64_t chunks = (per_group + kChannels - 1) / kChannels;
+  // phase 0's tiles (the most of any phase) request the next task's lines
+  const int64_t tiles = ((cols.input_size + cols.stride - 1) / cols.stride + kTile - 1) / kTile;
+  PrefetchLines next_lines;
   for (int64_t task = begin; task < end; ++task) {
+    next_lines.clear();
+    if (task + 1 < end) {
+      visit_grad_input_task_rows(p, grad_output, weight, grad_input, block, task + 1, next_lines);
+    }
     const Task t = decode_task(task, blocks, p.groups);
     const int64_t n = t.n, g = t.g, h0 = t.r * block;
     const int64_t h1 = std::min(h0 + block, rows.input_size);
@@ -135,10 +132,8 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
         }
       }
     }
-    const int64_t chunks = (per_group + kChannels - 1) / kChannels;
-    const int64_t steps = (block + row_step - 1) / row_step;
-    // phase 0's tiles (the most of any phase) take the prefetch parts
-    const int64_t tiles = ((cols.input_size + cols.stride - 1) / cols.stride + kTile - 1) / kTile;
+    const int64_t steps = (h1 - h0 + row_step - 1) / row_step;
+    PrefetchSlices slices(next_lines, std::max<int64_t>(chunks * steps * tiles, 1));
     for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannels) {
       const int64_t count = std::min(kChannels, (g + 1) * per_group - c_first);
       for (int64_t cc = 0; cc < count; ++cc) {
@@ -153,17 +148,13 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
         }
       }
       for (int64_t h = h0; h < h1; h += row_step) {
-        const int64_t step = (c_first - g * per_group) / kChannels * steps + (h - h0) / row_step;
         const int64_t rows_here = std::min(row_step, h1 - h);
         for (int64_t phase = 0; phase < std::min(cols.stride, cols.input_size); ++phase) {
           const int64_t columns = (cols.input_size - phase + cols.stride - 1) / cols.stride;
           const int64_t* phase_tap = taps.data() + phase * cols.kernel_size;
           const int64_t* phase_offset = offsets.data() + phase * cols.kernel_size;
           for (int64_t m0 = 0; m0 < columns; m0 += kTile) {
-            if (task + 1 < end && phase == 0) {  // one part per tile: short bursts of requests
-              prefetch_grad_input_task(p, grad_output, weight, grad_input, block, task + 1,
-                                       step * tiles + m0 / kTile, chunks * steps * tiles);
-            }
+            if (phase == 0) slices.next(1).request(0);  // short bursts of requests
             const int64_t width = std::min(kTile, columns - m0);
             auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc, int64_t row) {
               store_tile<kVectors>(tile, width,

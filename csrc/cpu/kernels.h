@@ -63,19 +63,18 @@ struct WeightRows {
 };
 
 // Visits `runs` runs of `rows` rows (as visit_forward_task_rows's visitor: rows `row_stride`
-// apart, `count` elements of step `step`), run r at first + r * run_stride, the runs r = part,
-// part + parts, ...; where all parts are visited at once and each run ends where the next
-// begins, as a single run (one span of the prefetch list per task instead of one per channel or
-// tap: at RedNet's last stage a channel's rows are 49 elements).
+// apart, `count` elements of step `step`), run r at first + r * run_stride; where each run ends
+// where the next begins, as a single run (one span of the prefetch list per task instead of one
+// per channel or tap: at RedNet's last stage a channel's rows are 49 elements).
 template <int kWrite, typename T, typename Visit>
 INVOLUTION_CPU_INLINE void visit_runs(Visit& visit, T* first, int64_t step, int64_t row_stride,
                                       int64_t rows, int64_t count, int64_t run_stride,
-                                      int64_t runs, int64_t part, int64_t parts) {
-  if (parts == 1 && runs > 0 && run_stride == rows * row_stride) {
+                                      int64_t runs) {
+  if (runs > 0 && run_stride == rows * row_stride) {
     return visit(first, step, row_stride, runs * rows, count,
                  std::integral_constant<int, kWrite>{});
   }
-  for (int64_t r = part; r < runs; r += parts) {
+  for (int64_t r = 0; r < runs; ++r) {
     visit(first + r * run_stride, step, row_stride, rows, count,
           std::integral_constant<int, kWrite>{});
   }

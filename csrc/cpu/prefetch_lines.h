@@ -1,6 +1,6 @@
 // A task's cache lines, listed while the task before it starts and requested a few at a time
-// from that task's innermost loop (forward_channel_tasks.h), so that the requests spread evenly
-// over its compute. Requested in bursts (tiles.h: prefetch_rows, once per tile), the stage-1
+// from that task's innermost loop (forward_channel_tasks.h; the row tiles request a slice per
+// tile, forward_tasks.h), so that the requests spread evenly over its compute. Requested in bursts (tiles.h: prefetch_rows, once per tile), the stage-1
 // forward's 2,600 lines a task stalled the loads that the multiply-adds wait for: the memory
 // time added to the compute time instead of hiding under it.
 #pragma once

@@ -158,16 +158,6 @@ INVOLUTION_CPU_INLINE void prefetch_rows(const scalar_t* first, int64_t step, in
   for (int64_t r = 0; r < rows; ++r) prefetch_row<kWrite>(first + r * row_stride, 1, count);
 }
 
-// prefetch_rows as a row visitor (visit_forward_task_rows, visit_grad_input_task_rows): kWrite
-// comes as std::integral_constant<int, 0 or 1>.
-struct PrefetchRows {
-  template <typename T, typename Write>
-  INVOLUTION_CPU_INLINE void operator()(const T* first, int64_t step, int64_t row_stride,
-                                        int64_t rows, int64_t count, Write) const {
-    prefetch_rows<Write::value>(first, step, row_stride, rows, count);
-  }
-};
-
 // Short contiguous copies and fills: the rows here are tens of elements, where a libc call
 // (what a loop of unknown length becomes) costs more than the copy itself. Fixed-size moves
 // compile to the vector loads and stores of the kernel's ISA.
