@@ -2,20 +2,19 @@
 #pragma once
 
 #include "kernels.h"
+#include "prefetch_lines.h"
 
 namespace involution {
 namespace cpu {
 
-// Prefetches part `part` of `parts` of what grad_weight task `task` (blocks of `block` output
-// rows) touches: the input and grad_output rows of its channels (a channel's rows per request)
-// and the grad_weight rows it writes (a kernel tap's rows per request).
+// Lists the lines grad_weight task `task` (blocks of `block` output rows) touches: the input and
+// grad_output rows of its channels and the grad_weight rows it writes.
 template <typename scalar_t>
-INVOLUTION_CPU_INLINE void prefetch_grad_weight_task(const Problem& p,
-                                                     Rows4<const scalar_t> grad_output,
-                                                     Rows4<const scalar_t> input,
-                                                     WeightRows<scalar_t> grad_weight,
-                                                     int64_t block, int64_t task, int64_t part,
-                                                     int64_t parts) {
+INVOLUTION_CPU_INLINE void list_grad_weight_task(const Problem& p,
+                                                 Rows4<const scalar_t> grad_output,
+                                                 Rows4<const scalar_t> input,
+                                                 WeightRows<scalar_t> grad_weight, int64_t block,
+                                                 int64_t task, PrefetchLines& lines) {
   const int64_t blocks = (p.height.output_size + block - 1) / block;
   const Task t = decode_task(task, blocks, p.groups);
   const int64_t i0 = t.r * block, i1 = std::min(i0 + block, p.height.output_size);
@@ -23,20 +22,18 @@ INVOLUTION_CPU_INLINE void prefetch_grad_weight_task(const Problem& p,
   const int64_t first = i0 * p.height.stride - p.height.padding;
   const int64_t h0 = std::max<int64_t>(first, 0);
   const int64_t h1 = std::min(first + block_input_rows(p.height, i1 - i0), p.height.input_size);
-  for (int64_t c = part; c < per_group; c += parts) {
-    const int64_t channel = t.g * per_group + c;
-    if (h1 > h0) {
-      prefetch_rows(input.row(t.n, channel, h0), input.step, input.row_stride, h1 - h0,
-                    p.width.input_size);
-    }
-    prefetch_rows(grad_output.row(t.n, channel, i0), grad_output.step, grad_output.row_stride,
-                  i1 - i0, p.width.output_size);
+  if (h1 > h0) {
+    visit_runs<0>(lines, input.row(t.n, t.g * per_group, h0), input.step, input.row_stride,
+                  h1 - h0, p.width.input_size, input.channel_stride, per_group);
   }
+  visit_runs<0>(lines, grad_output.row(t.n, t.g * per_group, i0), grad_output.step,
+                grad_output.row_stride, i1 - i0, p.width.output_size, grad_output.channel_stride,
+                per_group);
   const int64_t taps = p.height.kernel_size * p.width.kernel_size;
-  for (int64_t tap = part; tap < taps; tap += parts) {
+  for (int64_t tap = 0; tap < taps; ++tap) {
     const int64_t u = tap / p.width.kernel_size, v = tap % p.width.kernel_size;
-    prefetch_rows<1>(grad_weight.row(t.n, t.g, u, v, i0), grad_weight.step(),
-                     grad_weight.strides[4], i1 - i0, p.width.output_size);
+    lines.add_rows<1>(grad_weight.row(t.n, t.g, u, v, i0), grad_weight.step(),
+                      grad_weight.strides[4], i1 - i0, p.width.output_size);
   }
 }
 
@@ -109,12 +106,18 @@ INVOLUTION_CPU_INLINE void grad_weight_tasks(const Problem& p, Rows4<const scala
   std::vector<acc_t> grads(per_group * block * padded_outputs);  // channel c, block row r
   const int64_t grad_stride = block * padded_outputs;
   const int64_t row_step = rows.stride == rows.dilation ? 2 : 1;
-  const int64_t steps = (block + row_step - 1) / row_step;
   const int64_t tiles = (cols.output_size + kTile - 1) / kTile;
+  PrefetchLines next_lines;  // the next task's, a slice per tile (forward_tasks.h)
   for (int64_t task = begin; task < end; ++task) {
+    next_lines.clear();
+    if (task + 1 < end) {
+      list_grad_weight_task(p, grad_output, input, grad_weight, block, task + 1, next_lines);
+    }
     const Task t = decode_task(task, blocks, p.groups);
     const int64_t n = t.n, g = t.g, i0 = t.r * block;
     const int64_t i1 = std::min(i0 + block, rows.output_size);
+    const int64_t steps = (i1 - i0 + row_step - 1) / row_step;
+    PrefetchSlices slices(next_lines, std::max<int64_t>(steps * tiles, 1));
     const int64_t c_first = g * per_group;
     load_padded_block(input, rows, cols, layout, n, c_first, per_group,
                       i0 * rows.stride - rows.padding, input_rows, inputs.data());
@@ -128,10 +131,7 @@ INVOLUTION_CPU_INLINE void grad_weight_tasks(const Problem& p, Rows4<const scala
     for (int64_t i = i0; i < i1; i += row_step) {
       const bool pair = row_step == 2 && i + 1 < i1;
       for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
-        if (task + 1 < end) {  // one part per tile: short bursts of requests
-          prefetch_grad_weight_task(p, grad_output, input, grad_weight, block, task + 1,
-                                    (i - i0) / row_step * tiles + t0 / kTile, steps * tiles);
-        }
+        slices.next(1).request(0);  // short bursts of requests
         GradWeightRow<acc_t, scalar_t> row;
         row.taps = taps.data();
         row.channels = per_group;

@@ -1,8 +1,10 @@
 // A task's cache lines, listed while the task before it starts and requested a few at a time
-// from that task's innermost loop (forward_channel_tasks.h; the row tiles request a slice per
-// tile, forward_tasks.h), so that the requests spread evenly over its compute. Requested in bursts (tiles.h: prefetch_rows, once per tile), the stage-1
-// forward's 2,600 lines a task stalled the loads that the multiply-adds wait for: the memory
-// time added to the compute time instead of hiding under it.
+// from that task's innermost loop (forward_channel_tasks.h), so that the requests spread evenly
+// over its compute. Requested in bursts, once per tile, the stage-1 forward's 2,600 lines a
+// task stalled the loads that the multiply-adds wait for: the memory time added to the compute
+// time instead of hiding under it. (The row tiles, forward_tasks.h, still request a slice per
+// tile.) A task's rows are short and scattered (one per kernel tap): too many streams for the
+// hardware prefetchers.
 #pragma once
 
 #include <algorithm>
@@ -20,7 +22,10 @@ struct PrefetchSlice {
   const uintptr_t* lines;  // a line's address, + 1 for a line about to be written
   int64_t count;
   int64_t per_request;  // lines per request, rounded up: no division per kernel row
-  // Requests part `part` of the slice's lines, into L2 (as prefetch_row does).
+  // Requests part `part` of the slice's lines, into L2, not L1 (prefetcht1): the next task's
+  // rows are over 100 KB at RedNet's shapes, and in L1 they would evict the current task's own
+  // (stage 1's forward 5.35 -> 3.24 ms at AVX-512 on a Zen 4 host, with the lines of the rows
+  // about to be written: benchmarks/results/ab_zen4_avx512_*.json).
   INVOLUTION_CPU_INLINE void request(int64_t part) const {
     constexpr int kL2 = 2;
     const int64_t begin = std::min(part * per_request, count);
@@ -41,7 +46,8 @@ class PrefetchLines {
   void clear() { size_ = 0; }
 
   // The lines of `rows` rows `row_stride` apart, `count` elements each (contiguous rows only:
-  // prefetch_row's rule), one span where the rows are back to back.
+  // a row with a step, channels_last, is left to the hardware), one span where the rows are
+  // back to back.
   template <int kWrite, typename T>
   void add_rows(const T* first, int64_t step, int64_t row_stride, int64_t rows, int64_t count) {
     if (step != 1 || rows <= 0 || count <= 0) return;

@@ -131,33 +131,6 @@ inline int64_t tap_position(const Axis& cols, int64_t phase_len, int64_t tap) {
 // Rows of a tensor are read and written through a pointer to their first element and the
 // element step along the row (1 when contiguous, C for channels_last), so no layout needs a copy.
 
-// Asks for the cache lines of a contiguous row ahead of its use: the rows a task reads are
-// short and scattered (one per kernel tap), too many streams for the hardware prefetchers.
-// kWrite: the row is about to be written. The lines go to L2, not L1 (prefetcht1): the kernels
-// ask for the next task's rows, over 100 KB at RedNet's shapes, and in L1 they would evict the
-// current task's own rows (stage 1's forward 5.35 -> 3.24 ms at AVX-512 on a Zen 4 host, with
-// the result-row prefetches: benchmarks/results/ab_zen4_avx512_*.json).
-template <int kWrite = 0, typename scalar_t>
-INVOLUTION_CPU_INLINE void prefetch_row(const scalar_t* row, int64_t step, int64_t count) {
-  if (step != 1 || count <= 0) return;
-  const char* bytes = reinterpret_cast<const char*>(row);
-  const int64_t length = count * static_cast<int64_t>(sizeof(scalar_t));
-  constexpr int kL2 = 2;  // __builtin_prefetch's locality: 3 = L1, 2 = L2
-  for (int64_t offset = 0; offset < length; offset += 64) {
-    __builtin_prefetch(bytes + offset, kWrite, kL2);
-  }
-  __builtin_prefetch(bytes + length - 1, kWrite, kL2);
-}
-
-// prefetch_row for `rows` rows `row_stride` apart: one span where they are back to back.
-template <int kWrite = 0, typename scalar_t>
-INVOLUTION_CPU_INLINE void prefetch_rows(const scalar_t* first, int64_t step, int64_t row_stride,
-                                         int64_t rows, int64_t count) {
-  if (step != 1 || rows <= 0) return;
-  if (row_stride == count) return prefetch_row<kWrite>(first, 1, rows * count);
-  for (int64_t r = 0; r < rows; ++r) prefetch_row<kWrite>(first + r * row_stride, 1, count);
-}
-
 // Short contiguous copies and fills: the rows here are tens of elements, where a libc call
 // (what a loop of unknown length becomes) costs more than the copy itself. Fixed-size moves
 // compile to the vector loads and stores of the kernel's ISA.
