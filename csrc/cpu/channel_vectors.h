@@ -125,25 +125,16 @@ INVOLUTION_CPU_INLINE void widen_span(const T* source, int64_t count, float* tar
   }
 }
 
-// Stores `value` as part h of 16 values at `first`: bfloat16 rounded to nearest even, NaN as
-// 0x7FC0, as c10::BFloat16 rounds a float.
+// Stores `value` as part h of 16 values at `first`: bfloat16 rounded as c10::BFloat16 rounds a
+// float (tiles.h: bfloat16_bits).
 template <typename native_t, typename T>
 INVOLUTION_CPU_INLINE void store_part(T* first, int64_t h, const native_t& value) {
   if constexpr (std::is_same<T, float>::value) {
     part<native_t>(first, h) = value;
   } else {
     static_assert(std::is_same<T, c10::BFloat16>::value, "channel vectors: float or bfloat16");
-    using narrow_t = Vector<uint16_t, sizeof(native_t) / 2>;
-    using wide_t = Vector<uint32_t, sizeof(native_t)>;
-    wide_t bits;
-    __builtin_memcpy(&bits, &value, sizeof(bits));
-    const wide_t rounded = (bits + (((bits >> 16) & 1) + 0x7FFF)) >> 16;
-    const auto is_nan = value != value;  // all ones where NaN
-    wide_t nan;
-    __builtin_memcpy(&nan, &is_nan, sizeof(nan));
-    const wide_t result = (rounded & ~nan) | ((wide_t{} + 0x7FC0) & nan);
-    *reinterpret_cast<narrow_t*>(first + h * kPartLanes<native_t>) =
-        __builtin_convertvector(result, narrow_t);
+    const auto bits = bfloat16_bits(value);
+    __builtin_memcpy(first + h * kPartLanes<native_t>, &bits, sizeof(bits));
   }
 }
 
@@ -417,7 +408,7 @@ __attribute__((noinline)) INVOLUTION_TARGET_AVX2 void pixel_tile_avx2(const Pixe
 // Pixels per tile. 32 zmm: 16 accumulators, leaving registers for an input and a weight.
 // 16 ymm: 7 pixels of two halves, 14 accumulators; the compiler reads the inputs as operands of
 // the multiply-adds instead. With at most 6, rows of 7 (stage 4) ran as tiles of 3 and 4, whose
-// loop took 17% longer per multiply-add than one tile of 7 (tile_loop_cpu_*.json).
+// loop took 24% longer per multiply-add than one tile of 7 (tile_loop_cpu_emr.json).
 template <typename native_t>
 constexpr int64_t kTilePixels = kParts<native_t> == 1 ? 16 : 7;
 
