@@ -86,8 +86,12 @@ class Shape:
         return self.channels // self.group_channels
 
     @property
+    def padding(self) -> int:
+        return (self.kernel - 1) // 2  # the op's default at dilation 1
+
+    @property
     def out_size(self) -> int:
-        return involution_cuda.output_size(self.size, self.kernel, self.stride, (self.kernel - 1) // 2, 1)
+        return involution_cuda.output_size(self.size, self.kernel, self.stride, self.padding, 1)
 
     def minimal_bytes(self, element_size: int) -> int:
         """Fewest bytes a forward moves: read input and weight once, write output once (and the
@@ -147,7 +151,7 @@ class Case:
         self.options = dict(stride=shape.stride)
         self.modes = MODES + OP_MODES if name.startswith("involution_cuda") else MODES
         # the raw ops' arguments: (input size, stride, padding, dilation, kernels)
-        self.op_options = ([shape.size] * 2, [shape.stride] * 2, [(shape.kernel - 1) // 2] * 2, [1, 1],
+        self.op_options = ([shape.size] * 2, [shape.stride] * 2, [shape.padding] * 2, [1, 1],
                            getattr(fn, "keywords", {}).get("kernels", "auto"))
         self.kernel_size, self.groups = [shape.kernel] * 2, shape.groups
         self.inputs, self.grads = [], []
