@@ -102,12 +102,11 @@ def test_channel_vectors_match_reference(problem, layout, dtype):
         assert_close(actual, wanted, dtype)
 
 
-@pytest.mark.skipif(involution_cuda.cpu_capability() == "default",
-                    reason="the baseline level has no channel vectors")
-def test_channel_vectors_round_bfloat16_as_torch_does():
+def test_forward_and_grad_input_round_bfloat16_as_torch_does():
     """bfloat16 goes through the same float arithmetic as float32, widened on the way in and
-    rounded to nearest even on the way out: the op's bfloat16 results are its float32 results of
-    the same values, rounded by torch, bit for bit (NaN payloads aside; Inf included)."""
+    rounded to nearest even on the way out (channel vectors at AVX2 and AVX-512, row tiles at
+    the baseline level): the op's bfloat16 results are its float32 results of the same values,
+    rounded by torch, bit for bit (NaN payloads aside; Inf included)."""
     problem = Problem(2, 32, 2, (9, 21), (3, 5))
     x, w = problem.tensors(dtype=torch.bfloat16, seed=4)
     x[0, 0, 0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 1.0])

@@ -91,40 +91,6 @@ INVOLUTION_CPU_INLINE native_t load_part(const T* first, int64_t h) {
   }
 }
 
-// target[k] = source[k] for k < count, bfloat16 to float, a part at a time; the rest, and spans
-// shorter than a part (rows of 7 or 14 pixels), as two pieces of 16, 8 or 4 that overlap (they
-// write the same values twice) rather than a piece and single elements: grad_input widens 49
-// rows of 7 weights per output row, and its element-by-element tails took most of its task loop.
-template <typename native_t, typename T>
-INVOLUTION_CPU_INLINE void widen_span(const T* source, int64_t count, float* target) {
-  if constexpr (std::is_same<T, float>::value) {
-    return copy_contiguous(source, count, target);
-  } else {
-    constexpr int64_t kLanes = kPartLanes<native_t>;
-    auto piece = [&](auto width, int64_t k) INVOLUTION_CPU_LAMBDA {
-      using piece_t = Vector<float, 4 * decltype(width)::value>;
-      const piece_t widened = load_weight<piece_t>(source + k);
-      __builtin_memcpy(target + k, &widened, sizeof(widened));
-    };
-    using part_width = std::integral_constant<int64_t, kLanes>;
-    using eight = std::integral_constant<int64_t, 8>;
-    using four = std::integral_constant<int64_t, 4>;
-    if (count >= kLanes) {
-      int64_t k = 0;
-      for (; k + kLanes <= count; k += kLanes) piece(part_width{}, k);
-      if (k < count) piece(part_width{}, count - kLanes);
-    } else if (kLanes > 8 && count >= 8) {
-      piece(eight{}, 0);
-      piece(eight{}, count - 8);
-    } else if (count >= 4) {
-      piece(four{}, 0);
-      piece(four{}, count - 4);
-    } else {
-      for (int64_t k = 0; k < count; ++k) target[k] = static_cast<float>(source[k]);
-    }
-  }
-}
-
 // Stores `value` as part h of 16 values at `first`: bfloat16 rounded as c10::BFloat16 rounds a
 // float (tiles.h: bfloat16_bits).
 template <typename native_t, typename T>

@@ -74,8 +74,8 @@ INVOLUTION_CPU_INLINE void forward_channel_tasks(const Problem& p, Rows4<const s
         continue;
       }
       for (int64_t r = 0; r < i1 - i0; ++r) {
-        copy_row(first_row + r * weight.strides[4], weight.step(), cols.output_size,
-                 target + r * cols.output_size);
+        copy_row<native_t>(first_row + r * weight.strides[4], weight.step(), cols.output_size,
+                           target + r * cols.output_size);
       }
     }
     PrefetchSlices slices(next_lines, chunks * (i1 - i0) * tiles);  // a slice per tile

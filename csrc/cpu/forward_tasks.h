@@ -116,7 +116,7 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
       for (int64_t tap = 0; tap < kernel_taps; ++tap) {
         const scalar_t* row = weight.row(n, g, tap / cols.kernel_size, tap % cols.kernel_size, i0 + r);
         acc_t* target = weight_copy.data() + (r * kernel_taps + tap) * copied_length;
-        load_framed_row(row + copied_from * weight.step(), weight.step(),
+        load_framed_row<vector_t>(row + copied_from * weight.step(), weight.step(),
                         cols.output_size - copied_from, 0, target, copied_length);
       }
     }
@@ -136,7 +136,7 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
     PrefetchSlices slices(next_lines, std::max<int64_t>(chunks * steps * tiles, 1));  // per tile
     for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannels) {
       const int64_t count = std::min(kChannels, (g + 1) * per_group - c_first);
-      load_padded_block(input, rows, cols, layout, n, c_first, count, first_row, input_rows,
+      load_padded_block<vector_t>(input, rows, cols, layout, n, c_first, count, first_row, input_rows,
                         inputs.data());
       const int64_t row_stride = rows.dilation * layout.row_length;
       for (int64_t i = i0; i < i1; i += row_step) {

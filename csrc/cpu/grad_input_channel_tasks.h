@@ -85,12 +85,8 @@ INVOLUTION_CPU_INLINE void grad_input_channel_tasks(const Problem& p,
         const int64_t i = h + rows.padding - u * rows.dilation;
         float* target = weights.data() + ((h - h0) * rows.kernel_size + u) * kernel_w * length;
         for (int64_t v = 0; v < kernel_w; ++v) {  // columns [shift, shift + Wo) of the frame
-          const scalar_t* row = weight.row(n, g, u, v, i);
-          if (weight.step() == 1) {
-            widen_span<native_t>(row, cols.output_size, target + v * length + shift);
-          } else {
-            copy_row(row, weight.step(), cols.output_size, target + v * length + shift);
-          }
+          copy_row<native_t>(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
+                             target + v * length + shift);
         }
       }
     }

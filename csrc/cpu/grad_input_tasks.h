@@ -124,7 +124,7 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
         acc_t* target = weights.data() + ((h - h0) * rows.kernel_size + u) * cols.kernel_size * length;
         for (int64_t v = 0; v < cols.kernel_size; ++v) {
           if (reads) {
-            load_framed_row(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
+            load_framed_row<vector_t>(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
                             layout.shift, target + v * length, length);
           } else {  // read by the two-row tile, as weight 0
             zero_contiguous(target + v * length, length);
@@ -140,7 +140,7 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
         for (int64_t b = 0; b < grad_rows_count; ++b) {
           acc_t* target = grads.data() + cc * channel_stride + b * length;
           if (inside(first + b, rows.output_size)) {
-            load_framed_row(grad_output.row(n, c_first + cc, first + b), grad_output.step,
+            load_framed_row<vector_t>(grad_output.row(n, c_first + cc, first + b), grad_output.step,
                             cols.output_size, layout.shift, target, length);
           } else {
             zero_contiguous(target, length);

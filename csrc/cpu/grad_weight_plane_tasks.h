@@ -57,16 +57,16 @@ inline int64_t plane_block_rows(const Problem& p, int64_t threads) {
 // `target`: a single copy where the tensor's rows follow one another in memory (a contiguous
 // image: at RedNet's last stages a row is only 7 or 14 elements, too short a copy to pay for
 // its loop).
-template <typename scalar_t, typename acc_t>
+template <typename vector_t, typename scalar_t, typename acc_t>
 INVOLUTION_CPU_INLINE void copy_plane_rows(Rows4<const scalar_t> tensor, int64_t n, int64_t c,
                                            int64_t r0, int64_t r1, int64_t width,
                                            acc_t* target) {
   if (r1 <= r0) return;
   if (tensor.step == 1 && tensor.row_stride == width) {
-    return copy_row(tensor.row(n, c, r0), 1, (r1 - r0) * width, target);
+    return copy_row<vector_t>(tensor.row(n, c, r0), 1, (r1 - r0) * width, target);
   }
   for (int64_t r = r0; r < r1; ++r) {
-    copy_row(tensor.row(n, c, r), tensor.step, width, target + (r - r0) * width);
+    copy_row<vector_t>(tensor.row(n, c, r), tensor.step, width, target + (r - r0) * width);
   }
 }
 
@@ -215,10 +215,10 @@ INVOLUTION_CPU_INLINE void grad_weight_plane_tasks(const Problem& p,
     const int64_t input_rows = i1 - i0 + input_rows_of_block;
     const int64_t count = (i1 - i0) * width;
     for (int64_t c = 0; c < per_group; ++c) {
-      copy_plane_rows(grad_output, n, c_first + c, i0, i1, width, grads.data() + c * plane);
+      copy_plane_rows<vector_t>(grad_output, n, c_first + c, i0, i1, width, grads.data() + c * plane);
       acc_t* target = inputs.data() + c * channel_stride + lead;
       zero_contiguous(target, r0 * width);
-      copy_plane_rows(input, n, c_first + c, first + r0, first + r1, width, target + r0 * width);
+      copy_plane_rows<vector_t>(input, n, c_first + c, first + r0, first + r1, width, target + r0 * width);
       zero_contiguous(target + r1 * width, (input_rows - r1) * width);
     }
     next_lines.clear();

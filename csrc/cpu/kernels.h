@@ -137,7 +137,7 @@ inline int64_t task_block_rows(const Problem& p, int64_t rows, int64_t threads) 
 // Loads, for `count` channels from c_first, the padded input rows first .. first + rows_count
 // into the task's framed buffer (layout: padded_input_layout; tiles.h: load_framed_row); rows
 // outside the input are zero, so that the zero padding is multiplied as in the reference.
-template <typename scalar_t, typename acc_t>
+template <typename vector_t, typename scalar_t, typename acc_t>
 INVOLUTION_CPU_INLINE void load_padded_block(Rows4<const scalar_t> input, const Axis& rows,
                                              const Axis& cols, const PaddedInputLayout& layout,
                                              int64_t n, int64_t c_first, int64_t count,
@@ -146,7 +146,7 @@ INVOLUTION_CPU_INLINE void load_padded_block(Rows4<const scalar_t> input, const 
     for (int64_t b = 0; b < rows_count; ++b) {
       acc_t* target = buffer + cc * layout.channel_stride + b * layout.row_length;
       if (inside(first + b, rows.input_size)) {
-        load_padded_input_row(input.row(n, c_first + cc, first + b), input.step, cols,
+        load_padded_input_row<vector_t>(input.row(n, c_first + cc, first + b), input.step, cols,
                               layout.phase_len, target);
       } else {
         zero_contiguous(target, layout.row_length);

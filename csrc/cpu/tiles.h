@@ -15,6 +15,10 @@
 
 #include <c10/util/BFloat16.h>
 
+#if defined(__x86_64__)
+#include <emmintrin.h>  // SSE2, part of x86-64
+#endif
+
 #include "../involution_index.h"
 
 // Every helper the kernels call is inlined into them, so it is compiled for the ISA of the
@@ -173,11 +177,52 @@ INVOLUTION_CPU_INLINE void zero_contiguous(T* target, int64_t count) {
   for (; k < count; ++k) target[k] = T(0);
 }
 
-// buffer[k] = row[k * step] for k < count (converted to the accumulation type).
-template <typename scalar_t, typename acc_t>
+// target[k] = source[k] for k < count, bfloat16 to float (a plain copy for float), vector_t's
+// width at a time; the rest, and spans shorter than a vector (rows of 7 or 14 pixels), as two
+// pieces of 16, 8 or 4 that overlap (they write the same values twice) rather than a piece and
+// single elements: grad_input widens 49 rows of 7 weights per output row, and its
+// element-by-element tails took most of its task loop.
+template <typename vector_t, typename T>
+INVOLUTION_CPU_INLINE void widen_span(const T* source, int64_t count, float* target) {
+  if constexpr (std::is_same<T, float>::value) {
+    return copy_contiguous(source, count, target);
+  } else {
+    constexpr int64_t kLanes = lanes<vector_t, float>();
+    auto piece = [&](auto width, int64_t k) INVOLUTION_CPU_LAMBDA {
+      using piece_t = Vector<float, 4 * decltype(width)::value>;
+      const piece_t widened = load_weight<piece_t>(source + k);
+      __builtin_memcpy(target + k, &widened, sizeof(widened));
+    };
+    using vector_width = std::integral_constant<int64_t, kLanes>;
+    using eight = std::integral_constant<int64_t, 8>;
+    using four = std::integral_constant<int64_t, 4>;
+    if (count >= kLanes) {
+      int64_t k = 0;
+      for (; k + kLanes <= count; k += kLanes) piece(vector_width{}, k);
+      if (k < count) piece(vector_width{}, count - kLanes);
+    } else if (kLanes > 8 && count >= 8) {
+      piece(eight{}, 0);
+      piece(eight{}, count - 8);
+    } else if (count >= 4) {
+      piece(four{}, 0);
+      piece(four{}, count - 4);
+    } else {
+      for (int64_t k = 0; k < count; ++k) target[k] = static_cast<float>(source[k]);
+    }
+  }
+}
+
+// buffer[k] = row[k * step] for k < count (converted to the accumulation type). Contiguous
+// bfloat16 rows are widened a vector_t's width at a time (widen_span): as a loop of element
+// conversions, with element-by-element tails, they made bfloat16's grad_input and grad_weight
+// slower per element than float32's at the baseline level.
+template <typename vector_t, typename scalar_t, typename acc_t>
 INVOLUTION_CPU_INLINE void copy_row(const scalar_t* row, int64_t step, int64_t count, acc_t* buffer) {
   if constexpr (std::is_same<scalar_t, acc_t>::value) {
     if (step == 1) return copy_contiguous(row, count, buffer);
+  }
+  if constexpr (kWidenedOnLoad<scalar_t> && std::is_same<acc_t, float>::value) {
+    if (step == 1) return widen_span<Vector<float, sizeof(vector_t)>>(row, count, buffer);
   }
   if (step == 1) {
     for (int64_t k = 0; k < count; ++k) buffer[k] = static_cast<acc_t>(row[k]);
@@ -194,21 +239,21 @@ INVOLUTION_CPU_INLINE void copy_row(const scalar_t* row, int64_t step, int64_t c
 
 // buffer[k] = the row's element k - first for the k in [0, length) where it exists (the span);
 // the rest of the buffer row is its frame, already zero.
-template <typename scalar_t, typename acc_t>
+template <typename vector_t, typename scalar_t, typename acc_t>
 INVOLUTION_CPU_INLINE void load_framed_row(const scalar_t* row, int64_t step, int64_t count,
                                            int64_t first, acc_t* buffer, int64_t length) {
   const int64_t begin = std::min(std::max<int64_t>(first, 0), length);
   const int64_t end = std::max(std::min(first + count, length), begin);
-  copy_row(row + (begin - first) * step, step, end - begin, buffer + begin);
+  copy_row<vector_t>(row + (begin - first) * step, step, end - begin, buffer + begin);
 }
 
 // A padded input row in phases (see phase_length), zero in the padding; the buffer holds
 // cols.stride * phase_len entries, framed at stride 1 (and written whole otherwise).
-template <typename scalar_t, typename acc_t>
+template <typename vector_t, typename scalar_t, typename acc_t>
 INVOLUTION_CPU_INLINE void load_padded_input_row(const scalar_t* row, int64_t step, const Axis& cols,
                                   int64_t phase_len, acc_t* buffer) {
   if (cols.stride == 1) {
-    load_framed_row(row, step, cols.input_size, cols.padding, buffer, phase_len);
+    load_framed_row<vector_t>(row, step, cols.input_size, cols.padding, buffer, phase_len);
     return;
   }
   zero_contiguous(buffer, cols.stride * phase_len);
@@ -315,11 +360,27 @@ template <typename vector_t>
 INVOLUTION_CPU_INLINE auto bfloat16_bits(const vector_t& value) {
   constexpr int64_t kBytes = sizeof(vector_t);
   using bits_t = Vector<uint32_t, kBytes>;
+  using narrow_t = Vector<uint16_t, kBytes / 2>;
   bits_t bits;
   __builtin_memcpy(&bits, &value, kBytes);
-  const bits_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-  const bits_t result = value == value ? rounded : bits_t{} + 0x7FC0u;
-  return __builtin_convertvector(result, Vector<uint16_t, kBytes / 2>);
+  const bits_t rounded = bits + 0x7FFFu + ((bits >> 16) & 1u);
+#if defined(__x86_64__)
+  if constexpr (kBytes == 16) {
+    // SSE2 has no unsigned narrowing (packusdw is SSE4.1): GCC narrowed the shifted lanes with
+    // five shuffles. The upper halves, sign-extended, fit the signed one (packssdw) exactly.
+    using signed_t = Vector<int32_t, kBytes>;
+    const signed_t upper = reinterpret_cast<const signed_t&>(rounded) >> 16;
+    const signed_t result = value == value ? upper : signed_t{} + 0x7FC0;
+    __m128i lanes;  // the kernels' vectors are only float-aligned
+    __builtin_memcpy(&lanes, &result, sizeof(lanes));
+    const __m128i packed = _mm_packs_epi32(lanes, lanes);
+    narrow_t low;
+    __builtin_memcpy(&low, &packed, sizeof(low));
+    return low;
+  }
+#endif
+  const bits_t result = value == value ? rounded >> 16 : bits_t{} + 0x7FC0u;
+  return __builtin_convertvector(result, narrow_t);
 }
 
 // Stores the first `count` lanes of kVectors vectors to target[k * step]: whole vectors at
