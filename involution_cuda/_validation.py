@@ -33,6 +33,8 @@ def output_size(input_size, kernel_size, stride: int, padding: int, dilation: in
 
 def default_padding(kernel_size, dilation) -> List[int]:
     """``dilation * (kernel - 1) // 2`` per axis: "same" at stride 1 for odd kernels."""
+    if len(kernel_size) == 2 and len(dilation) == 2:  # no comprehension: every call pays it cold
+        return [dilation[0] * (kernel_size[0] - 1) // 2, dilation[1] * (kernel_size[1] - 1) // 2]
     return [d * (k - 1) // 2 for k, d in zip(kernel_size, dilation)]
 
 
@@ -69,11 +71,9 @@ def normalize_options(input, weight, stride: IntPair, padding: Optional[IntPair]
     require_tensor(weight, "weight")
     stride, dilation = to_pair(stride, "stride"), to_pair(dilation, "dilation")
     if padding is None:
-        if weight.dim() == 6 and len(dilation) == 2:
-            size = weight.shape
-            return stride, [dilation[0] * (size[2] - 1) // 2, dilation[1] * (size[3] - 1) // 2], dilation
         # A weight of the wrong rank gets a placeholder; the op's checks then name the problem.
-        padding = default_padding(weight.shape[2:4] if weight.dim() == 6 else (1, 1), dilation)
+        kernel_size = weight.shape[2:4] if weight.dim() == 6 else (1, 1)
+        return stride, default_padding(kernel_size, dilation), dilation
     return stride, to_pair(padding, "padding"), dilation
 
 
