@@ -187,6 +187,7 @@ INVOLUTION_CPU_INLINE void widen_span(const T* source, int64_t count, float* tar
   if constexpr (std::is_same<T, float>::value) {
     return copy_contiguous(source, count, target);
   } else {
+    static_assert(kWidenedOnLoad<T>, "widen_span: float or bfloat16");
     constexpr int64_t kLanes = lanes<vector_t, float>();
     auto piece = [&](auto width, int64_t k) INVOLUTION_CPU_LAMBDA {
       using piece_t = Vector<float, 4 * decltype(width)::value>;
