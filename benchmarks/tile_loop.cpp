@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "tiles.h"
@@ -88,9 +89,16 @@ double tile_ns_per_multiply_add(bool aligned) {
   const double ns = best_ns(
       [&](int64_t) {
         vector_t acc[2][kChannels];
-        involution::cpu::forward_pair_tile<kChannels>(
-            kKernel, kKernel, taps, weights + offset, weights + offset + kLanes, weight_row,
-            weight_tap, inputs, channel_stride, row_length, acc);
+        auto tile = [&](auto unit) {  // as the kernels choose: unit column steps, or a table
+          involution::cpu::forward_pair_tile<kChannels, decltype(unit)::value>(
+              kKernel, kKernel, taps, weights + offset, weights + offset + kLanes, weight_row,
+              weight_tap, inputs, channel_stride, row_length, acc);
+        };
+        if (tap_step == 1) {
+          tile(std::true_type{});
+        } else {
+          tile(std::false_type{});
+        }
         for (int64_t c = 0; c < kChannels; ++c) sink += acc[0][c] + acc[1][c];
         asm volatile("" : "+x"(sink));
       },

@@ -81,6 +81,7 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
   const int64_t input_rows = block_input_rows(rows, block);
   const PaddedInputLayout layout = padded_input_layout(cols, kTile, input_rows);
   const std::vector<int64_t> taps = tap_positions(cols, layout.phase_len);
+  const bool unit_columns = cols.stride == 1 && cols.dilation == 1;  // taps[v] == v
   const int64_t kernel_taps = rows.kernel_size * cols.kernel_size;
   // Output columns [copied_from, padded_outputs) read the copy, in tasks whose last tile reads
   // past the tensor (or all tasks, where the weight cannot be read in place: float16 weights,
@@ -155,10 +156,17 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
           if (rows_here == 2 && count == kChannels) {
             with_weight_tile(i, t0, [&](const auto& upper) INVOLUTION_CPU_LAMBDA {
               vector_t acc[2][kChannels];
-              forward_pair_tile<kChannels>(rows.kernel_size, cols.kernel_size, taps.data(),
-                                           upper.data, upper.data + upper.next_row,
-                                           upper.row_stride, upper.tap_stride, tile_inputs(i),
-                                           layout.channel_stride, row_stride, acc);
+              auto pair_tile = [&](auto unit) INVOLUTION_CPU_LAMBDA {
+                forward_pair_tile<kChannels, decltype(unit)::value>(
+                    rows.kernel_size, cols.kernel_size, taps.data(), upper.data,
+                    upper.data + upper.next_row, upper.row_stride, upper.tap_stride,
+                    tile_inputs(i), layout.channel_stride, row_stride, acc);
+              };
+              if (unit_columns) {
+                pair_tile(std::true_type{});
+              } else {
+                pair_tile(std::false_type{});
+              }
               store_pair_tile<kVectors>(acc, [&](const vector_t (&tile)[kVectors], int64_t cc,
                                                  int64_t r) { store_channel(tile, cc, i + r); });
             });

@@ -308,20 +308,24 @@ INVOLUTION_CPU_INLINE void forward_tile(int64_t kernel_h, int64_t kernel_w, cons
 // One buffer row of a two-row forward tile (forward_pair_tile): for kernel columns v, the
 // input row's tap serves the upper output row (kernel row u, weights `upper`) and the lower
 // one (kernel row u - 1, weights `lower`) where kUpper / kLower say it reaches them.
-template <bool kUpper, bool kLower, int64_t kChannels, typename vector_t, typename acc_t,
-          typename weight_t>
+// kUnitColumns: tap v is at v (unit column stride and dilation), read through a pointer per
+// channel without the table (as grad_input_pair_step).
+template <bool kUpper, bool kLower, int64_t kChannels, bool kUnitColumns, typename vector_t,
+          typename acc_t, typename weight_t>
 INVOLUTION_CPU_INLINE void pair_tile_row(int64_t kernel_w, const int64_t* taps,
                                          const weight_t* upper, const weight_t* lower,
                                          int64_t weight_tap_stride, const acc_t* input_row,
                                          int64_t channel_stride,
                                          vector_t (&acc)[2][kChannels]) {
+  const acc_t* channels[kChannels];
+  for (int64_t c = 0; c < kChannels; ++c) channels[c] = input_row + c * channel_stride;
   for (int64_t v = 0; v < kernel_w; ++v) {
     vector_t upper_weight{}, lower_weight{};
     if (kUpper) upper_weight = load_weight<vector_t>(upper + v * weight_tap_stride);
     if (kLower) lower_weight = load_weight<vector_t>(lower + v * weight_tap_stride);
-    const acc_t* tap = input_row + taps[v];
+    const int64_t tap = kUnitColumns ? v : taps[v];
     for (int64_t c = 0; c < kChannels; ++c) {
-      const vector_t x = load<vector_t>(tap + c * channel_stride);
+      const vector_t x = load<vector_t>(channels[c] + tap);
       if (kUpper) acc[0][c] += upper_weight * x;
       if (kLower) acc[1][c] += lower_weight * x;
     }
@@ -334,7 +338,8 @@ INVOLUTION_CPU_INLINE void pair_tile_row(int64_t kernel_w, const int64_t* taps,
 // serving both (0.75 loads per multiply-add for four channels, against 1.25 for one row).
 // `upper` and `lower` are the rows' weight tiles (kernel row stride, column stride), `inputs`
 // the upper row's kernel row 0.
-template <int64_t kChannels, typename vector_t, typename acc_t, typename weight_t>
+template <int64_t kChannels, bool kUnitColumns, typename vector_t, typename acc_t,
+          typename weight_t>
 INVOLUTION_CPU_INLINE void forward_pair_tile(int64_t kernel_h, int64_t kernel_w,
                                              const int64_t* taps, const weight_t* upper,
                                              const weight_t* lower, int64_t weight_row_stride,
@@ -342,17 +347,17 @@ INVOLUTION_CPU_INLINE void forward_pair_tile(int64_t kernel_h, int64_t kernel_w,
                                              int64_t channel_stride, int64_t row_stride,
                                              vector_t (&acc)[2][kChannels]) {
   for (int64_t c = 0; c < kChannels; ++c) acc[0][c] = acc[1][c] = vector_t{};
-  pair_tile_row<true, false, kChannels>(kernel_w, taps, upper, lower, weight_tap_stride, inputs,
-                                        channel_stride, acc);
+  pair_tile_row<true, false, kChannels, kUnitColumns>(kernel_w, taps, upper, lower,
+                                                      weight_tap_stride, inputs, channel_stride,
+                                                      acc);
   for (int64_t q = 1; q < kernel_h; ++q) {
-    pair_tile_row<true, true, kChannels>(kernel_w, taps, upper + q * weight_row_stride,
-                                         lower + (q - 1) * weight_row_stride, weight_tap_stride,
-                                         inputs + q * row_stride, channel_stride, acc);
+    pair_tile_row<true, true, kChannels, kUnitColumns>(
+        kernel_w, taps, upper + q * weight_row_stride, lower + (q - 1) * weight_row_stride,
+        weight_tap_stride, inputs + q * row_stride, channel_stride, acc);
   }
-  pair_tile_row<false, true, kChannels>(kernel_w, taps, upper,
-                                        lower + (kernel_h - 1) * weight_row_stride,
-                                        weight_tap_stride, inputs + kernel_h * row_stride,
-                                        channel_stride, acc);
+  pair_tile_row<false, true, kChannels, kUnitColumns>(
+      kernel_w, taps, upper, lower + (kernel_h - 1) * weight_row_stride, weight_tap_stride,
+      inputs + kernel_h * row_stride, channel_stride, acc);
 }
 
 // The lanes of a float vector rounded to bfloat16's bits as c10::BFloat16 rounds a float (to
