@@ -89,12 +89,14 @@ double tile_ns_per_multiply_add(bool aligned) {
   const double ns = best_ns(
       [&](int64_t) {
         vector_t acc[2][kChannels];
-        auto tile = [&](auto unit) {  // as the kernels choose: unit column steps, or a table
+        // as the kernels choose: unit steps at the baseline level (so its "aligned" column,
+        // read through the table, differs in that too), the table elsewhere
+        auto tile = [&](auto unit) {
           involution::cpu::forward_pair_tile<kChannels, decltype(unit)::value>(
               kKernel, kKernel, taps, weights + offset, weights + offset + kLanes, weight_row,
               weight_tap, inputs, channel_stride, row_length, acc);
         };
-        if (tap_step == 1) {
+        if (tap_step == 1 && sizeof(vector_t) == 16) {
           tile(std::true_type{});
         } else {
           tile(std::false_type{});

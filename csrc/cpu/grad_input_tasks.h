@@ -103,8 +103,10 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
                                offsets.data() + phase * cols.kernel_size);
   }
   const int64_t row_step = kVectors == 1 && rows.stride == 1 && rows.dilation == 1 ? 2 : 1;
-  // every kernel column reads phase 0, at offsets that step down by one (grad_input_pair_step)
-  const bool unit_columns = cols.stride == 1 && cols.dilation == 1;
+  // every kernel column reads phase 0, at offsets that step down by one (grad_input_pair_step):
+  // taken at the baseline level only, as in forward_tasks.h (measured ad hoc: float64 at
+  // AVX-512, stage 1, ran 7-13% slower with it)
+  const bool unit_columns = Shape::bytes == 16 && cols.stride == 1 && cols.dilation == 1;
   const int64_t chunks = (per_group + kChannels - 1) / kChannels;
   // phase 0's tiles (the most of any phase) request the next task's lines
   const int64_t tiles = ((cols.input_size + cols.stride - 1) / cols.stride + kTile - 1) / kTile;
@@ -171,7 +173,7 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
               // the upper row's kernel row 0 reads output row h + padding
               const acc_t* row0 = grads.data() + (h + rows.padding - first) * length;
               vector_t acc[2][kChannels];
-              auto pair_tile = [&](auto unit) {
+              auto pair_tile = [&](auto unit) INVOLUTION_CPU_LAMBDA {
                 grad_input_pair_tile<kChannels, decltype(unit)::value>(
                     rows.kernel_size, cols.kernel_size, m0, phase_tap, phase_offset,
                     counts[phase], row_weights(h), row_weights(h + 1), row0, length, length,

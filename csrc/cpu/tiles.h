@@ -308,8 +308,7 @@ INVOLUTION_CPU_INLINE void forward_tile(int64_t kernel_h, int64_t kernel_w, cons
 // One buffer row of a two-row forward tile (forward_pair_tile): for kernel columns v, the
 // input row's tap serves the upper output row (kernel row u, weights `upper`) and the lower
 // one (kernel row u - 1, weights `lower`) where kUpper / kLower say it reaches them.
-// kUnitColumns: tap v is at v (unit column stride and dilation), read through a pointer per
-// channel without the table (as grad_input_pair_step).
+// kUnitColumns: tap v is at v (unit column stride and dilation), without the table.
 template <bool kUpper, bool kLower, int64_t kChannels, bool kUnitColumns, typename vector_t,
           typename acc_t, typename weight_t>
 INVOLUTION_CPU_INLINE void pair_tile_row(int64_t kernel_w, const int64_t* taps,
@@ -317,15 +316,13 @@ INVOLUTION_CPU_INLINE void pair_tile_row(int64_t kernel_w, const int64_t* taps,
                                          int64_t weight_tap_stride, const acc_t* input_row,
                                          int64_t channel_stride,
                                          vector_t (&acc)[2][kChannels]) {
-  const acc_t* channels[kChannels];
-  for (int64_t c = 0; c < kChannels; ++c) channels[c] = input_row + c * channel_stride;
   for (int64_t v = 0; v < kernel_w; ++v) {
     vector_t upper_weight{}, lower_weight{};
     if (kUpper) upper_weight = load_weight<vector_t>(upper + v * weight_tap_stride);
     if (kLower) lower_weight = load_weight<vector_t>(lower + v * weight_tap_stride);
-    const int64_t tap = kUnitColumns ? v : taps[v];
+    const acc_t* tap = input_row + (kUnitColumns ? v : taps[v]);
     for (int64_t c = 0; c < kChannels; ++c) {
-      const vector_t x = load<vector_t>(channels[c] + tap);
+      const vector_t x = load<vector_t>(tap + c * channel_stride);
       if (kUpper) acc[0][c] += upper_weight * x;
       if (kLower) acc[1][c] += lower_weight * x;
     }
