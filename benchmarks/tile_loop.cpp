@@ -91,16 +91,12 @@ double tile_ns_per_multiply_add(bool aligned) {
         vector_t acc[2][kChannels];
         // as the kernels choose: unit steps at the baseline level (so its "aligned" column,
         // read through the table, differs in that too), the table elsewhere
-        auto tile = [&](auto unit) {
-          involution::cpu::forward_pair_tile<kChannels, decltype(unit)::value>(
-              kKernel, kKernel, taps, weights + offset, weights + offset + kLanes, weight_row,
-              weight_tap, inputs, channel_stride, row_length, acc);
-        };
-        if (tap_step == 1 && sizeof(vector_t) == 16) {
-          tile(std::true_type{});
-        } else {
-          tile(std::false_type{});
-        }
+        involution::cpu::with_choice(
+            involution::cpu::unit_column_tiles<vector_t>(tap_step, 1), [&](auto unit) {
+              involution::cpu::forward_pair_tile<kChannels, decltype(unit)::value>(
+                  kKernel, kKernel, taps, weights + offset, weights + offset + kLanes, weight_row,
+                  weight_tap, inputs, channel_stride, row_length, acc);
+            });
         for (int64_t c = 0; c < kChannels; ++c) sink += acc[0][c] + acc[1][c];
         asm volatile("" : "+x"(sink));
       },

@@ -61,6 +61,16 @@ def test_row_blocks_match_reference(problem, dtype, device):
     check_against_reference(problem, dtype, device)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("width", range(1, 18), ids=lambda w: f"W{w}")
+def test_row_tails_match_reference(width, dtype, device):
+    """Rows of 1 .. 17 results: a partial last vector of every length at every ISA level (4, 8
+    or 16 float lanes, half as many double ones), which the CPU kernels store a half vector at
+    a time from registers."""
+    check_against_reference(Problem(2, 6, 2, (3, width), (3, 3)), dtype, device)
+
+
 # The float CPU kernels at AVX2 and AVX-512 with vectors along 16 channels (16 or 32 channels per
 # group; the forward at any stride, grad_input at stride 1): rows that leave one tile of 1 .. 16
 # pixels or several unequal ones (7 at most at AVX2; stage 4's rows of 7 are one tile), unit

@@ -70,7 +70,7 @@ INVOLUTION_CPU_INLINE void forward_channel_tasks(const Problem& p, Rows4<const s
           weight.row(n, g, tap / cols.kernel_size, tap % cols.kernel_size, i0);
       float* target = weight_copy.data() + tap * tap_rows;
       if (weight.step() == 1 && weight.strides[4] == cols.output_size) {
-        widen_span<native_t>(first_row, (i1 - i0) * cols.output_size, target);
+        copy_row<native_t>(first_row, 1, (i1 - i0) * cols.output_size, target);
         continue;
       }
       for (int64_t r = 0; r < i1 - i0; ++r) {

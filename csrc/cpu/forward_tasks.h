@@ -81,11 +81,7 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
   const int64_t input_rows = block_input_rows(rows, block);
   const PaddedInputLayout layout = padded_input_layout(cols, kTile, input_rows);
   const std::vector<int64_t> taps = tap_positions(cols, layout.phase_len);
-  // taps[v] == v: read without the table at the baseline level only; at AVX2 and AVX-512
-  // GCC's code for that form ran slower than with the table (bench_tile_loop.py, ad hoc, back to back:
-  // 0.194 -> 0.246 ns per multiply-add at AVX2, 0.242 -> 0.334 at AVX-512; 0.224 -> 0.206 at
-  // the baseline level)
-  const bool unit_columns = Shape::bytes == 16 && cols.stride == 1 && cols.dilation == 1;
+  const bool unit_columns = unit_column_tiles<vector_t>(cols.stride, cols.dilation);
   const int64_t kernel_taps = rows.kernel_size * cols.kernel_size;
   // Output columns [copied_from, padded_outputs) read the copy, in tasks whose last tile reads
   // past the tensor (or all tasks, where the weight cannot be read in place: float16 weights,
@@ -119,10 +115,11 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
                                    copied_length));
     for (int64_t r = 0; r < i1 - i0 && copies; ++r) {
       for (int64_t tap = 0; tap < kernel_taps; ++tap) {
-        const scalar_t* row = weight.row(n, g, tap / cols.kernel_size, tap % cols.kernel_size, i0 + r);
+        const scalar_t* row =
+            weight.row(n, g, tap / cols.kernel_size, tap % cols.kernel_size, i0 + r);
         acc_t* target = weight_copy.data() + (r * kernel_taps + tap) * copied_length;
         load_framed_row<vector_t>(row + copied_from * weight.step(), weight.step(),
-                        cols.output_size - copied_from, 0, target, copied_length);
+                                  cols.output_size - copied_from, 0, target, copied_length);
       }
     }
     // Calls f with the weight tile of output row i from column t0: the copy's or the tensor's.
@@ -141,8 +138,8 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
     PrefetchSlices slices(next_lines, std::max<int64_t>(chunks * steps * tiles, 1));  // per tile
     for (int64_t c_first = g * per_group; c_first < (g + 1) * per_group; c_first += kChannels) {
       const int64_t count = std::min(kChannels, (g + 1) * per_group - c_first);
-      load_padded_block<vector_t>(input, rows, cols, layout, n, c_first, count, first_row, input_rows,
-                        inputs.data());
+      load_padded_block<vector_t>(input, rows, cols, layout, n, c_first, count, first_row,
+                                  input_rows, inputs.data());
       const int64_t row_stride = rows.dilation * layout.row_length;
       for (int64_t i = i0; i < i1; i += row_step) {
         const int64_t rows_here = std::min(row_step, i1 - i);
@@ -160,17 +157,12 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
           if (rows_here == 2 && count == kChannels) {
             with_weight_tile(i, t0, [&](const auto& upper) INVOLUTION_CPU_LAMBDA {
               vector_t acc[2][kChannels];
-              auto pair_tile = [&](auto unit) INVOLUTION_CPU_LAMBDA {
+              with_choice(unit_columns, [&](auto unit) INVOLUTION_CPU_LAMBDA {
                 forward_pair_tile<kChannels, decltype(unit)::value>(
                     rows.kernel_size, cols.kernel_size, taps.data(), upper.data,
                     upper.data + upper.next_row, upper.row_stride, upper.tap_stride,
                     tile_inputs(i), layout.channel_stride, row_stride, acc);
-              };
-              if (unit_columns) {
-                pair_tile(std::true_type{});
-              } else {
-                pair_tile(std::false_type{});
-              }
+              });
               store_pair_tile<kVectors>(acc, [&](const vector_t (&tile)[kVectors], int64_t cc,
                                                  int64_t r) { store_channel(tile, cc, i + r); });
             });

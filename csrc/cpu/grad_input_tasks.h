@@ -97,16 +97,15 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
   std::vector<acc_t> weights(block * kernel_taps * length);
   std::vector<acc_t> grads(kChannels * channel_stride);
   std::vector<int64_t> grad_rows(block * rows.kernel_size);  // offset in grads, or -1
-  std::vector<int64_t> taps(cols.stride * cols.kernel_size), offsets(taps.size()), counts(cols.stride);
+  std::vector<int64_t> taps(cols.stride * cols.kernel_size), offsets(taps.size());
+  std::vector<int64_t> counts(cols.stride);
   for (int64_t phase = 0; phase < cols.stride; ++phase) {
     counts[phase] = phase_taps(cols, layout, phase, taps.data() + phase * cols.kernel_size,
                                offsets.data() + phase * cols.kernel_size);
   }
   const int64_t row_step = kVectors == 1 && rows.stride == 1 && rows.dilation == 1 ? 2 : 1;
-  // every kernel column reads phase 0, at offsets that step down by one (grad_input_pair_step):
-  // taken at the baseline level only, as in forward_tasks.h (measured ad hoc: float64 at
-  // AVX-512, stage 1, ran 7-13% slower with it)
-  const bool unit_columns = Shape::bytes == 16 && cols.stride == 1 && cols.dilation == 1;
+  // every kernel column reads phase 0, at offsets that step down by one (grad_input_pair_step)
+  const bool unit_columns = unit_column_tiles<vector_t>(cols.stride, cols.dilation);
   const int64_t chunks = (per_group + kChannels - 1) / kChannels;
   // phase 0's tiles (the most of any phase) request the next task's lines
   const int64_t tiles = ((cols.input_size + cols.stride - 1) / cols.stride + kTile - 1) / kTile;
@@ -125,11 +124,12 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
         int64_t i = 0;
         const bool reads = output_index(rows, h, u, &i);
         grad_rows[(h - h0) * rows.kernel_size + u] = reads ? (i - first) * length : -1;
-        acc_t* target = weights.data() + ((h - h0) * rows.kernel_size + u) * cols.kernel_size * length;
+        acc_t* target =
+            weights.data() + ((h - h0) * rows.kernel_size + u) * cols.kernel_size * length;
         for (int64_t v = 0; v < cols.kernel_size; ++v) {
           if (reads) {
             load_framed_row<vector_t>(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
-                            layout.shift, target + v * length, length);
+                                      layout.shift, target + v * length, length);
           } else {  // read by the two-row tile, as weight 0
             zero_contiguous(target + v * length, length);
           }
@@ -145,7 +145,7 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
           acc_t* target = grads.data() + cc * channel_stride + b * length;
           if (inside(first + b, rows.output_size)) {
             load_framed_row<vector_t>(grad_output.row(n, c_first + cc, first + b), grad_output.step,
-                            cols.output_size, layout.shift, target, length);
+                                      cols.output_size, layout.shift, target, length);
           } else {
             zero_contiguous(target, length);
           }
@@ -173,17 +173,12 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
               // the upper row's kernel row 0 reads output row h + padding
               const acc_t* row0 = grads.data() + (h + rows.padding - first) * length;
               vector_t acc[2][kChannels];
-              auto pair_tile = [&](auto unit) INVOLUTION_CPU_LAMBDA {
+              with_choice(unit_columns, [&](auto unit) INVOLUTION_CPU_LAMBDA {
                 grad_input_pair_tile<kChannels, decltype(unit)::value>(
                     rows.kernel_size, cols.kernel_size, m0, phase_tap, phase_offset,
                     counts[phase], row_weights(h), row_weights(h + 1), row0, length, length,
                     channel_stride, acc);
-              };
-              if (unit_columns) {
-                pair_tile(std::true_type{});
-              } else {
-                pair_tile(std::false_type{});
-              }
+              });
               store_pair_tile<kVectors>(acc, [&](const vector_t (&tile)[kVectors], int64_t cc,
                                                  int64_t r) { store_channel(tile, cc, h + r); });
               continue;

@@ -215,10 +215,12 @@ INVOLUTION_CPU_INLINE void grad_weight_plane_tasks(const Problem& p,
     const int64_t input_rows = i1 - i0 + input_rows_of_block;
     const int64_t count = (i1 - i0) * width;
     for (int64_t c = 0; c < per_group; ++c) {
-      copy_plane_rows<vector_t>(grad_output, n, c_first + c, i0, i1, width, grads.data() + c * plane);
+      copy_plane_rows<vector_t>(grad_output, n, c_first + c, i0, i1, width,
+                                grads.data() + c * plane);
       acc_t* target = inputs.data() + c * channel_stride + lead;
       zero_contiguous(target, r0 * width);
-      copy_plane_rows<vector_t>(input, n, c_first + c, first + r0, first + r1, width, target + r0 * width);
+      copy_plane_rows<vector_t>(input, n, c_first + c, first + r0, first + r1, width,
+                                target + r0 * width);
       zero_contiguous(target + r1 * width, (input_rows - r1) * width);
     }
     next_lines.clear();

@@ -120,12 +120,13 @@ INVOLUTION_CPU_INLINE void grad_weight_tasks(const Problem& p, Rows4<const scala
     PrefetchSlices slices(next_lines, std::max<int64_t>(steps * tiles, 1));
     const int64_t c_first = g * per_group;
     load_padded_block<vector_t>(input, rows, cols, layout, n, c_first, per_group,
-                      i0 * rows.stride - rows.padding, input_rows, inputs.data());
+                                i0 * rows.stride - rows.padding, input_rows, inputs.data());
     for (int64_t cc = 0; cc < per_group; ++cc) {
       for (int64_t i = i0; i < i1; ++i) {
-        load_framed_row<vector_t>(grad_output.row(n, c_first + cc, i), grad_output.step, cols.output_size, 0,
-                        grads.data() + cc * grad_stride + (i - i0) * padded_outputs,
-                        padded_outputs);
+        load_framed_row<vector_t>(grad_output.row(n, c_first + cc, i), grad_output.step,
+                                  cols.output_size, 0,
+                                  grads.data() + cc * grad_stride + (i - i0) * padded_outputs,
+                                  padded_outputs);
       }
     }
     for (int64_t i = i0; i < i1; i += row_step) {

@@ -147,7 +147,7 @@ INVOLUTION_CPU_INLINE void load_padded_block(Rows4<const scalar_t> input, const 
       acc_t* target = buffer + cc * layout.channel_stride + b * layout.row_length;
       if (inside(first + b, rows.input_size)) {
         load_padded_input_row<vector_t>(input.row(n, c_first + cc, first + b), input.step, cols,
-                              layout.phase_len, target);
+                                        layout.phase_len, target);
       } else {
         zero_contiguous(target, layout.row_length);
       }

@@ -218,7 +218,8 @@ INVOLUTION_CPU_INLINE void widen_span(const T* source, int64_t count, float* tar
 // conversions, with element-by-element tails, they made bfloat16's grad_input and grad_weight
 // slower per element than float32's at the baseline level.
 template <typename vector_t, typename scalar_t, typename acc_t>
-INVOLUTION_CPU_INLINE void copy_row(const scalar_t* row, int64_t step, int64_t count, acc_t* buffer) {
+INVOLUTION_CPU_INLINE void copy_row(const scalar_t* row, int64_t step, int64_t count,
+                                    acc_t* buffer) {
   if constexpr (std::is_same<scalar_t, acc_t>::value) {
     if (step == 1) return copy_contiguous(row, count, buffer);
   }
@@ -251,8 +252,9 @@ INVOLUTION_CPU_INLINE void load_framed_row(const scalar_t* row, int64_t step, in
 // A padded input row in phases (see phase_length), zero in the padding; the buffer holds
 // cols.stride * phase_len entries, framed at stride 1 (and written whole otherwise).
 template <typename vector_t, typename scalar_t, typename acc_t>
-INVOLUTION_CPU_INLINE void load_padded_input_row(const scalar_t* row, int64_t step, const Axis& cols,
-                                  int64_t phase_len, acc_t* buffer) {
+INVOLUTION_CPU_INLINE void load_padded_input_row(const scalar_t* row, int64_t step,
+                                                 const Axis& cols, int64_t phase_len,
+                                                 acc_t* buffer) {
   if (cols.stride == 1) {
     load_framed_row<vector_t>(row, step, cols.input_size, cols.padding, buffer, phase_len);
     return;
@@ -302,6 +304,26 @@ INVOLUTION_CPU_INLINE void forward_tile(int64_t kernel_h, int64_t kernel_w, cons
         }
       }
     }
+  }
+}
+
+// Whether the two-row tiles of vector_t read kernel column v at v (kUnitColumns) instead of
+// through the tap table: at unit column stride and dilation, and with 16-byte vectors only. At
+// AVX2 and AVX-512 GCC's code for that form ran slower (bench_tile_loop.py, ad hoc, back to
+// back: 0.194 -> 0.246 ns per multiply-add at AVX2, 0.242 -> 0.334 at AVX-512, and float64
+// grad_input 7-13% slower at stage 1; 0.224 -> 0.206 at the baseline level).
+template <typename vector_t>
+constexpr bool unit_column_tiles(int64_t column_stride, int64_t column_dilation) {
+  return sizeof(vector_t) == 16 && column_stride == 1 && column_dilation == 1;
+}
+
+// Calls f(std::true_type{}) or f(std::false_type{}): a run-time choice made a template argument.
+template <typename F>
+INVOLUTION_CPU_INLINE void with_choice(bool choice, F&& f) {
+  if (choice) {
+    f(std::true_type{});
+  } else {
+    f(std::false_type{});
   }
 }
 
@@ -386,6 +408,42 @@ INVOLUTION_CPU_INLINE auto bfloat16_bits(const vector_t& value) {
   return __builtin_convertvector(result, narrow_t);
 }
 
+// Lanes kFirst .. kFirst + sizeof...(kLanes) of `value`, as a vector of their own.
+template <int64_t kFirst, typename vector_t, int64_t... kLanes>
+INVOLUTION_CPU_INLINE auto lanes_from(const vector_t& value,
+                                      std::integer_sequence<int64_t, kLanes...>) {
+#if defined(__clang__) || __GNUC__ >= 12
+  return __builtin_shufflevector(value, value, (kFirst + kLanes)...);
+#else
+  using T = std::decay_t<decltype(value[0])>;
+  Vector<T, sizeof...(kLanes) * sizeof(T)> part;
+  __builtin_memcpy(&part, reinterpret_cast<const char*>(&value) + kFirst * sizeof(T), sizeof(part));
+  return part;
+#endif
+}
+
+// Stores lanes [0, count) of `value` to target (count <= its lanes), a half vector at a time,
+// from registers. Copied through the stack (copy_contiguous) instead, a piece straddling the
+// copy's 8-byte halves waited for the copy's store to retire: at the baseline level, the three
+// lanes that end a row of 7 took about a tenth of stage 4's forward (perf).
+template <typename vector_t, typename T>
+INVOLUTION_CPU_INLINE void store_lanes(const vector_t& value, int64_t count, T* target) {
+  constexpr int64_t kLanes = lanes<vector_t, T>();
+  static_assert(sizeof(value[0]) == sizeof(T), "store_lanes: lanes of the target's type");
+  if (count == kLanes) {
+    __builtin_memcpy(target, &value, sizeof(vector_t));
+  } else if constexpr (kLanes <= 2) {
+    if (count > 0) __builtin_memcpy(target, &value, sizeof(T));
+  } else {
+    constexpr int64_t kHalf = kLanes / 2;
+    using half_lanes = std::make_integer_sequence<int64_t, kHalf>;
+    const auto low = lanes_from<0>(value, half_lanes());
+    if (count < kHalf) return store_lanes(low, count, target);
+    __builtin_memcpy(target, &low, sizeof(low));
+    store_lanes(lanes_from<kHalf>(value, half_lanes()), count - kHalf, target + kHalf);
+  }
+}
+
 // Stores the first `count` lanes of kVectors vectors to target[k * step]: whole vectors at
 // once when the target row is contiguous.
 template <int64_t kVectors, typename vector_t, typename scalar_t>
@@ -399,24 +457,18 @@ INVOLUTION_CPU_INLINE void store_tile(const vector_t (&tile)[kVectors], int64_t 
     if constexpr (std::is_same<scalar_t, c10::BFloat16>::value &&
                   std::is_same<acc_t, float>::value) {
       if (step == 1) {
-        uint16_t bits[kLanes];
-        const auto rounded = bfloat16_bits(tile[k]);
-        __builtin_memcpy(bits, &rounded, sizeof(rounded));
-        copy_contiguous(bits, lanes_here, reinterpret_cast<uint16_t*>(target + k * kLanes));
+        store_lanes(bfloat16_bits(tile[k]), lanes_here,
+                    reinterpret_cast<uint16_t*>(target + k * kLanes));
+        continue;
+      }
+    } else if constexpr (std::is_same<scalar_t, acc_t>::value) {
+      if (step == 1) {
+        store_lanes(tile[k], lanes_here, target + k * kLanes);
         continue;
       }
     }
-    if (std::is_same<scalar_t, acc_t>::value && step == 1 && lanes_here == kLanes) {
-      *reinterpret_cast<vector_t*>(target + k * kLanes) = tile[k];
-    } else if (std::is_same<scalar_t, acc_t>::value && step == 1) {
-      // a partial vector in fixed-size pieces (a loop would become a libc memcpy call)
-      scalar_t lanes[kLanes];
-      __builtin_memcpy(lanes, &tile[k], sizeof(vector_t));
-      copy_contiguous(lanes, lanes_here, target + k * kLanes);
-    } else {
-      for (int64_t t = 0; t < lanes_here; ++t) {
-        target[(k * kLanes + t) * step] = static_cast<scalar_t>(tile[k][t]);
-      }
+    for (int64_t t = 0; t < lanes_here; ++t) {
+      target[(k * kLanes + t) * step] = static_cast<scalar_t>(tile[k][t]);
     }
   }
 }
@@ -425,7 +477,8 @@ INVOLUTION_CPU_INLINE void store_tile(const vector_t (&tile)[kVectors], int64_t 
 // `channels` channels of grad_output * input for the upper output row (kernel row u, grads
 // `upper`) and the lower one (kernel row u - 1, grads `lower`), where kUpper / kLower say the
 // input row reaches them (forward_pair_tile's sharing, seen from the weight's side):
-//     acc[r][m][t] = sum_c grads_r[c * grad_stride + t] * input_row[c * channel_stride + taps[m] + t]
+//     acc[r][m][t] = sum_c grads_r[c * grad_stride + t]
+//                        * input_row[c * channel_stride + taps[m] + t]
 // Each input load serves both rows; each grad_output load serves kTaps taps.
 template <bool kUpper, bool kLower, int64_t kTaps, typename vector_t, typename acc_t>
 INVOLUTION_CPU_INLINE void grad_weight_pair_tile(int64_t channels, const int64_t* taps,
