@@ -85,10 +85,16 @@ INVOLUTION_HOST_DEVICE bool inside(int64_t index, int64_t size) {
 // `in`. Returns false when there is none (not on the stride grid, or out of range).
 INVOLUTION_HOST_DEVICE bool output_index(const Axis& axis, int64_t in, int64_t tap, int64_t* out) {
   const int64_t offset = in + axis.padding - tap * axis.dilation;
-  if (offset < 0 || offset % axis.stride != 0) {
+  if (offset < 0) {
     return false;
   }
-  const int64_t candidate = offset / axis.stride;
+  int64_t candidate = offset;
+  if (axis.stride != 1) {  // no 64-bit division at unit stride (RedNet's layers but three)
+    if (offset % axis.stride != 0) {
+      return false;
+    }
+    candidate = offset / axis.stride;
+  }
   if (candidate >= axis.output_size) {
     return false;
   }

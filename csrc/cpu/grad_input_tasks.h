@@ -89,6 +89,8 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
   const int64_t blocks = (rows.input_size + block - 1) / block;
   const GradInputLayout layout = grad_input_layout(cols, kTile);
   const int64_t length = layout.length;
+  // where a weight or grad_output row (one per output column) lands in its framed buffer row
+  const FramedSpan output_span(cols.output_size, layout.shift, length);
   const int64_t grad_rows_count = block_output_rows(rows, block);
   const int64_t channel_stride = grad_rows_count * length;
   const int64_t kernel_taps = rows.kernel_size * cols.kernel_size;
@@ -126,10 +128,11 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
         grad_rows[(h - h0) * rows.kernel_size + u] = reads ? (i - first) * length : -1;
         acc_t* target =
             weights.data() + ((h - h0) * rows.kernel_size + u) * cols.kernel_size * length;
+        const scalar_t* row = reads ? weight.row(n, g, u, 0, i) : nullptr;
         for (int64_t v = 0; v < cols.kernel_size; ++v) {
           if (reads) {
-            load_framed_row<vector_t>(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
-                                      layout.shift, target + v * length, length);
+            output_span.load<vector_t>(row + v * weight.strides[3], weight.step(),
+                                       target + v * length);
           } else {  // read by the two-row tile, as weight 0
             zero_contiguous(target + v * length, length);
           }
@@ -144,8 +147,8 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
         for (int64_t b = 0; b < grad_rows_count; ++b) {
           acc_t* target = grads.data() + cc * channel_stride + b * length;
           if (inside(first + b, rows.output_size)) {
-            load_framed_row<vector_t>(grad_output.row(n, c_first + cc, first + b), grad_output.step,
-                                      cols.output_size, layout.shift, target, length);
+            output_span.load<vector_t>(grad_output.row(n, c_first + cc, first + b),
+                                       grad_output.step, target);
           } else {
             zero_contiguous(target, length);
           }

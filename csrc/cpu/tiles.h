@@ -239,14 +239,30 @@ INVOLUTION_CPU_INLINE void copy_row(const scalar_t* row, int64_t step, int64_t c
 // with zeros after that, so every task's rows keep the same frame. So a row is loaded by writing
 // its own span alone, and a missing row by zeroing that span.
 
+// The span of a framed buffer row of `length` that a row of `count` elements fills when its
+// element 0 goes to position `first`: buffer[begin, end) = the row's elements from `skip`. Made
+// once for rows of one shape (a task copies hundreds of rows of 7 at RedNet's last stage).
+struct FramedSpan {
+  int64_t begin, end, skip;
+  FramedSpan(int64_t count, int64_t first, int64_t length)
+      : begin(std::min(std::max<int64_t>(first, 0), length)),
+        end(std::max(std::min(first + count, length), begin)),
+        skip(begin - first) {}
+
+  // buffer[k] = row[(k - first) * step] for k in the span; the rest of the buffer row is its
+  // frame, already zero.
+  template <typename vector_t, typename scalar_t, typename acc_t>
+  INVOLUTION_CPU_INLINE void load(const scalar_t* row, int64_t step, acc_t* buffer) const {
+    copy_row<vector_t>(row + skip * step, step, end - begin, buffer + begin);
+  }
+};
+
 // buffer[k] = the row's element k - first for the k in [0, length) where it exists (the span);
 // the rest of the buffer row is its frame, already zero.
 template <typename vector_t, typename scalar_t, typename acc_t>
 INVOLUTION_CPU_INLINE void load_framed_row(const scalar_t* row, int64_t step, int64_t count,
                                            int64_t first, acc_t* buffer, int64_t length) {
-  const int64_t begin = std::min(std::max<int64_t>(first, 0), length);
-  const int64_t end = std::max(std::min(first + count, length), begin);
-  copy_row<vector_t>(row + (begin - first) * step, step, end - begin, buffer + begin);
+  FramedSpan(count, first, length).load<vector_t>(row, step, buffer);
 }
 
 // A padded input row in phases (see phase_length), zero in the padding; the buffer holds
