@@ -92,7 +92,7 @@ double tile_ns_per_multiply_add(bool aligned) {
         // as the kernels choose: unit steps at the baseline level (so its "aligned" column,
         // read through the table, differs in that too), the table elsewhere
         involution::cpu::with_choice(
-            involution::cpu::unit_column_tiles<vector_t>(tap_step, 1), [&](auto unit) {
+            involution::cpu::unit_column_tiles<vector_t>(1, tap_step), [&](auto unit) {
               involution::cpu::forward_pair_tile<kChannels, decltype(unit)::value>(
                   kKernel, kKernel, taps, weights + offset, weights + offset + kLanes, weight_row,
                   weight_tap, inputs, channel_stride, row_length, acc);

@@ -325,9 +325,10 @@ INVOLUTION_CPU_INLINE void forward_tile(int64_t kernel_h, int64_t kernel_w, cons
 
 // Whether the two-row tiles of vector_t read kernel column v at v (kUnitColumns) instead of
 // through the tap table: at unit column stride and dilation, and with 16-byte vectors only. At
-// AVX2 and AVX-512 GCC's code for that form ran slower (bench_tile_loop.py, ad hoc, back to
-// back: 0.194 -> 0.246 ns per multiply-add at AVX2, 0.242 -> 0.334 at AVX-512, and float64
-// grad_input 7-13% slower at stage 1; 0.224 -> 0.206 at the baseline level).
+// AVX2 and AVX-512 GCC's code for that form ran slower (ad hoc, back to back: the forward's
+// tile in bench_tile_loop.py at 0.194 -> 0.246 ns per multiply-add at AVX2 and 0.242 -> 0.334
+// at AVX-512, against 0.224 -> 0.206 at the baseline level; float64 grad_input at AVX-512 7-13%
+// slower at stage 1).
 template <typename vector_t>
 constexpr bool unit_column_tiles(int64_t column_stride, int64_t column_dilation) {
   return sizeof(vector_t) == 16 && column_stride == 1 && column_dilation == 1;
