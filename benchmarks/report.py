@@ -4,8 +4,8 @@ Markdown tables the README shows (rejected or failed rows are listed, never show
     python benchmarks/report.py benchmarks/results/op_cpu_quick.json
     python benchmarks/report.py --levels benchmarks/results/op_cpu_quick_zen5_*.json  # one host, every ISA level
 """
+import argparse
 import json
-import sys
 from typing import List
 
 NAN = float("nan")
@@ -115,8 +115,24 @@ def levels_markdown(runs: List[dict], method: str = "involution_cuda",
     return "\n".join(lines + [line for _, line in rows])
 
 
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="+", help="bench_op.py JSON files")
+    parser.add_argument("--levels", action="store_true",
+                        help="one table of this op across runs of one host at different ISA levels")
+    args = parser.parse_args(argv)
+    if len(args.results) > 1 and not args.levels:
+        parser.error("give one results file, or several with --levels")
+    runs = []
+    for path in args.results:
+        try:
+            with open(path) as file:
+                runs.append(json.load(file))
+        except (OSError, ValueError) as error:
+            parser.error(f"results {path}: {error}")
+    print(levels_markdown(runs) if args.levels else markdown(runs[0]))
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "--levels":
-        print(levels_markdown([json.load(open(path)) for path in sys.argv[2:]]))
-    else:
-        print(markdown(json.load(open(sys.argv[1]))))
+    main()

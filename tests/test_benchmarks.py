@@ -283,3 +283,22 @@ def test_a_probed_method_that_crashes_while_timed_does_not_end_the_run(tmp_path,
     assert "timing it in a process of its own ended with signal SIGABRT: free(): invalid pointer" in rows["shift_add_compiled"]["error"]
     assert rows["unfold"]["train_ms"] > 0
     assert "UNAVAILABLE stage4 float32 shift_add_compiled" in capsys.readouterr().out
+
+
+def test_report_renders_a_result_and_refuses_bad_arguments(tmp_path, capsys):
+    import report
+
+    code, data = run_benchmark(tmp_path, "--methods", "involution_cuda", "--shapes", "stage4")
+    path = str(tmp_path / "op.json")
+    report.main([path])
+    table = capsys.readouterr().out
+    row = next(r for r in data["results"] if r["method"] == "involution_cuda")
+    assert f"| {row['forward_ms']:.2f} |" in table and "| involution_cuda |" in table
+    report.main(["--levels", path, path])
+    levels = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("| stage4 (C512") for line in levels) == 2
+    for argv, message in [([path, path], "several with --levels"),
+                          ([str(tmp_path / "missing.json")], "missing.json")]:
+        with pytest.raises(SystemExit):
+            report.main(argv)
+        assert message in capsys.readouterr().err
