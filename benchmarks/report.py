@@ -1,8 +1,10 @@
 """Tables of an op-benchmark result: ``print_table`` for the console, and, run as a script, the
-Markdown tables the README shows (rejected or failed rows are listed, never shown as numbers):
+Markdown tables the README and benchmarks/CPU_KERNELS.md show (rejected or failed rows are listed,
+never shown as numbers):
 
     python benchmarks/report.py benchmarks/results/op_cpu_quick.json
     python benchmarks/report.py --levels benchmarks/results/op_cpu_quick_zen5_*.json  # one host, every ISA level
+    python benchmarks/report.py --targets benchmarks/results/op_cpu_quick_*_*.json  # every run against the targets
 """
 import argparse
 import json
@@ -94,12 +96,16 @@ def levels_markdown(runs: List[dict], method: str = "involution_cuda",
              "| shape | dtype | level | forward | × floor | backward | × floor | grad_input × floor "
              "| grad_weight × floor | fwd+bwd | × floor | × compiled fwd | × compiled fwd+bwd |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    rows = []
+    rows, left_out = [], []
     for run in runs:
         level = run["environment"].get("kernel_cpu_capability", "?")
         by_key = {(r["shape"], r["dtype"], r["method"]): r for r in run["results"]}
         for (shape, dtype, name), r in by_key.items():
-            if name != method or "train" not in r:
+            if name != method:
+                continue
+            if "train" not in r or r.get("rejected"):
+                left_out.append(f"{shape} {dtype} {level}: "
+                                + (r.get("error") or "; ".join(r.get("rejected") or [])))
                 continue
             other = by_key.get((shape, dtype, compiled), {})
             ratio = lambda key: (f"{other[key] / r[key]:.1f}" if "train" in other and not other.get("rejected")  # noqa: E731
@@ -112,18 +118,59 @@ def levels_markdown(runs: List[dict], method: str = "involution_cuda",
                             f"{ratio('forward_ms')} | {ratio('train_ms')} |"))
     shapes = list(dict.fromkeys(r["shape"] for r, _ in rows))
     rows.sort(key=lambda item: (shapes.index(item[0]["shape"]), item[0]["dtype"] != "float32"))
-    return "\n".join(lines + [line for _, line in rows])
+    lines += [line for _, line in rows]
+    if left_out:
+        lines += ["", "Not shown (failed or rejected): " + "; ".join(left_out)]
+    return "\n".join(lines)
+
+
+def targets_markdown(runs: List[dict], method: str = "involution_cuda",
+                     compiled: str = "shift_add_compiled") -> str:
+    """One row per run (a host at one ISA level): the float32 multiples of its own copy floor at
+    each shape, and the forward's speed-up over torch.compile of shift-and-add, beside the
+    targets."""
+    lines = ["| host | level | commit | forward × floor | grad_input × floor | grad_weight × floor "
+             "| × compiled forward |",
+             "|---|---|---|---|---|---|---|",
+             "| target | | | ≤ 2 | ≤ 3 | ≤ 3 | ≥ 4 |"]
+    for run in runs:
+        env = run["environment"]
+        rows = {(r["shape"], r["method"]): r for r in run["results"] if r["dtype"] == "float32"}
+        shapes = list(dict.fromkeys(shape for shape, name in rows if name == method))
+
+        def usable(r):
+            return r is not None and "train" in r and not r.get("rejected")
+
+        def series(key):
+            values = [rows.get((shape, method)) for shape in shapes]
+            return " / ".join(f"{r[key]:.1f}" if usable(r) and key in r else "-" for r in values)
+
+        def speedup(shape):
+            ours, other = rows.get((shape, method)), rows.get((shape, compiled))
+            if not usable(ours) or other is None:
+                return "-"
+            return f"{other['forward_ms'] / ours['forward_ms']:.1f}" if usable(other) else "failed"
+
+        lines.append(f"| {env['device']} | {env.get('kernel_cpu_capability', '?')} | "
+                     f"{_commit(env.get('commit'))} | {series('forward_x_floor')} | "
+                     f"{series('grad_input_x_floor')} | {series('grad_weight_x_floor')} | "
+                     f"{' / '.join(speedup(shape) for shape in shapes)} |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", help="bench_op.py JSON files")
-    parser.add_argument("--levels", action="store_true",
-                        help="one table of this op across runs of one host at different ISA levels")
+    views = parser.add_mutually_exclusive_group()
+    views.add_argument("--levels", action="store_true",
+                       help="one table of this op across runs of one host at different ISA levels")
+    views.add_argument("--targets", action="store_true",
+                       help="a row per run (host and ISA level): float32 multiples of the floor "
+                            "and speed-ups over torch.compile, beside the targets")
     args = parser.parse_args(argv)
-    if len(args.results) > 1 and not args.levels:
-        parser.error("give one results file, or several with --levels")
+    if len(args.results) > 1 and not (args.levels or args.targets):
+        parser.error("give one results file, or several with --levels or --targets")
     runs = []
     for path in args.results:
         try:
@@ -131,7 +178,12 @@ def main(argv=None) -> None:
                 runs.append(json.load(file))
         except (OSError, ValueError) as error:
             parser.error(f"results {path}: {error}")
-    print(levels_markdown(runs) if args.levels else markdown(runs[0]))
+    if args.levels:
+        print(levels_markdown(runs))
+    elif args.targets:
+        print(targets_markdown(runs))
+    else:
+        print(markdown(runs[0]))
 
 
 if __name__ == "__main__":

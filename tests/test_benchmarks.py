@@ -285,19 +285,33 @@ def test_a_probed_method_that_crashes_while_timed_does_not_end_the_run(tmp_path,
     assert "UNAVAILABLE stage4 float32 shift_add_compiled" in capsys.readouterr().out
 
 
-def test_report_renders_a_result_and_refuses_bad_arguments(tmp_path, capsys):
+def test_report_renders_results_and_leaves_rejected_rows_out(tmp_path, capsys):
     import report
 
-    code, data = run_benchmark(tmp_path, "--methods", "involution_cuda", "--shapes", "stage4")
+    code, data = run_benchmark(tmp_path, "--methods", "involution_cuda", "--shapes", "stage3", "stage4")
     path = str(tmp_path / "op.json")
     report.main([path])
     table = capsys.readouterr().out
-    row = next(r for r in data["results"] if r["method"] == "involution_cuda")
-    assert f"| {row['forward_ms']:.2f} |" in table and "| involution_cuda |" in table
+    ours = {r["shape"]: r for r in data["results"] if r["method"] == "involution_cuda"}
+    assert f"| {ours['stage4']['forward_ms']:.2f} |" in table and "| involution_cuda |" in table
     report.main(["--levels", path, path])
-    levels = capsys.readouterr().out.splitlines()
-    assert sum(line.startswith("| stage4 (C512") for line in levels) == 2
+    assert sum(line.startswith("| stage4 (C512") for line in capsys.readouterr().out.splitlines()) == 2
+    report.main(["--targets", path])
+    targets = capsys.readouterr().out.splitlines()
+    assert targets[2].startswith("| target |") and len(targets) == 4
+    assert f"{ours['stage3']['forward_x_floor']:.1f} / {ours['stage4']['forward_x_floor']:.1f}" in targets[3]
+    # a rejected row is named below the levels table and shown as "-" against the targets
+    ours["stage3"]["rejected"] = ["forward spread 60% > 50%"]
+    rejected = tmp_path / "rejected.json"
+    rejected.write_text(json.dumps(data))
+    report.main(["--levels", str(rejected)])
+    levels = capsys.readouterr().out
+    assert "| stage3 (C256" not in levels and "stage3 float32" in levels.splitlines()[-1]
+    assert "forward spread 60%" in levels.splitlines()[-1]
+    report.main(["--targets", str(rejected)])
+    assert f"| - / {ours['stage4']['forward_x_floor']:.1f} |" in capsys.readouterr().out
     for argv, message in [([path, path], "several with --levels"),
+                          (["--levels", "--targets", path], "not allowed with"),
                           ([str(tmp_path / "missing.json")], "missing.json")]:
         with pytest.raises(SystemExit):
             report.main(argv)
