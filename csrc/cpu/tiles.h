@@ -344,6 +344,17 @@ INVOLUTION_CPU_INLINE void with_choice(bool choice, F&& f) {
   }
 }
 
+// Keeps `value` in a register for the uses that follow: GCC otherwise folds a load used by two
+// multiply-adds into both, as two loads.
+template <typename vector_t>
+INVOLUTION_CPU_INLINE void in_register(vector_t& value) {
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__("" : "+x"(value));
+#else
+  (void)value;
+#endif
+}
+
 // One buffer row of a two-row forward tile (forward_pair_tile): for kernel columns v, the
 // input row's tap serves the upper output row (kernel row u, weights `upper`) and the lower
 // one (kernel row u - 1, weights `lower`) where kUpper / kLower say it reaches them.
@@ -361,7 +372,8 @@ INVOLUTION_CPU_INLINE void pair_tile_row(int64_t kernel_w, const int64_t* taps,
     if (kLower) lower_weight = load_weight<vector_t>(lower + v * weight_tap_stride);
     const acc_t* tap = input_row + (kUnitColumns ? v : taps[v]);
     for (int64_t c = 0; c < kChannels; ++c) {
-      const vector_t x = load<vector_t>(tap + c * channel_stride);
+      vector_t x = load<vector_t>(tap + c * channel_stride);
+      if (kUpper && kLower) in_register(x);
       if (kUpper) acc[0][c] += upper_weight * x;
       if (kLower) acc[1][c] += lower_weight * x;
     }
@@ -510,7 +522,8 @@ INVOLUTION_CPU_INLINE void grad_weight_pair_tile(int64_t channels, const int64_t
     if (kLower) lower_grad = load<vector_t>(lower + c * grad_stride);
     const acc_t* inputs = input_row + c * channel_stride;
     for (int64_t m = 0; m < kTaps; ++m) {
-      const vector_t x = load<vector_t>(inputs + taps[m]);
+      vector_t x = load<vector_t>(inputs + taps[m]);
+      if (kUpper && kLower) in_register(x);
       if (kUpper) acc[0][m] += upper_grad * x;
       if (kLower) acc[1][m] += lower_grad * x;
     }
@@ -609,7 +622,8 @@ INVOLUTION_CPU_INLINE void grad_input_pair_step(int64_t m0, const int64_t* taps,
     if (kUpper) upper_weight = load<vector_t>(upper_row);
     if (kLower) lower_weight = load<vector_t>(lower_row);
     for (int64_t c = 0; c < kChannels; ++c) {
-      const vector_t grad = load<vector_t>(grads + c * channel_stride);
+      vector_t grad = load<vector_t>(grads + c * channel_stride);
+      if (kUpper && kLower) in_register(grad);
       if (kUpper) acc[0][c] += upper_weight * grad;
       if (kLower) acc[1][c] += lower_weight * grad;
     }
