@@ -344,11 +344,15 @@ INVOLUTION_CPU_INLINE void with_choice(bool choice, F&& f) {
   }
 }
 
-// Keeps `value` in a register for the uses that follow: GCC otherwise folds a load used by two
-// multiply-adds into both, as two loads.
+// Keeps a loaded vector in a register for the uses that follow (an empty asm that GCC must
+// assume reads and changes it): otherwise GCC loads a vector that two multiply-adds share twice,
+// folded into each at AVX2 and AVX-512, reloaded before each at the baseline level. GCC on
+// x86-64 only: clang checks the operand's size against the helper's own target (no AVX), and
+// other architectures' multiply-adds take no memory operands. "x" keeps the vector in one of
+// the first 16 registers, which costs at most a move at AVX-512.
 template <typename vector_t>
 INVOLUTION_CPU_INLINE void in_register(vector_t& value) {
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
   __asm__("" : "+x"(value));
 #else
   (void)value;
