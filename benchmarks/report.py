@@ -36,6 +36,11 @@ def print_table(results: List[dict]) -> None:
               f"{(memory if memory is not None else NAN):>8.3f}{r.get('speedup_train_vs_best', NAN):>9.2f}  {notes}")
 
 
+def _shown(row) -> bool:
+    """Whether a result row has numbers to show: measured, and not rejected for its spread."""
+    return row is not None and "train" in row and not row.get("rejected")
+
+
 def _commit(commit) -> str:
     """Short hash, with "-dirty" when the tree had uncommitted changes."""
     if not commit:
@@ -103,12 +108,12 @@ def levels_markdown(runs: List[dict], method: str = "involution_cuda",
         for (shape, dtype, name), r in by_key.items():
             if name != method:
                 continue
-            if "train" not in r or r.get("rejected"):
+            if not _shown(r):
                 left_out.append(f"{shape} {dtype} {level}: "
                                 + (r.get("error") or "; ".join(r.get("rejected") or [])))
                 continue
             other = by_key.get((shape, dtype, compiled), {})
-            ratio = lambda key: (f"{other[key] / r[key]:.1f}" if "train" in other and not other.get("rejected")  # noqa: E731
+            ratio = lambda key: (f"{other[key] / r[key]:.1f}" if _shown(other)  # noqa: E731
                                  else "failed" if "error" in other else "-")
             alone = lambda op: f"{r[op + '_x_floor']:.1f}" if op + "_x_floor" in r else "-"  # noqa: E731
             rows.append((r, f"| {_shape(r)} | {dtype} | {level} | {r['forward_ms']:.2f} | "
@@ -138,18 +143,15 @@ def targets_markdown(runs: List[dict], method: str = "involution_cuda",
         rows = {(r["shape"], r["method"]): r for r in run["results"] if r["dtype"] == "float32"}
         shapes = list(dict.fromkeys(shape for shape, name in rows if name == method))
 
-        def usable(r):
-            return r is not None and "train" in r and not r.get("rejected")
-
         def series(key):
             values = [rows.get((shape, method)) for shape in shapes]
-            return " / ".join(f"{r[key]:.1f}" if usable(r) and key in r else "-" for r in values)
+            return " / ".join(f"{r[key]:.1f}" if _shown(r) and key in r else "-" for r in values)
 
         def speedup(shape):
             ours, other = rows.get((shape, method)), rows.get((shape, compiled))
-            if not usable(ours) or other is None:
+            if not _shown(ours) or other is None:
                 return "-"
-            return f"{other['forward_ms'] / ours['forward_ms']:.1f}" if usable(other) else "failed"
+            return f"{other['forward_ms'] / ours['forward_ms']:.1f}" if _shown(other) else "failed"
 
         lines.append(f"| {env['device']} | {env.get('kernel_cpu_capability', '?')} | "
                      f"{_commit(env.get('commit'))} | {series('forward_x_floor')} | "
