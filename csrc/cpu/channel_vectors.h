@@ -290,7 +290,7 @@ INVOLUTION_CPU_INLINE void move_pixels(Plane* plane, int64_t channel_stride, int
 // kWidth), or one multiply-add each (any stride and dilation: kWidth = 0). The weight's float
 // per pixel and tap is broadcast by the multiply-add. `inputs`: kernel row 0's padded column
 // j0 * stride; `weights`: kernel row 0, column 0 of pixel j0 (rows and taps by their strides).
-// Each kernel row also requests its share of `prefetch`, the next task's lines.
+// Each kernel row also requests its share of `prefetch`, the next task's lines, in turn.
 struct PixelTileArgs {
   const ChannelVector* inputs;
   int64_t input_row_step, input_column_step, input_tap_step;  // kernel row, output, tap
@@ -307,6 +307,7 @@ INVOLUTION_CPU_INLINE void pixel_tile(const PixelTileArgs& a, ChannelVector* res
   for (int64_t q = 0; q < kPixels; ++q) {
     for (int64_t h = 0; h < kCount; ++h) acc[q][h] = native_t{};
   }
+  PrefetchSlice prefetch = a.prefetch;
   if constexpr (kWidth > 0) {
     // A pointer per kernel column, moved on a kernel row at a time: with the taps' addresses
     // computed from the strides at every kernel row, the loop ran out of registers (at 7
@@ -315,7 +316,7 @@ INVOLUTION_CPU_INLINE void pixel_tile(const PixelTileArgs& a, ChannelVector* res
     const float* w[kWidth];
     for (int64_t v = 0; v < kWidth; ++v) w[v] = a.weights + v * a.weight_tap_stride;
     for (int64_t u = 0; u < a.kernel_h; ++u) {
-      a.prefetch.request(u);
+      prefetch.request_next();
       // input column k serves pixel q at tap k - q
 #pragma GCC unroll 32
       for (int64_t k = 0; k < kPixels + kWidth - 1; ++k) {
@@ -334,7 +335,7 @@ INVOLUTION_CPU_INLINE void pixel_tile(const PixelTileArgs& a, ChannelVector* res
     }
   } else {
     for (int64_t u = 0; u < a.kernel_h; ++u) {
-      a.prefetch.request(u);
+      prefetch.request_next();
       const ChannelVector* x = a.inputs + u * a.input_row_step;
       const float* w = a.weights + u * a.weight_row_stride;
       for (int64_t v = 0; v < a.kernel_w; ++v) {

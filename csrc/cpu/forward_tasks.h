@@ -144,7 +144,7 @@ INVOLUTION_CPU_INLINE void forward_tasks(const Problem& p, Rows4<const scalar_t>
       for (int64_t i = i0; i < i1; i += row_step) {
         const int64_t rows_here = std::min(row_step, i1 - i);
         for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
-          slices.next(1).request(0);
+          slices.next(1).request_next();
           const int64_t width = std::min(kTile, cols.output_size - t0);
           auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc, int64_t row) {
             store_tile<kVectors>(tile, width, output.row(n, c_first + cc, row) + t0 * output.step,

@@ -161,7 +161,7 @@ INVOLUTION_CPU_INLINE void grad_input_tasks(const Problem& p, Rows4<const scalar
           const int64_t* phase_tap = taps.data() + phase * cols.kernel_size;
           const int64_t* phase_offset = offsets.data() + phase * cols.kernel_size;
           for (int64_t m0 = 0; m0 < columns; m0 += kTile) {
-            if (phase == 0) slices.next(1).request(0);  // short bursts of requests
+            if (phase == 0) slices.next(1).request_next();  // short bursts of requests
             const int64_t width = std::min(kTile, columns - m0);
             auto store_channel = [&](const vector_t (&tile)[kVectors], int64_t cc, int64_t row) {
               store_tile<kVectors>(tile, width,

@@ -138,10 +138,10 @@ INVOLUTION_CPU_INLINE void plane_columns(const PlaneTask<acc_t>& task, const Tar
   constexpr int64_t kLanes = lanes<vector_t, acc_t>();
   constexpr int64_t kTiles = 2 * kTaps + 3 <= kRegisters ? 2 : 1;
   const int64_t tiles = (task.count + kTiles * kLanes - 1) / (kTiles * kLanes);
-  const PrefetchSlice prefetch = task.next->slice(pass, task.passes, tiles * task.kernel_h);
-  for (int64_t q0 = 0, part = 0; q0 < task.count; q0 += kTiles * kLanes) {
+  PrefetchSlice prefetch = task.next->slice(pass, task.passes, tiles * task.kernel_h);
+  for (int64_t q0 = 0; q0 < task.count; q0 += kTiles * kLanes) {
     for (int64_t u = 0; u < task.kernel_h; ++u) {
-      prefetch.request(part++);
+      prefetch.request_next();
       vector_t acc[kTiles][kTaps];
       plane_tile<kTiles, kTaps>(task.channels, task.grads + q0, task.grad_stride,
                                 task.inputs + q0 + u * task.row_step + v0, task.channel_stride,

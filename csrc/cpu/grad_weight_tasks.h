@@ -132,7 +132,7 @@ INVOLUTION_CPU_INLINE void grad_weight_tasks(const Problem& p, Rows4<const scala
     for (int64_t i = i0; i < i1; i += row_step) {
       const bool pair = row_step == 2 && i + 1 < i1;
       for (int64_t t0 = 0; t0 < cols.output_size; t0 += kTile) {
-        slices.next(1).request(0);  // short bursts of requests
+        slices.next(1).request_next();  // short bursts of requests
         GradWeightRow<acc_t, scalar_t> row;
         row.taps = taps.data();
         row.channels = per_group;

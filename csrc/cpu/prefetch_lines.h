@@ -17,33 +17,65 @@
 namespace involution {
 namespace cpu {
 
-// Lines [begin, end) of a task's list, requested in `requests` equal parts (one per kernel row).
+// A run of back-to-back cache lines of a task's list: its first line's address (+ 1 where the
+// lines are about to be written) and its first line's index in the list. A list is stored as
+// such spans, with a last one that only marks the list's end: listing a line at a time cost a
+// store per line when the list was built and a load and a test per line when it was requested
+// (together about a tenth of the stage-3 forward at AVX2 on a Zen 3 host).
+struct PrefetchSpan {
+  uintptr_t line;
+  int64_t begin;
+};
+
+// Lines [begin, end) of a task's list, requested in equal parts in turn (one per kernel row).
 struct PrefetchSlice {
-  const uintptr_t* lines;  // a line's address, + 1 for a line about to be written
-  int64_t count;
+  const PrefetchSpan* span;  // the span holding line `begin` (or one before it)
+  int64_t begin, end;
   int64_t per_request;  // lines per request, rounded up: no division per kernel row
-  // Requests part `part` of the slice's lines, into L2, not L1 (prefetcht1): the next task's
-  // rows are over 100 KB at RedNet's shapes, and in L1 they would evict the current task's own
-  // (stage 1's forward 5.35 -> 3.24 ms at AVX-512 on a Zen 4 host, with the lines of the rows
-  // about to be written: benchmarks/results/ab_zen4_avx512_*.json).
-  INVOLUTION_CPU_INLINE void request(int64_t part) const {
-    constexpr int kL2 = 2;
-    const int64_t begin = std::min(part * per_request, count);
-    const int64_t end = std::min(begin + per_request, count);
-    for (int64_t k = begin; k < end; ++k) {
-      const uintptr_t line = lines[k];
-      if (line & 1) {
-        __builtin_prefetch(reinterpret_cast<const void*>(line - 1), 1, kL2);
-      } else {
-        __builtin_prefetch(reinterpret_cast<const void*>(line), 0, kL2);
+  // Requests the slice's next part, into L2, not L1 (prefetcht1): the next task's rows are
+  // over 100 KB at RedNet's shapes, and in L1 they would evict the current task's own (stage 1's
+  // forward 5.35 -> 3.24 ms at AVX-512 on a Zen 4 host, with the lines of the rows about to be
+  // written: benchmarks/results/ab_zen4_avx512_*.json). The slice keeps its place, span
+  // included, so that its spans are walked once over all its parts (grad_weight's slices cross
+  // two spans per channel).
+  INVOLUTION_CPU_INLINE void request_next() {
+    const int64_t last = std::min(begin + per_request, end);
+    while (begin < last) {
+      if (span[1].begin <= begin) {
+        ++span;
+        continue;
       }
+      const int64_t lines = std::min(last, span[1].begin) - begin;
+      const uintptr_t line = span->line + static_cast<uintptr_t>(begin - span->begin) * 64;
+      if (line & 1) {
+        request_lines<1>(line - 1, lines);
+      } else {
+        request_lines<0>(line, lines);
+      }
+      begin += lines;
+    }
+  }
+
+ private:
+  template <int kWrite>
+  INVOLUTION_CPU_INLINE static void request_lines(uintptr_t line, int64_t lines) {
+    constexpr int kL2 = 2;
+    for (int64_t k = 0; k < lines; ++k) {
+      __builtin_prefetch(reinterpret_cast<const void*>(line + k * 64), kWrite, kL2);
     }
   }
 };
 
 class PrefetchLines {
  public:
-  void clear() { size_ = 0; }
+  PrefetchLines() { clear(); }
+
+  void clear() {
+    spans_count_ = 0;
+    size_ = 0;
+    reserve(1);
+    spans_[0] = {0, 0};
+  }
 
   // The lines of `rows` rows `row_stride` apart, `count` elements each (contiguous rows only:
   // a row with a step, channels_last, is left to the hardware), one span where the rows are
@@ -65,11 +97,19 @@ class PrefetchLines {
   // Slice `part` of `parts`, in list order, to be requested in `requests` parts.
   PrefetchSlice slice(int64_t part, int64_t parts, int64_t requests) const {
     const int64_t begin = size_ * part / parts, end = size_ * (part + 1) / parts;
-    return {lines_.get() + begin, end - begin, (end - begin + requests - 1) / requests};
+    return {span_of(spans_.get(), begin), begin, end, (end - begin + requests - 1) / requests};
   }
 
-  const uintptr_t* data() const { return lines_.get(); }
-  int64_t size() const { return size_; }
+  // The span holding line `line`, walked to from `from` (at or before it); the end mark for
+  // the list's end.
+  const PrefetchSpan* span_of(const PrefetchSpan* from, int64_t line) const {
+    const PrefetchSpan* end = spans_.get() + spans_count_;
+    while (from < end && from[1].begin <= line) ++from;
+    return from;
+  }
+
+  const PrefetchSpan* spans() const { return spans_.get(); }
+  int64_t size() const { return size_; }  // in lines
 
  private:
   template <int kWrite, typename T>
@@ -78,28 +118,36 @@ class PrefetchLines {
     const uintptr_t begin = reinterpret_cast<uintptr_t>(first) & ~(kLine - 1);
     const uintptr_t last = reinterpret_cast<uintptr_t>(first + count - 1) & ~(kLine - 1);
     const int64_t added = static_cast<int64_t>((last - begin) / kLine) + 1;
-    // filled through a local pointer, never zeroed first: push_back kept the vector's end in
-    // memory (a store-to-load chain per line, a tenth of the stage-1 forward) and resize
-    // called memset for every span (stage 4's are a tap's 49 floats)
-    uintptr_t* out = extend(added);
-    for (int64_t k = 0; k < added; ++k) out[k] = begin + k * kLine + kWrite;
-  }
-
-  // The list made `added` lines longer: where they go.
-  uintptr_t* extend(int64_t added) {
-    if (size_ + added > capacity_) {
-      const int64_t capacity = std::max<int64_t>(2 * capacity_, size_ + added);
-      std::unique_ptr<uintptr_t[]> lines(new uintptr_t[capacity]);
-      std::copy_n(lines_.get(), size_, lines.get());
-      lines_ = std::move(lines);
-      capacity_ = capacity;
+    PrefetchSpan* end = spans_.get() + spans_count_;  // the end mark
+    const uintptr_t line = begin + kWrite;
+    if (spans_count_ > 0 && end[-1].line + static_cast<uintptr_t>(size_ - end[-1].begin) * kLine ==
+                                line) {
+      size_ += added;  // continues the last span
+      end->begin = size_;
+      return;
     }
+    reserve(spans_count_ + 2);
+    end = spans_.get() + spans_count_;
+    *end = {line, size_};
     size_ += added;
-    return lines_.get() + size_ - added;
+    end[1] = {0, size_};
+    ++spans_count_;
   }
 
-  std::unique_ptr<uintptr_t[]> lines_;
-  int64_t size_ = 0, capacity_ = 0;
+  // Room for `count` spans, the end mark included.
+  void reserve(int64_t count) {
+    if (count <= capacity_) return;
+    const int64_t capacity = std::max<int64_t>({2 * capacity_, count, 64});
+    std::unique_ptr<PrefetchSpan[]> spans(new PrefetchSpan[capacity]);
+    if (spans_) std::copy_n(spans_.get(), spans_count_ + 1, spans.get());
+    spans_ = std::move(spans);
+    capacity_ = capacity;
+  }
+
+  std::unique_ptr<PrefetchSpan[]> spans_;
+  int64_t spans_count_ = 0;  // the spans before the end mark
+  int64_t size_ = 0;         // lines
+  int64_t capacity_ = 0;
 };
 
 // The slices 0, 1, 2, ... of `parts` of a list in turn, the same as PrefetchLines::slice gives
@@ -107,21 +155,23 @@ class PrefetchLines {
 class PrefetchSlices {
  public:
   PrefetchSlices(const PrefetchLines& lines, int64_t parts)
-      : lines_(lines.data()), step_(lines.size() / parts), extra_(lines.size() % parts),
-        parts_(parts) {}
+      : lines_(lines), span_(lines.spans()), step_(lines.size() / parts),
+        extra_(lines.size() % parts), parts_(parts) {}
 
   // The next slice, to be requested in `requests` parts.
   PrefetchSlice next(int64_t requests) {
     int64_t count = step_;
     remainder_ += extra_;  // begin = floor(size * part / parts), kept as quotient and remainder
     if (remainder_ >= parts_) remainder_ -= parts_, ++count;
-    const PrefetchSlice slice{lines_ + begin_, count, (count + requests - 1) / requests};
+    span_ = lines_.span_of(span_, begin_);
+    const PrefetchSlice slice{span_, begin_, begin_ + count, (count + requests - 1) / requests};
     begin_ += count;
     return slice;
   }
 
  private:
-  const uintptr_t* lines_;
+  const PrefetchLines& lines_;
+  const PrefetchSpan* span_;
   int64_t step_, extra_, parts_;
   int64_t begin_ = 0, remainder_ = 0;
 };
