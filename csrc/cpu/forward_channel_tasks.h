@@ -46,6 +46,7 @@ INVOLUTION_CPU_INLINE void forward_channel_tasks(const Problem& p, Rows4<const s
   const int64_t tiles = (cols.output_size + kTilePixels<native_t> - 1) / kTilePixels<native_t>;
   // zeroed once: the padding columns are never written (kernels.h: framed row buffers)
   ChannelVectorBuffer inputs(input_rows * columns);
+  int64_t held_lo = 0, held_hi = 0;  // the buffer rows that hold input rows; the rest are zero
   ChannelVectorBuffer results(block * cols.output_size);
   // bfloat16: the task's weight rows as float, tap t = u * KW + v, row r at
   // (t * block + r) * output columns (a tap's rows back to back, as in the tensor)
@@ -81,11 +82,16 @@ INVOLUTION_CPU_INLINE void forward_channel_tasks(const Problem& p, Rows4<const s
     PrefetchSlices slices(next_lines, chunks * (i1 - i0) * tiles);  // a slice per tile
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
       const int64_t c_first = g * per_group + chunk * kGroupLanes;
-      // rows outside the input are zero rows; the others are copied from the input
-      for (int64_t b = 0; b < count; ++b) {
-        if (first + b >= h0 && first + b < h1) continue;
+      // rows outside the input are zero rows; the others are copied from the input. Only the
+      // rows that held the last chunk's input and hold none now are zeroed: rewriting every
+      // zero row at every chunk was 4% of the stage-4 forward (6 of a task's 13 rows).
+      const int64_t data_lo = read_columns > 0 ? h0 - first : 0;
+      const int64_t data_hi = read_columns > 0 ? h1 - first : 0;
+      for (int64_t b = held_lo; b < held_hi; ++b) {
+        if (b >= data_lo && b < data_hi) continue;
         std::fill_n(inputs.data() + b * columns, columns, ChannelVector{});
       }
+      held_lo = data_lo, held_hi = data_hi;
       if (read_columns > 0) {
         move_pixels<native_t, false>(
             input.row(n, c_first, h0), input.channel_stride, input.row_stride, input.step,
