@@ -11,6 +11,7 @@
 // dw - (a weight row's length) from one tap to the next.
 #pragma once
 
+#include <type_traits>
 #include <vector>
 
 #include "channel_vectors.h"
@@ -84,6 +85,13 @@ INVOLUTION_CPU_INLINE void grad_input_channel_tasks(const Problem& p,
       for (int64_t u = u_lo; u < u_hi; ++u) {
         const int64_t i = h + rows.padding - u * rows.dilation;
         float* target = weights.data() + ((h - h0) * rows.kernel_size + u) * kernel_w * length;
+        if constexpr (std::is_same<scalar_t, float>::value) {
+          if (weight.step() == 1) {  // the kernel row's weight rows, one size dispatch for all
+            copy_rows(weight.row(n, g, u, 0, i), weight.strides[3], cols.output_size, kernel_w,
+                      target + shift, length);
+            continue;
+          }
+        }
         for (int64_t v = 0; v < kernel_w; ++v) {  // columns [shift, shift + Wo) of the frame
           copy_row<native_t>(weight.row(n, g, u, v, i), weight.step(), cols.output_size,
                              target + v * length + shift);

@@ -168,6 +168,38 @@ INVOLUTION_CPU_INLINE void copy_contiguous(const T* source, int64_t count, T* ta
   }
 }
 
+// copy_contiguous of `rows` rows of `count` elements (rows `source_stride` and `target_stride`
+// elements apart), the size dispatched once for all of them: grad_input copies a task's weight
+// rows a kernel row at a time, and at RedNet's last stage (rows of 7 floats) the dispatch and
+// the address of each row took more than its two moves.
+template <typename T>
+INVOLUTION_CPU_INLINE void copy_rows(const T* source, int64_t source_stride, int64_t count,
+                                     int64_t rows, T* target, int64_t target_stride) {
+  const int64_t bytes = count * static_cast<int64_t>(sizeof(T));
+  auto each_row = [&](auto piece) INVOLUTION_CPU_LAMBDA {
+    for (int64_t r = 0; r < rows; ++r) {
+      copy_two_pieces<decltype(piece)::value>(
+          reinterpret_cast<const char*>(source + r * source_stride), bytes,
+          reinterpret_cast<char*>(target + r * target_stride));
+    }
+  };
+  if (bytes > 64) {
+    for (int64_t r = 0; r < rows; ++r) {
+      copy_contiguous(source + r * source_stride, count, target + r * target_stride);
+    }
+  } else if (bytes >= 32) {
+    each_row(std::integral_constant<int64_t, 32>{});
+  } else if (bytes >= 16) {
+    each_row(std::integral_constant<int64_t, 16>{});
+  } else if (bytes >= 8) {
+    each_row(std::integral_constant<int64_t, 8>{});
+  } else if (bytes >= 4) {
+    each_row(std::integral_constant<int64_t, 4>{});
+  } else if (bytes >= 2) {
+    each_row(std::integral_constant<int64_t, 2>{});
+  }
+}
+
 template <typename T>
 INVOLUTION_CPU_INLINE void zero_contiguous(T* target, int64_t count) {
   static_assert(std::is_floating_point<T>::value, "zero_contiguous: all-zero bits must be 0");
