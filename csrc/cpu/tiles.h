@@ -147,57 +147,46 @@ INVOLUTION_CPU_INLINE void copy_two_pieces(const char* source, int64_t bytes, ch
   __builtin_memcpy(target + bytes - kBytes, source + bytes - kBytes, kBytes);
 }
 
-template <typename T>
-INVOLUTION_CPU_INLINE void copy_contiguous(const T* source, int64_t count, T* target) {
-  const char* from = reinterpret_cast<const char*>(source);
-  char* to = reinterpret_cast<char*>(target);
-  const int64_t bytes = count * static_cast<int64_t>(sizeof(T));
-  if (bytes > 64) {  // whole 64-byte blocks, the last one ending at the last byte
-    for (int64_t k = 0; k + 64 < bytes; k += 64) __builtin_memcpy(to + k, from + k, 64);
-    __builtin_memcpy(to + bytes - 64, from + bytes - 64, 64);
-  } else if (bytes >= 32) {
-    copy_two_pieces<32>(from, bytes, to);
-  } else if (bytes >= 16) {
-    copy_two_pieces<16>(from, bytes, to);
-  } else if (bytes >= 8) {
-    copy_two_pieces<8>(from, bytes, to);
-  } else if (bytes >= 4) {
-    copy_two_pieces<4>(from, bytes, to);
-  } else if (bytes >= 2) {
-    copy_two_pieces<2>(from, bytes, to);
-  }
-}
-
-// copy_contiguous of `rows` rows of `count` elements (rows `source_stride` and `target_stride`
-// elements apart), the size dispatched once for all of them: grad_input copies a task's weight
-// rows a kernel row at a time, and at RedNet's last stage (rows of 7 floats) the dispatch and
-// the address of each row took more than its two moves.
+// `rows` rows of `count` elements (rows `source_stride` and `target_stride` elements apart),
+// the size dispatched once for all of them: grad_input copies a task's weight rows a kernel row
+// at a time, and at RedNet's last stage (rows of 7 floats) the dispatch and the address of each
+// row took more than its two moves.
 template <typename T>
 INVOLUTION_CPU_INLINE void copy_rows(const T* source, int64_t source_stride, int64_t count,
                                      int64_t rows, T* target, int64_t target_stride) {
   const int64_t bytes = count * static_cast<int64_t>(sizeof(T));
-  auto each_row = [&](auto piece) INVOLUTION_CPU_LAMBDA {
+  auto each_row = [&](auto&& copy) INVOLUTION_CPU_LAMBDA {
     for (int64_t r = 0; r < rows; ++r) {
-      copy_two_pieces<decltype(piece)::value>(
-          reinterpret_cast<const char*>(source + r * source_stride), bytes,
-          reinterpret_cast<char*>(target + r * target_stride));
+      copy(reinterpret_cast<const char*>(source + r * source_stride),
+           reinterpret_cast<char*>(target + r * target_stride));
     }
   };
-  if (bytes > 64) {
-    for (int64_t r = 0; r < rows; ++r) {
-      copy_contiguous(source + r * source_stride, count, target + r * target_stride);
-    }
+  auto in_two = [&](auto piece) INVOLUTION_CPU_LAMBDA {
+    each_row([&](const char* from, char* to) INVOLUTION_CPU_LAMBDA {
+      copy_two_pieces<decltype(piece)::value>(from, bytes, to);
+    });
+  };
+  if (bytes > 64) {  // whole 64-byte blocks, the last one ending at the last byte
+    each_row([&](const char* from, char* to) INVOLUTION_CPU_LAMBDA {
+      for (int64_t k = 0; k + 64 < bytes; k += 64) __builtin_memcpy(to + k, from + k, 64);
+      __builtin_memcpy(to + bytes - 64, from + bytes - 64, 64);
+    });
   } else if (bytes >= 32) {
-    each_row(std::integral_constant<int64_t, 32>{});
+    in_two(std::integral_constant<int64_t, 32>{});
   } else if (bytes >= 16) {
-    each_row(std::integral_constant<int64_t, 16>{});
+    in_two(std::integral_constant<int64_t, 16>{});
   } else if (bytes >= 8) {
-    each_row(std::integral_constant<int64_t, 8>{});
+    in_two(std::integral_constant<int64_t, 8>{});
   } else if (bytes >= 4) {
-    each_row(std::integral_constant<int64_t, 4>{});
+    in_two(std::integral_constant<int64_t, 4>{});
   } else if (bytes >= 2) {
-    each_row(std::integral_constant<int64_t, 2>{});
+    in_two(std::integral_constant<int64_t, 2>{});
   }
+}
+
+template <typename T>
+INVOLUTION_CPU_INLINE void copy_contiguous(const T* source, int64_t count, T* target) {
+  copy_rows(source, 0, count, 1, target, 0);
 }
 
 template <typename T>
