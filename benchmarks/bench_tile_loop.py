@@ -4,14 +4,17 @@ Compiles benchmarks/tile_loop.cpp (the kernels' own two-row tile, csrc/cpu/tiles
 tile shape (csrc/cpu/dispatch.h) of each ISA level this host and torch's ATEN_CPU_CAPABILITY
 allow, with that level's compiler flags, and times it with all its data in L1: the host's peak
 multiply-add rate at the level's vector width, the tile's rate as the kernels run it (vector
-loads straddling cache lines) and its rate with every load on a vector boundary. From the tile's
-rate it gives each RedNet-50 shape's loop-bound forward time (its vector multiply-adds, rows
-padded to whole vectors, spread over the threads), beside the copy floor of a committed
-bench_op.py result when one is given. At AVX2 and AVX-512 it also times the float forward's
-pixel tile of 16-channel vectors (csrc/cpu/channel_vectors.h), the loop those levels run for
-RedNet's groups of 16 channels, inlined (its strides known to the compiler) and as the kernels
-run it (a function of its own, strides read at run time, at every tile width), and gives its
-loop-bound forward times the same way. Prints a table, writes JSON under benchmarks/results/.
+loads straddling cache lines) and its rate with every load on a vector boundary. At the baseline
+level, which has no fused multiply-add, the peak is a load, a multiply and an add per vector,
+and the broadcast peak the same with a float broadcast for every four (the pixel tile's
+weights). From the tile's rate it gives each RedNet-50 shape's loop-bound forward time (its
+vector multiply-adds, rows padded to whole vectors, spread over the threads), beside the copy
+floor of a committed bench_op.py result when one is given. It also times the float forward's
+pixel tile of 16-channel vectors (csrc/cpu/channel_vectors.h), the loop RedNet's groups of 16
+channels run (at the baseline level where rows are not a whole number of vectors), inlined (its
+strides known to the compiler) and as the kernels run it (a function of its own, strides read
+at run time, at every tile width), and gives its loop-bound forward times the same way. Prints a
+table, writes JSON under benchmarks/results/.
 
     python benchmarks/bench_tile_loop.py --op-results benchmarks/results/op_cpu_quick_zen5_avx512.json
 """
@@ -40,12 +43,12 @@ SOURCE = ROOT / "benchmarks" / "tile_loop.cpp"
 AVX512_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma", "-mf16c",
                 "-mbmi", "-mbmi2"]
 # channel: the register of the float forward's 16-channel vectors (csrc/cpu/dispatch.h:
-# ChannelNative), where the level has them.
+# ChannelNative).
 LEVELS = {
     "avx512": dict(wide=(64, 8), narrow=(32, 8), channel=64, flags=AVX512_FLAGS),
     "avx2": dict(wide=(32, 4), narrow=None, channel=32,
                  flags=["-mavx2", "-mfma", "-mf16c", "-mbmi", "-mbmi2"]),
-    "default": dict(wide=(16, 4), narrow=None, channel=None, flags=[]),
+    "default": dict(wide=(16, 4), narrow=None, channel=16, flags=[]),
 }
 ORDER = ["default", "avx2", "avx512"]
 
@@ -161,6 +164,9 @@ def main(argv=None) -> None:
                   f"{shape['tile_ns_per_vector_multiply_add']:8.4f} "
                   f"{shape['aligned_tile_ns_per_vector_multiply_add']:8.4f}  "
                   + ("  ".join(cells) if shape is row else ""))
+            if shape.get("broadcast_peak_ns_per_vector_multiply_add") is not None:
+                print(f"{'':11} {shape['broadcast_peak_ns_per_vector_multiply_add']:8.4f}"
+                      f"{'':>20}(peak with a float broadcast for every four multiply-adds)")
     for row in rows:
         if "channel_tile_ns_per_multiply_add" not in row:
             continue

@@ -1,9 +1,10 @@
 // The CPU forward's innermost loop alone, with all its data in L1: how fast the two-row tile
 // (csrc/cpu/tiles.h: forward_pair_tile, the code the kernels run) multiplies and adds on this
 // host at one ISA level, beside the host's peak rate at that vector width, and where
-// CHANNEL_NATIVE_BYTES is given (AVX2: 32, AVX-512: 64), the float forward's pixel tile of
-// 16-channel vectors (csrc/cpu/channel_vectors.h: pixel_tile, 7 x 7 taps, as many pixels as
-// the kernels take at that level, inlined; and as the kernels run it, at every tile width).
+// CHANNEL_NATIVE_BYTES is given (baseline: 16, AVX2: 32, AVX-512: 64), the float forward's
+// pixel tile of 16-channel vectors (csrc/cpu/channel_vectors.h: pixel_tile, 7 x 7 taps, as
+// many pixels as the kernels take at that level, inlined; and as the kernels run it, at every
+// tile width).
 // This is the CPU's instruction floor: a forward cannot run faster than its multiply-adds at
 // its loop's rate.
 // benchmarks/bench_tile_loop.py compiles it once per tile shape of each level (TILE_BYTES,
@@ -67,6 +68,36 @@ double peak_ns_per_multiply_add() {
   for (int64_t i = 0; i < kChains; ++i) sum += acc[i][0];
   if (sum == 12345.f) std::puts("");  // keeps the chains alive
   return ns / (kRounds * kChains);
+}
+
+// Without fused multiply-add (SSE2), a chain acc * scale + shift is a multiply then a
+// dependent add, so the peak above would time latency. Instead: kChains sums acc += x * w, each
+// x loaded from L1 (a load, a multiply and an add: what every tile's multiply-add needs at
+// least), with w one register, or (`broadcast`) a float loaded and broadcast for every four of
+// them, as the 16-channel pixel tile's weights are at this level (a shuffle each).
+double separate_peak_ns_per_multiply_add(bool broadcast) {
+  constexpr int64_t kRows = 4;  // x rotates through kRows sets of kChains vectors
+  std::vector<vector_t> xs(kRows * kChains);
+  for (size_t k = 0; k < xs.size(); ++k) xs[k] = vector_t{} + 1.0f / (1 + k);
+  float weights[kRows * kChains];
+  for (int64_t k = 0; k < kRows * kChains; ++k) weights[k] = 0.5f / (1 + k);
+  vector_t acc[kChains] = {};
+  vector_t w = vector_t{} + 0.5f;
+  const double ns = best_ns(
+      [&](int64_t k) {
+        const vector_t* x = xs.data() + (k % kRows) * kChains;
+        const float* row = weights + (k % kRows) * kChains;
+        asm volatile("" : "+r"(x), "+r"(row));  // loads not hoisted out of the calls
+#pragma GCC unroll 12
+        for (int64_t i = 0; i < kChains; ++i) {
+          acc[i] += x[i] * (broadcast ? vector_t{} + row[i / 4] : w);
+        }
+      },
+      2000000);
+  float sum = 0;
+  for (int64_t i = 0; i < kChains; ++i) sum += acc[i][0];
+  if (sum == 12345.f) std::puts("");
+  return ns / kChains;
 }
 
 // The two-row tile over a 7 x 7 kernel at unit stride and dilation: `aligned` places every
@@ -159,10 +190,12 @@ void as_run_ns(double* out) {
 }  // namespace
 
 int main() {
-  // without FMA (SSE2) a chain is a multiply then a dependent add: latency, not the peak rate
-  char peak[32] = "null";
+  char peak[96];
 #if defined(__FMA__)
   std::snprintf(peak, sizeof(peak), "%.5f", peak_ns_per_multiply_add());
+#else
+  std::snprintf(peak, sizeof(peak), "%.5f, \"broadcast_peak_ns_per_vector_multiply_add\": %.5f",
+                separate_peak_ns_per_multiply_add(false), separate_peak_ns_per_multiply_add(true));
 #endif
   const double kernel = tile_ns_per_multiply_add(false);
   const double aligned = tile_ns_per_multiply_add(true);

@@ -203,24 +203,26 @@ def test_tile_loop_benchmark_times_the_kernels_tiles_at_every_level(tmp_path):
             assert shape["lanes"] * 4 == shape["vector_bytes"]
             assert shape["tile_ns_per_vector_multiply_add"] > 0
             assert shape["aligned_tile_ns_per_vector_multiply_add"] > 0
+            assert shape["peak_ns_per_vector_multiply_add"] > 0
+        # without fused multiply-add, also the peak with a broadcast weight per four
+        assert ("broadcast_peak_ns_per_vector_multiply_add" in row) == (row["level"] == "default")
         # stage 1 (C64, 56 x 56): 2 * 64 * 56 rows of ceil(56 / lanes) vectors, 49 taps each
         vectors = 2 * 64 * 56 * -(-56 // row["lanes"]) * 49
         expected = vectors * row["tile_ns_per_vector_multiply_add"] / threads * 1e-6
         assert row["loop_bound_forward_ms"]["stage1"] == pytest.approx(expected)
-        # the 16-channel pixel tile where the level has it: 2 * 64 / 16 vectors per pixel
-        assert ("channel_tile_ns_per_multiply_add" in row) == (row["level"] != "default")
-        if row["level"] != "default":
-            assert row["channel_tile_pixels"] == {"avx2": 7, "avx512": 16}[row["level"]]
-            expected = 2 * 4 * 56 * 56 * 49 * row["channel_tile_ns_per_multiply_add"] / threads * 1e-6
-            assert row["channel_loop_bound_forward_ms"]["stage1"] == pytest.approx(expected)
-            # as the kernels run it: a rate per tile width; stage 4's rows of 7 are one tile of 7
-            rates = row["channel_tile_as_run_ns_per_multiply_add"]
-            assert len(rates) == row["channel_tile_pixels"] and min(rates) > 0
-            widths = [7]
-            assert bench_tile_loop.tile_widths(7, row["channel_tile_pixels"]) == widths
-            assert bench_tile_loop.tile_widths(7, 6) == [3, 4]
-            expected = 2 * 32 * 7 * sum(w * 49 * rates[w - 1] for w in widths) / threads * 1e-6
-            assert row["channel_as_run_loop_bound_forward_ms"]["stage4"] == pytest.approx(expected)
+        # the 16-channel pixel tile: 2 * 64 / 16 vectors per pixel
+        assert row["channel_tile_pixels"] == {"default": 3, "avx2": 7, "avx512": 16}[row["level"]]
+        expected = 2 * 4 * 56 * 56 * 49 * row["channel_tile_ns_per_multiply_add"] / threads * 1e-6
+        assert row["channel_loop_bound_forward_ms"]["stage1"] == pytest.approx(expected)
+        # as the kernels run it: a rate per tile width; stage 4's rows of 7 are one tile of 7, or
+        # tiles of 2, 2 and 3 at the baseline level
+        rates = row["channel_tile_as_run_ns_per_multiply_add"]
+        assert len(rates) == row["channel_tile_pixels"] and min(rates) > 0
+        widths = [2, 2, 3] if row["level"] == "default" else [7]
+        assert bench_tile_loop.tile_widths(7, row["channel_tile_pixels"]) == widths
+        assert bench_tile_loop.tile_widths(7, 6) == [3, 4]
+        expected = 2 * 32 * 7 * sum(w * 49 * rates[w - 1] for w in widths) / threads * 1e-6
+        assert row["channel_as_run_loop_bound_forward_ms"]["stage4"] == pytest.approx(expected)
 
 
 TINY = bench_op.Shape("tiny", batch=1, channels=16, size=9, kernel=3)

@@ -12,12 +12,12 @@ import involution_cuda
 TESTS = Path(__file__).resolve().parent
 LEVELS = ["default", "avx2", "avx512"]
 # What each level runs: values and gradients of every dtype and problem against the reference,
-# gradcheck, layouts, the half tolerances, bfloat16's rounding bit for bit, and the property
-# tests (random shapes and options).
+# gradcheck, layouts, the channel-vector kernels' problems, the half tolerances, bfloat16's
+# rounding bit for bit, and the property tests (random shapes and options).
 KERNEL_TESTS = [
     str(TESTS / "test_ops.py"), str(TESTS / "test_tolerances.py"), str(TESTS / "test_properties.py"),
     "-k", "(cpu and (reference or gradcheck or empty_batch or non_contiguous or deterministic)) "
-    "or kernels_pass or random_problems_cpu or round_bfloat16 or rounds_bfloat16",
+    "or channel_vectors or kernels_pass or random_problems_cpu or round_bfloat16 or rounds_bfloat16",
 ]
 
 

@@ -1,7 +1,8 @@
-// Building blocks of the CPU forward and grad_input at AVX2 and AVX-512 for float and bfloat16
+// Building blocks of the CPU forward and grad_input for float and bfloat16
 // (forward_channel_tasks.h, grad_input_channel_tasks.h): vectors along 16 channels of a group,
-// one zmm or two ymm registers of float, so that
-//   - a tap's weight, one float per pixel, is a broadcast folded into the multiply-add;
+// one zmm, two ymm or four xmm registers of float (dispatch.h says which rows take them), so that
+//   - a tap's weight, one float per pixel, is a broadcast folded into the multiply-add (a
+//     shuffle of its own at the baseline level);
 //   - every input load is one aligned cache line;
 //   - no lane is padding, whatever the row length;
 //   - a weight row is read once per 16 channels (per group in RedNet).
@@ -170,6 +171,20 @@ INVOLUTION_CPU_INLINE void transpose_8x8(vector_t* rows, int64_t stride) {
   }
 }
 
+// In place: 4 x 4 floats in 4 xmm registers (unpack pairs, then move 64-bit halves): 8
+// shuffles.
+template <typename vector_t>
+INVOLUTION_CPU_INLINE void transpose_4x4(vector_t* rows, int64_t stride) {
+  const vector_t t0 = INVOLUTION_SHUFFLE(rows[0], rows[stride], 0, 4, 1, 5);
+  const vector_t t1 = INVOLUTION_SHUFFLE(rows[0], rows[stride], 2, 6, 3, 7);
+  const vector_t t2 = INVOLUTION_SHUFFLE(rows[2 * stride], rows[3 * stride], 0, 4, 1, 5);
+  const vector_t t3 = INVOLUTION_SHUFFLE(rows[2 * stride], rows[3 * stride], 2, 6, 3, 7);
+  rows[0] = INVOLUTION_SHUFFLE(t0, t2, 0, 1, 4, 5);
+  rows[stride] = INVOLUTION_SHUFFLE(t0, t2, 2, 3, 6, 7);
+  rows[2 * stride] = INVOLUTION_SHUFFLE(t1, t3, 0, 1, 4, 5);
+  rows[3 * stride] = INVOLUTION_SHUFFLE(t1, t3, 2, 3, 6, 7);
+}
+
 // In place: block[r] (16 floats as kParts parts) becomes column r of the 16 x 16 block.
 template <typename native_t>
 INVOLUTION_CPU_INLINE void transpose_block(native_t (&block)[16][kParts<native_t>]) {
@@ -178,8 +193,19 @@ INVOLUTION_CPU_INLINE void transpose_block(native_t (&block)[16][kParts<native_t
     for (int r = 0; r < 16; ++r) rows[r] = block[r][0];
     transpose_16x16(rows);
     for (int r = 0; r < 16; ++r) block[r][0] = rows[r];
+  } else if constexpr (kParts<native_t> == 4) {
+    // 4 x 4 blocks: block (R, h) is pixels 4R .. 4R + 3, channels 4h .. 4h + 3; transposed, it
+    // is channels 4h .. of pixels 4R .., so it moves to (h, R)
+    for (int b = 0; b < 4; ++b) {
+      for (int h = 0; h < 4; ++h) transpose_4x4(&block[4 * b][h], 4);
+    }
+    for (int b = 0; b < 4; ++b) {
+      for (int h = b + 1; h < 4; ++h) {
+        for (int m = 0; m < 4; ++m) std::swap(block[4 * b + m][h], block[4 * h + m][b]);
+      }
+    }
   } else {
-    static_assert(kParts<native_t> == 2, "channel vectors: one zmm or two ymm registers");
+    static_assert(kParts<native_t> == 2, "channel vectors: one zmm, two ymm or four xmm registers");
     // [[A, B], [C, D]] of 8 x 8 blocks becomes [[A', C'], [B', D']]
     transpose_8x8(&block[0][0], 2);
     transpose_8x8(&block[0][1], 2);
@@ -376,20 +402,27 @@ __attribute__((noinline)) INVOLUTION_TARGET_AVX2 void pixel_tile_avx2(const Pixe
 // 16 ymm: 7 pixels of two halves, 14 accumulators; the compiler reads the inputs as operands of
 // the multiply-adds instead. With at most 6, rows of 7 (stage 4) ran as tiles of 3 and 4, whose
 // loop took 24% longer per multiply-add than one tile of 7 (tile_loop_cpu_emr.json).
+// 16 xmm without fused multiply-add: 3 pixels of four quarters, 12 accumulators, leaving a
+// broadcast weight and the product that each add takes.
 template <typename native_t>
-constexpr int64_t kTilePixels = kParts<native_t> == 1 ? 16 : 7;
+constexpr int64_t kTilePixels = kParts<native_t> == 1 ? 16 : kParts<native_t> == 2 ? 7 : 3;
+
+// The baseline level's (and other architectures'), compiled with the file's own flags.
+template <int64_t kPixels, int64_t kWidth, typename native_t>
+__attribute__((noinline)) void pixel_tile_portable(const PixelTileArgs& a, ChannelVector* results) {
+  pixel_tile<kPixels, kWidth, native_t>(a, results);
+}
 
 template <typename native_t, int64_t kPixels, int64_t kWidth>
 INVOLUTION_CPU_INLINE void run_pixel_tile(const PixelTileArgs& a, ChannelVector* results) {
 #if defined(INVOLUTION_TARGET_AVX512)
   if constexpr (kParts<native_t> == 1) {
-    pixel_tile_avx512<kPixels, kWidth>(a, results);
-  } else {
-    pixel_tile_avx2<kPixels, kWidth>(a, results);
+    return pixel_tile_avx512<kPixels, kWidth>(a, results);
+  } else if constexpr (kParts<native_t> == 2) {
+    return pixel_tile_avx2<kPixels, kWidth>(a, results);
   }
-#else
-  pixel_tile<kPixels, kWidth, native_t>(a, results);
 #endif
+  pixel_tile_portable<kPixels, kWidth, native_t>(a, results);
 }
 
 // pixel_tile with kPixels = `pixels` (1 .. kTilePixels) and kWidth for this kernel width where

@@ -9,8 +9,10 @@
 // The forward and grad_input tiles compute two rows at once where they can: 2 * channels
 // accumulators, the weights and one input stay within the level's 32 or 16 registers.
 // grad_weight takes one vector of the shape's width (4 taps x 2 rows of accumulators).
-// At avx2 and avx512 the float forward takes vectors along 16 channels instead (two ymm or one
-// zmm register), where the groups have a multiple of 16 channels (forward_channel_tasks.h).
+// The float and bfloat16 forward and stride-1 grad_input take vectors along 16 channels instead
+// (one zmm, two ymm or four xmm registers), where the groups have a multiple of 16 channels
+// (forward_channel_tasks.h, grad_input_channel_tasks.h); at the baseline level only for rows
+// that are not a whole number of its vectors.
 #pragma once
 
 #include "isa.h"
@@ -19,23 +21,28 @@
 namespace involution {
 namespace cpu {
 
+// ChannelNative: the registers of a 16-channel vector's parts; channel_vectors_for: whether
+// the channel vectors serve rows of `length` results.
 struct DefaultShapes {
   using Wide = TileShape<16, 1, 4>;
   using Narrow = Wide;
-  static constexpr bool channel_vectors = false;
   using ChannelNative = Vector<float, 16>;
+  // SSE2's pixel tile runs at about the row tiles' rate (no fused multiply-add, and a shuffle
+  // to broadcast each weight), so the transposes pay only where rows would leave lanes empty
+  // (benchmarks/CPU_KERNELS.md: "Channel vectors at the baseline level")
+  static constexpr bool channel_vectors_for(int64_t length) { return length % 4 != 0; }
 };
 struct Avx2Shapes {
   using Wide = TileShape<32, 1, 4>;
   using Narrow = Wide;
-  static constexpr bool channel_vectors = true;  // the float forward's 16-channel vectors,
-  using ChannelNative = Vector<float, 32>;       // in the level's registers
+  using ChannelNative = Vector<float, 32>;
+  static constexpr bool channel_vectors_for(int64_t) { return true; }
 };
 struct Avx512Shapes {
   using Wide = TileShape<64, 1, 8>;
   using Narrow = TileShape<32, 1, 8>;
-  static constexpr bool channel_vectors = true;
   using ChannelNative = Vector<float, 64>;
+  static constexpr bool channel_vectors_for(int64_t) { return true; }
 };
 
 #if defined(__GNUC__) && defined(__x86_64__)

@@ -1,5 +1,5 @@
-// The CPU forward at AVX2 and AVX-512 for float and bfloat16 with a multiple of 16 channels per
-// group: vectors along channels (channel_vectors.h). Tasks as in forward_tasks.h: task (n, g, b)
+// The CPU forward for float and bfloat16 with a multiple of 16 channels per group: vectors
+// along channels (channel_vectors.h; at the baseline level for some row lengths, dispatch.h). Tasks as in forward_tasks.h: task (n, g, b)
 // computes output rows b * block .. of every channel of group g.
 #pragma once
 
@@ -12,9 +12,9 @@
 namespace involution {
 namespace cpu {
 
-// Whether forward_channel_tasks computes this problem (at avx2 and avx512; the baseline level
-// keeps the row tiles of forward_tasks.h). Float weights are read in place, from rows contiguous
-// along the width; bfloat16 ones are converted into a copy.
+// Whether forward_channel_tasks can compute this problem (the level decides: dispatch.h). Float
+// weights are read in place, from rows contiguous along the width; bfloat16 ones are converted
+// into a copy.
 template <typename scalar_t>
 bool forward_takes_channel_vectors(const Problem& p, int64_t weight_step) {
   const int64_t per_group = channels_per_group(p);

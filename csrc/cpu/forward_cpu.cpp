@@ -22,13 +22,13 @@ struct ForwardTasks {
   INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
     forward_tasks<scalar_t, Shape>(p, input, weight, output, block, begin, end);
   }
-  // Vectors along channels (forward_channel_tasks.h) where the level has them, or one-vector
+  // Vectors along channels (forward_channel_tasks.h) where the level takes them, or one-vector
   // tiles along rows: two output rows each where their kernel rows share input rows
   // (forward_tasks.h), else one.
   template <typename Shapes>
   INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
-    if constexpr (Shapes::channel_vectors && kChannelVectorTypes<scalar_t>) {
-      if (channel_vectors) {
+    if constexpr (kChannelVectorTypes<scalar_t>) {
+      if (channel_vectors && Shapes::channel_vectors_for(p.width.output_size)) {
         return forward_channel_tasks<typename Shapes::ChannelNative>(p, input, weight, output,
                                                                      block, begin, end);
       }

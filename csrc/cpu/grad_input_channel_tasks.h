@@ -1,5 +1,5 @@
-// The CPU grad_input at AVX2 and AVX-512 for float and bfloat16, stride 1 along both axes, a
-// multiple of 16 channels per group: vectors along channels (channel_vectors.h), as the forward
+// The CPU grad_input for float and bfloat16, stride 1 along both axes, a multiple of 16
+// channels per group (at the baseline level for some row lengths, dispatch.h): vectors along channels (channel_vectors.h), as the forward
 // (forward_channel_tasks.h). Tasks as in grad_input_tasks.h: task (n, g, b) computes input rows
 // b * block .. of every channel of group g.
 //
@@ -20,7 +20,7 @@
 namespace involution {
 namespace cpu {
 
-// Whether grad_input_channel_tasks computes this problem (at avx2 and avx512).
+// Whether grad_input_channel_tasks can compute this problem (the level decides: dispatch.h).
 template <typename scalar_t>
 bool grad_input_takes_channel_vectors(const Problem& p) {
   const int64_t per_group = channels_per_group(p);

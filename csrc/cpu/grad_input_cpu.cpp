@@ -21,13 +21,13 @@ struct GradInputTasks {
   INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
     grad_input_tasks<scalar_t, Shape>(p, grad_output, weight, grad_input, block, begin, end);
   }
-  // Vectors along channels (grad_input_channel_tasks.h) where the level has them, or one-vector
+  // Vectors along channels (grad_input_channel_tasks.h) where the level takes them, or one-vector
   // tiles along rows: two input rows each where the rows' stride and dilation are 1
   // (grad_input_tasks.h), else one.
   template <typename Shapes>
   INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
-    if constexpr (Shapes::channel_vectors && kChannelVectorTypes<scalar_t>) {
-      if (channel_vectors) {
+    if constexpr (kChannelVectorTypes<scalar_t>) {
+      if (channel_vectors && Shapes::channel_vectors_for(p.width.input_size)) {
         return grad_input_channel_tasks<typename Shapes::ChannelNative>(
             p, grad_output, weight, grad_input, block, begin, end);
       }

@@ -14,8 +14,9 @@
 // kChannels channels at once (TileShape), and over two rows at once where the kernel's row step
 // lets consecutive rows share what they read; isa.h / dispatch.h choose the shape and compile
 // the kernels for each ISA level. The kernels here are always inlined into those entry points.
-// At AVX2 and AVX-512 the float and bfloat16 forward and grad_input of groups of a multiple of
-// 16 channels take vectors along channels instead (channel_vectors.h), and grad_weight at unit
+// The float and bfloat16 forward and grad_input of groups of a multiple of 16 channels take
+// vectors along channels instead (channel_vectors.h; at the baseline level only rows that are
+// not a whole number of its vectors: dispatch.h), and grad_weight at unit
 // strides takes tiles along the flattened output plane where rows would waste lanes
 // (grad_weight_plane_tasks.h).
 //
