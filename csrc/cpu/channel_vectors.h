@@ -409,7 +409,8 @@ constexpr int64_t kTilePixels = kParts<native_t> == 1 ? 16 : kParts<native_t> ==
 
 // The baseline level's (and other architectures'), compiled with the file's own flags.
 template <int64_t kPixels, int64_t kWidth, typename native_t>
-__attribute__((noinline)) void pixel_tile_portable(const PixelTileArgs& a, ChannelVector* results) {
+__attribute__((noinline)) void pixel_tile_portable(const PixelTileArgs& a,
+                                                   ChannelVector* results) {
   pixel_tile<kPixels, kWidth, native_t>(a, results);
 }
 

@@ -27,9 +27,10 @@ struct DefaultShapes {
   using Wide = TileShape<16, 1, 4>;
   using Narrow = Wide;
   using ChannelNative = Vector<float, 16>;
-  // SSE2's pixel tile runs at about the row tiles' rate (no fused multiply-add, and a shuffle
-  // to broadcast each weight), so the transposes pay only where rows would leave lanes empty
-  // (benchmarks/CPU_KERNELS.md: "Channel vectors at the baseline level")
+  // SSE2's pixel tile is only about a fifth faster than the row tiles (no fused multiply-add,
+  // and a shuffle to broadcast each weight), so its transposes pay only where rows would leave
+  // lanes of the 4-float vectors empty (benchmarks/CPU_KERNELS.md: "Channel vectors at the
+  // baseline level")
   static constexpr bool channel_vectors_for(int64_t length) { return length % 4 != 0; }
 };
 struct Avx2Shapes {

@@ -1,6 +1,7 @@
 // The CPU forward for float and bfloat16 with a multiple of 16 channels per group: vectors
-// along channels (channel_vectors.h; at the baseline level for some row lengths, dispatch.h). Tasks as in forward_tasks.h: task (n, g, b)
-// computes output rows b * block .. of every channel of group g.
+// along channels (channel_vectors.h; at the baseline level for some row lengths, dispatch.h).
+// Tasks as in forward_tasks.h: task (n, g, b) computes output rows b * block .. of every
+// channel of group g.
 #pragma once
 
 #include <type_traits>

@@ -1,7 +1,8 @@
 // The CPU grad_input for float and bfloat16, stride 1 along both axes, a multiple of 16
-// channels per group (at the baseline level for some row lengths, dispatch.h): vectors along channels (channel_vectors.h), as the forward
-// (forward_channel_tasks.h). Tasks as in grad_input_tasks.h: task (n, g, b) computes input rows
-// b * block .. of every channel of group g.
+// channels per group (at the baseline level for some row lengths, dispatch.h): vectors along
+// channels (channel_vectors.h), as the forward (forward_channel_tasks.h). Tasks as in
+// grad_input_tasks.h: task (n, g, b) computes input rows b * block .. of every channel of
+// group g.
 //
 // Input pixel (h, w) receives, at tap (u, v), grad_output (i, j) = (h + ph - u dh, w + pw - v dw)
 // times that pixel's weight, where (i, j) is an output pixel: the forward's sum with the taps
