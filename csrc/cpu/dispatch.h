@@ -29,9 +29,11 @@ struct DefaultShapes {
   using ChannelNative = Vector<float, 16>;
   // SSE2's pixel tile is only about a fifth faster than the row tiles (no fused multiply-add,
   // and a shuffle to broadcast each weight), so its transposes pay only where rows would leave
-  // lanes of the 4-float vectors empty (benchmarks/CPU_KERNELS.md: "Channel vectors at the
+  // lanes of the row tiles' vectors empty (benchmarks/CPU_KERNELS.md: "Channel vectors at the
   // baseline level")
-  static constexpr bool channel_vectors_for(int64_t length) { return length % 4 != 0; }
+  static constexpr bool channel_vectors_for(int64_t length) {
+    return length % (Wide::bytes / static_cast<int64_t>(sizeof(float))) != 0;
+  }
 };
 struct Avx2Shapes {
   using Wide = TileShape<32, 1, 4>;
