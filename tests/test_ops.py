@@ -76,9 +76,11 @@ def test_row_tails_match_reference(width, dtype, device):
 # pixels or several unequal ones (7 at most at AVX2; stage 4's rows of 7 are one tile), unit
 # column stride and dilation with kernel widths 3, 5 and 7 (inputs shared across taps) and others,
 # strides and dilations per axis, padding wider than the kernel needs or none, a single output
-# row, an input whose last columns no tap reads.
+# row, an input whose last columns no tap reads, tasks of 14 rows and a shorter last one (enough
+# tasks for up to 8 threads).
 CHANNEL_VECTOR_PROBLEMS = [
     Problem(2, 32, 2, (9, 1), (3, 3)),
+    Problem(8, 32, 2, (20, 9), (5, 3)),
     Problem(1, 16, 1, (11, 23), (7, 7)),
     Problem(2, 32, 2, (7, 7), (7, 7)),
     Problem(2, 64, 2, (6, 37), (5, 5), padding=(2, 4)),
@@ -110,6 +112,36 @@ def test_channel_vectors_match_reference(problem, layout, dtype):
     assert out.dtype == dtype and grads[0].dtype == dtype
     for actual, wanted in zip((out, *grads), reference_with_grads(problem, x, w, grad_out)):
         assert_close(actual, wanted, dtype)
+
+
+# Non-finite weights at taps of the channel vectors' forward whose input is zero padding:
+# (image, group, kernel row, kernel column, output row, output column), each with the value it
+# gets. Kernel 5 x 7, padding (2, 3): a padding row only, a padding column only at either end, a
+# padding corner, and a tap inside the image (Inf, not NaN, in the result).
+PADDING_WEIGHTS = [((0, 1, 0, 3, 0, 4), float("nan")), ((1, 0, 2, 6, 3, -1), float("inf")),
+                   ((1, 1, 2, 0, 5, 1), -float("inf")), ((0, 0, 4, 6, 5, 6), float("inf")),
+                   ((1, 0, 2, 3, 2, 4), float("inf"))]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("width", [9, 7])
+def test_channel_vectors_keep_nan_of_padding_weights(width, layout, dtype):
+    """A NaN or Inf weight on the zero padding gives NaN for all 16 channels of its pixel and
+    nowhere else, as the reference's weight * 0 does: a kernel that left the padding's taps out
+    (a quarter of them at RedNet's 7 x 7 images) would lose it. Row lengths of 9 and 7 take the
+    channel vectors at every level."""
+    problem = Problem(2, 32, 2, (6, width), (5, 7))
+    x, w = problem.tensors(dtype=dtype, seed=5)
+    x = x.contiguous(memory_format=layout)
+    for index, value in PADDING_WEIGHTS:
+        w[index] = value
+    got = involution_cuda.involution(x, w, **problem.options)
+    wanted = reference.involution(x.double(), w.double(), **problem.options)
+    assert int(wanted.isnan().sum()) == 4 * 16 and wanted.isinf().any()
+    assert torch.equal(got.isnan(), wanted.isnan()) and torch.equal(got.isinf(), wanted.isinf())
+    numbers = ~wanted.isnan()
+    assert_close(got[numbers], wanted[numbers], dtype)
 
 
 def test_forward_and_grad_input_round_bfloat16_as_torch_does():

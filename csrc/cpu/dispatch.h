@@ -76,6 +76,13 @@ inline int64_t vector_bytes(Isa level) {
   return DefaultShapes::Wide::bytes;
 }
 
+// Whether the level takes channel vectors for rows of `length` results (its Shapes' rule).
+inline bool channel_vectors_at(Isa level, int64_t length) {
+  if (level == Isa::kAvx512) return Avx512Shapes::channel_vectors_for(length);
+  if (level == Isa::kAvx2) return Avx2Shapes::channel_vectors_for(length);
+  return DefaultShapes::channel_vectors_for(length);
+}
+
 // kernel.run<Shapes>() compiled for the ISA level `level` (a level this build lacks runs the
 // portable code).
 template <typename Kernel>

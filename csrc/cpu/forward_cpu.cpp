@@ -46,12 +46,14 @@ void run_forward(const Problem& p, const at::Tensor& input, const at::Tensor& we
     const auto x = rows_of(input.const_data_ptr<scalar_t>(), input);
     const auto w = weight_rows_of(weight.const_data_ptr<scalar_t>(), weight);
     const auto out = rows_of(output.mutable_data_ptr<scalar_t>(), output);
-    const int64_t block = task_block_rows(p, p.height.output_size, at::get_num_threads());
+    const bool channel_vectors = forward_takes_channel_vectors<scalar_t>(p, w.step());
+    const bool long_tasks = channel_vectors && channel_vectors_at(isa(), p.width.output_size);
+    const int64_t block =
+        task_block_rows(p, p.height.output_size, at::get_num_threads(),
+                        long_tasks ? kChannelVectorBlockRows : kRowTileBlockRows);
     const int64_t blocks = (p.height.output_size + block - 1) / block;
     run_tasks<scalar_t>(p.batch * p.groups * blocks, p.width.output_size,
-                        ForwardTasks<scalar_t>{p, x, w, out, block,
-                                               forward_takes_channel_vectors<scalar_t>(
-                                                   p, w.step())});
+                        ForwardTasks<scalar_t>{p, x, w, out, block, channel_vectors});
   });
 }
 

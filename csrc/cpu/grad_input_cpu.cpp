@@ -47,11 +47,14 @@ void run_grad_input(const Problem& p, const at::Tensor& grad_output,
     const auto gx = rows_of(grad_input.mutable_data_ptr<scalar_t>(), grad_input);
     // Rows are split by stride phase: a tile covers one phase of an input row.
     const int64_t phase_length = (p.width.input_size + p.width.stride - 1) / p.width.stride;
-    const int64_t block = task_block_rows(p, p.height.input_size, at::get_num_threads());
+    const bool channel_vectors = grad_input_takes_channel_vectors<scalar_t>(p);
+    const bool long_tasks = channel_vectors && channel_vectors_at(isa(), p.width.input_size);
+    const int64_t block =
+        task_block_rows(p, p.height.input_size, at::get_num_threads(),
+                        long_tasks ? kChannelVectorBlockRows : kRowTileBlockRows);
     const int64_t blocks = (p.height.input_size + block - 1) / block;
     run_tasks<scalar_t>(p.batch * p.groups * blocks, phase_length,
-                        GradInputTasks<scalar_t>{p, go, w, gx, block,
-                                                 grad_input_takes_channel_vectors<scalar_t>(p)});
+                        GradInputTasks<scalar_t>{p, go, w, gx, block, channel_vectors});
   });
 }
 

@@ -128,9 +128,15 @@ inline std::vector<int64_t> tap_positions(const Axis& cols, int64_t phase_len) {
 // Rows per task out of `rows` (output rows for the forward and grad_weight, input rows for
 // grad_input): a task copies the rows its block reads once per channel, (block - 1) * stride +
 // (KH - 1) * dilation + 1 of them for the forward, so longer blocks copy each row fewer times;
-// blocks are kept short enough to leave every thread several tasks.
-inline int64_t task_block_rows(const Problem& p, int64_t rows, int64_t threads) {
-  int64_t block = std::max<int64_t>(std::min<int64_t>(rows, 8), 1);  // 1 when there are no rows
+// blocks are kept short enough to leave every thread several tasks. At most `most` rows: 8 for
+// the row tiles; the channel vectors' tasks take 14, a whole image at RedNet's stage 3, whose
+// forward then moves 20 input rows instead of 28 (benchmarks/CPU_KERNELS.md: "Longer tasks for
+// the channel vectors").
+constexpr int64_t kRowTileBlockRows = 8;
+constexpr int64_t kChannelVectorBlockRows = 14;
+inline int64_t task_block_rows(const Problem& p, int64_t rows, int64_t threads,
+                               int64_t most = kRowTileBlockRows) {
+  int64_t block = std::max<int64_t>(std::min<int64_t>(rows, most), 1);  // 1 when there are no rows
   while (block > 1 && p.batch * p.groups * ((rows + block - 1) / block) < 4 * threads) block /= 2;
   return block;
 }
