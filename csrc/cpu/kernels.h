@@ -6,8 +6,9 @@
 //   grad_weight  gw[n,g,u,v,i,j] = sum_{c in g} go[n,c,i,j] * x[n,c, ih(i,u), iw(j,v)]
 //
 // Work mapping: the work is split into tasks that each own a block of whole rows of the result
-// (for the forward, up to 8 output rows of every channel of group g of image n), so there are
-// no atomics and results are deterministic; a task copies the rows its block reads once.
+// (for the forward, up to 8 output rows of every channel of group g of image n, 14 with
+// channel vectors: task_block_rows), so there are no atomics and results are deterministic; a
+// task copies the rows its block reads once.
 // Tensors are read and written through their strides (any layout, channels_last included).
 //
 // Tiling: a task's inner loops run over tiles of kVectors vector registers of outputs, for
