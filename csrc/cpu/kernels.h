@@ -131,8 +131,8 @@ inline std::vector<int64_t> tap_positions(const Axis& cols, int64_t phase_len) {
 // (KH - 1) * dilation + 1 of them for the forward, so longer blocks copy each row fewer times;
 // blocks are kept short enough to leave every thread several tasks. At most `most` rows: 8 for
 // the row tiles; the channel vectors' tasks take 14, a whole image at RedNet's stage 3, whose
-// forward then moves 20 input rows instead of 28 (benchmarks/CPU_KERNELS.md: "Longer tasks for
-// the channel vectors").
+// forward then transposes 14 input rows instead of 20 (benchmarks/CPU_KERNELS.md: "Longer tasks
+// for the channel vectors").
 constexpr int64_t kRowTileBlockRows = 8;
 constexpr int64_t kChannelVectorBlockRows = 14;
 inline int64_t task_block_rows(const Problem& p, int64_t rows, int64_t threads,
