@@ -17,7 +17,7 @@ struct ForwardTasks {
   WeightRows<const scalar_t> weight;
   Rows4<scalar_t> output;
   int64_t block;         // output rows per task
-  bool channel_vectors;  // forward_takes_channel_vectors
+  bool channel_vectors;  // forward_takes_channel_vectors at this level's row lengths
   template <typename Shape>
   INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
     forward_tasks<scalar_t, Shape>(p, input, weight, output, block, begin, end);
@@ -28,7 +28,7 @@ struct ForwardTasks {
   template <typename Shapes>
   INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
     if constexpr (kChannelVectorTypes<scalar_t>) {
-      if (channel_vectors && Shapes::channel_vectors_for(p.width.output_size)) {
+      if (channel_vectors) {
         return forward_channel_tasks<typename Shapes::ChannelNative>(p, input, weight, output,
                                                                      block, begin, end);
       }
@@ -46,11 +46,12 @@ void run_forward(const Problem& p, const at::Tensor& input, const at::Tensor& we
     const auto x = rows_of(input.const_data_ptr<scalar_t>(), input);
     const auto w = weight_rows_of(weight.const_data_ptr<scalar_t>(), weight);
     const auto out = rows_of(output.mutable_data_ptr<scalar_t>(), output);
-    const bool channel_vectors = forward_takes_channel_vectors<scalar_t>(p, w.step());
-    const bool long_tasks = channel_vectors && channel_vectors_at(isa(), p.width.output_size);
+    // Decided here, once: isa() is the level run_tasks runs the tasks at.
+    const bool channel_vectors = forward_takes_channel_vectors<scalar_t>(p, w.step()) &&
+                                 channel_vectors_at(isa(), p.width.output_size);
     const int64_t block =
         task_block_rows(p, p.height.output_size, at::get_num_threads(),
-                        long_tasks ? kChannelVectorBlockRows : kRowTileBlockRows);
+                        channel_vectors ? kChannelVectorBlockRows : kRowTileBlockRows);
     const int64_t blocks = (p.height.output_size + block - 1) / block;
     run_tasks<scalar_t>(p.batch * p.groups * blocks, p.width.output_size,
                         ForwardTasks<scalar_t>{p, x, w, out, block, channel_vectors});

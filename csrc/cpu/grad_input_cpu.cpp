@@ -16,7 +16,7 @@ struct GradInputTasks {
   WeightRows<const scalar_t> weight;
   Rows4<scalar_t> grad_input;
   int64_t block;         // input rows per task
-  bool channel_vectors;  // grad_input_takes_channel_vectors
+  bool channel_vectors;  // grad_input_takes_channel_vectors at this level's row lengths
   template <typename Shape>
   INVOLUTION_CPU_INLINE void run_shape(int64_t begin, int64_t end) const {
     grad_input_tasks<scalar_t, Shape>(p, grad_output, weight, grad_input, block, begin, end);
@@ -27,7 +27,7 @@ struct GradInputTasks {
   template <typename Shapes>
   INVOLUTION_CPU_INLINE void run(bool narrow, int64_t begin, int64_t end) const {
     if constexpr (kChannelVectorTypes<scalar_t>) {
-      if (channel_vectors && Shapes::channel_vectors_for(p.width.input_size)) {
+      if (channel_vectors) {
         return grad_input_channel_tasks<typename Shapes::ChannelNative>(
             p, grad_output, weight, grad_input, block, begin, end);
       }
@@ -47,11 +47,12 @@ void run_grad_input(const Problem& p, const at::Tensor& grad_output,
     const auto gx = rows_of(grad_input.mutable_data_ptr<scalar_t>(), grad_input);
     // Rows are split by stride phase: a tile covers one phase of an input row.
     const int64_t phase_length = (p.width.input_size + p.width.stride - 1) / p.width.stride;
-    const bool channel_vectors = grad_input_takes_channel_vectors<scalar_t>(p);
-    const bool long_tasks = channel_vectors && channel_vectors_at(isa(), p.width.input_size);
+    // Decided here, once: isa() is the level run_tasks runs the tasks at.
+    const bool channel_vectors = grad_input_takes_channel_vectors<scalar_t>(p) &&
+                                 channel_vectors_at(isa(), p.width.input_size);
     const int64_t block =
         task_block_rows(p, p.height.input_size, at::get_num_threads(),
-                        long_tasks ? kChannelVectorBlockRows : kRowTileBlockRows);
+                        channel_vectors ? kChannelVectorBlockRows : kRowTileBlockRows);
     const int64_t blocks = (p.height.input_size + block - 1) / block;
     run_tasks<scalar_t>(p.batch * p.groups * blocks, phase_length,
                         GradInputTasks<scalar_t>{p, go, w, gx, block, channel_vectors});
