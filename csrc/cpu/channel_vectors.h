@@ -111,6 +111,13 @@ INVOLUTION_CPU_INLINE void store_part(T* first, int64_t h, const native_t& value
 #define INVOLUTION_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (Vector<int32_t, 64>{__VA_ARGS__}))
 #endif
 
+// GCC 12 cannot see that the 16 rows of a block are all written before they are transposed
+// (they are filled pixel by pixel, in for_pixels) and warns that they may be uninitialized.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 // In place: rows[r][k] becomes rows[k][r], 16 x 16 floats in 16 zmm registers. The usual four
 // stages (pairs of floats, pairs of pairs, then 128-bit blocks twice): 64 shuffles.
 template <typename vector_t>
@@ -214,6 +221,10 @@ INVOLUTION_CPU_INLINE void transpose_block(native_t (&block)[16][kParts<native_t
     for (int r = 0; r < 8; ++r) std::swap(block[r][1], block[8 + r][0]);
   }
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 // The pixels of a run of image rows, as channel vectors: `rows` rows of `length` pixels, pixel
 // (r, k) at vectors[r * row_step + k]. A task's input rows (row_step: the buffer's padded
