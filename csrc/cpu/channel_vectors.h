@@ -412,7 +412,8 @@ __attribute__((noinline)) INVOLUTION_TARGET_AVX2 void pixel_tile_avx2(const Pixe
 // Pixels per tile. 32 zmm: 16 accumulators, leaving registers for an input and a weight.
 // 16 ymm: 7 pixels of two halves, 14 accumulators; the compiler reads the inputs as operands of
 // the multiply-adds instead. With at most 6, rows of 7 (stage 4) ran as tiles of 3 and 4, whose
-// loop took 24% longer per multiply-add than one tile of 7 (tile_loop_cpu_emr.json).
+// loop took 24% longer per multiply-add than one tile of 7 (tile_loop_cpu_emr.json); on Zen 3,
+// tiles of up to 4 made the forward and grad_input 1-12% slower (benchmarks/CPU_KERNELS.md).
 // 16 xmm without fused multiply-add: 3 pixels of four quarters, 12 accumulators, leaving a
 // broadcast weight and the product that each add takes.
 template <typename native_t>
