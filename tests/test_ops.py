@@ -231,6 +231,25 @@ def test_input_with_no_rows_or_columns_and_padding(size, device):
     assert grad_x.shape == x.shape
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("kernel_width", [1, 3, 5, 7, 9, 13, 15])
+def test_cpu_grad_weight_plane_tiles_every_kernel_width_match_reference(kernel_width, dtype):
+    """grad_weight's plane tiles (unit strides, "same" width, rows not a whole number of vectors)
+    at every width of a pass over kernel columns (1 to 8, and 8 followed by 1, 5 or 7), where
+    some of each tile's taps are loaded and some shuffled out of them: rows of 7 and 13 pixels
+    put the tiles' first reads at every place in a vector."""
+    for width in (7, 13):
+        problem = Problem(2, 6, 2, (5, width), (3, kernel_width))
+        x, w = problem.tensors(dtype=dtype, seed=kernel_width)
+        grad_out = torch.randn(2, 6, *problem.output_size(), dtype=dtype)
+        kernel, stride, padding, dilation = problem.pairs()
+        assert problem.output_size()[1] == width
+        got = ops.involution_grad_weight(grad_out, x, problem.groups, list(kernel), list(stride), list(padding),
+                                         list(dilation))
+        _, _, expected = reference_with_grads(problem, x, w, grad_out)
+        assert_close(got, expected, dtype)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_infinite_weight_on_padding_gives_nan_as_reference(device):
     """A tap in the zero padding multiplies its weight by 0: an Inf weight there gives NaN."""

@@ -54,26 +54,7 @@ INVOLUTION_CPU_INLINE const native_t& part(const ChannelVector& vector, int64_t 
   return part<native_t>(reinterpret_cast<const float*>(&vector), h);
 }
 
-// A zeroed buffer of `count` channel vectors. Not a std::vector: GCC drops the vector type's
-// alignment from a template argument, and the kernels' loads and stores need it.
-class ChannelVectorBuffer {
- public:
-  explicit ChannelVectorBuffer(int64_t count)
-      : data_(static_cast<ChannelVector*>(std::aligned_alloc(64, bytes(count)))) {
-    if (data_ == nullptr) throw std::bad_alloc();
-    std::memset(static_cast<void*>(data_), 0, bytes(count));
-  }
-  ChannelVectorBuffer(const ChannelVectorBuffer&) = delete;
-  ChannelVectorBuffer& operator=(const ChannelVectorBuffer&) = delete;
-  ~ChannelVectorBuffer() { std::free(data_); }
-  ChannelVector* data() const { return data_; }
-
- private:
-  static size_t bytes(int64_t count) {
-    return static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(ChannelVector);
-  }
-  ChannelVector* data_;
-};
+using ChannelVectorBuffer = LineBuffer<ChannelVector>;  // zeroed, 64-byte aligned
 
 // The types the channel vectors take: float, and bfloat16 converted as it is moved.
 template <typename scalar_t>

@@ -70,6 +70,45 @@ INVOLUTION_CPU_INLINE void copy_plane_rows(Rows4<const scalar_t> tensor, int64_t
   }
 }
 
+// Whether a plane tile shuffles half of its input vectors out of the other half instead of
+// loading them: AVX2's float vectors. Its loop is held by its loads, two a cycle on Zen 3 and
+// one where a load crosses a cache line, and the 7 loads of a tile's taps start a float apart,
+// so most tiles have some that cross; a shuffle takes a port the multiply-adds mostly leave
+// free (benchmarks/CPU_KERNELS.md: "grad_weight's odd taps shuffled").
+template <typename vector_t, typename acc_t>
+constexpr bool kShuffledTaps = std::is_same<acc_t, float>::value && sizeof(vector_t) == 32;
+
+// Lanes k .. k + 3 of each 128-bit half of `low` followed by the same half of `high`: the
+// vector that starts k floats after `low` where `high` starts 4 floats after it (vpalignr).
+template <int64_t k, typename vector_t>
+INVOLUTION_CPU_INLINE vector_t within_halves(const vector_t& low, const vector_t& high) {
+  using index_t = Vector<int32_t, 32>;
+  static_assert(k == 1 || k == 3, "within_halves: shifts of 1 or 3 floats");
+  if constexpr (k == 1) return __builtin_shuffle(low, high, index_t{1, 2, 3, 8, 5, 6, 7, 12});
+  return __builtin_shuffle(low, high, index_t{3, 8, 9, 10, 7, 12, 13, 14});
+}
+
+// taps[m] = the vector at inputs + m, m < kTaps: loaded where m is even; shuffled out of two
+// loaded ones where m is odd and they are, at kShuffledTaps (window m - 1 and m + 3, or m - 3
+// and m + 1).
+template <int64_t kTaps, typename vector_t, typename acc_t>
+INVOLUTION_CPU_INLINE void load_taps(const acc_t* inputs, vector_t (&taps)[kTaps]) {
+  if constexpr (!kShuffledTaps<vector_t, acc_t>) {
+    for (int64_t m = 0; m < kTaps; ++m) taps[m] = load<vector_t>(inputs + m);
+  } else {
+    for (int64_t m = 0; m < kTaps; m += 2) taps[m] = load<vector_t>(inputs + m);
+    for (int64_t m = 1; m < kTaps; m += 2) {
+      if (m + 3 < kTaps) {
+        taps[m] = within_halves<1>(taps[m - 1], taps[m + 3]);
+      } else if (m >= 3 && m + 1 < kTaps) {
+        taps[m] = within_halves<3>(taps[m - 3], taps[m + 1]);
+      } else {
+        taps[m] = load<vector_t>(inputs + m);
+      }
+    }
+  }
+}
+
 // kernel columns v0 .. v0 + kTaps of one kernel row for kTiles vectors of pixels:
 //     acc[k][m][t] = sum_c grads[c * grad_stride + k * lanes + t]
 //                        * inputs[c * channel_stride + m + k * lanes + t]
@@ -83,12 +122,13 @@ INVOLUTION_CPU_INLINE void plane_tile(int64_t channels, const acc_t* grads, int6
     for (int64_t m = 0; m < kTaps; ++m) acc[k][m] = vector_t{};
   }
   for (int64_t c = 0; c < channels; ++c, grads += grad_stride, inputs += channel_stride) {
-    vector_t grad[kTiles];
-    for (int64_t k = 0; k < kTiles; ++k) grad[k] = load<vector_t>(grads + k * kLanes);
+    vector_t grad[kTiles], taps[kTiles][kTaps];
+    for (int64_t k = 0; k < kTiles; ++k) {
+      grad[k] = load<vector_t>(grads + k * kLanes);
+      load_taps(inputs + k * kLanes, taps[k]);
+    }
     for (int64_t m = 0; m < kTaps; ++m) {
-      for (int64_t k = 0; k < kTiles; ++k) {
-        acc[k][m] += grad[k] * load<vector_t>(inputs + m + k * kLanes);
-      }
+      for (int64_t k = 0; k < kTiles; ++k) acc[k][m] += grad[k] * taps[k][m];
     }
   }
 }
@@ -136,7 +176,8 @@ template <int64_t kRegisters, int64_t kTaps, typename vector_t, typename acc_t, 
 INVOLUTION_CPU_INLINE void plane_columns(const PlaneTask<acc_t>& task, const Target& target,
                                          int64_t v0, int64_t pass) {
   constexpr int64_t kLanes = lanes<vector_t, acc_t>();
-  constexpr int64_t kTiles = 2 * kTaps + 3 <= kRegisters ? 2 : 1;
+  constexpr int64_t kTiles =
+      2 * kTaps + 3 <= kRegisters && !kShuffledTaps<vector_t, acc_t> ? 2 : 1;
   const int64_t tiles = (task.count + kTiles * kLanes - 1) / (kTiles * kLanes);
   PrefetchSlice prefetch = task.next->slice(pass, task.passes, tiles * task.kernel_h);
   for (int64_t q0 = 0; q0 < task.count; q0 += kTiles * kLanes) {
@@ -183,14 +224,16 @@ INVOLUTION_CPU_INLINE void grad_weight_plane_tasks(const Problem& p,
   // an input channel: `lead` elements before row 0 and room for every tile's reads after it
   const int64_t lead = cols.padding;
   const int64_t channel_stride = lead + plane + row_reach + cols.padding;
-  std::vector<acc_t> grads(per_group * plane);  // zeroed once, as is the rest (never read
-  std::vector<acc_t> inputs(per_group * channel_stride);  // unset, only into discarded lanes)
-  std::vector<acc_t> padding_sums(plane);
-  std::vector<mask_int> columns(cols.kernel_size * plane);
+  // zeroed once (never read unset, only into discarded lanes); a plane's tiles start at the
+  // same place in a cache line in every channel and every call
+  LineBuffer<acc_t> grads(per_group * plane);
+  LineBuffer<acc_t> inputs(per_group * channel_stride);
+  LineBuffer<acc_t> padding_sums(plane);
+  LineBuffer<mask_int> columns(cols.kernel_size * plane);
   for (int64_t v = 0; v < cols.kernel_size; ++v) {
     for (int64_t q = 0; q < plane; ++q) {
       const bool valid = inside(q % width + v - cols.padding, width);
-      columns[v * plane + q] = valid ? mask_int(-1) : mask_int(0);
+      columns.data()[v * plane + q] = valid ? mask_int(-1) : mask_int(0);
     }
   }
   // task `task`'s rows: output rows i0 .. i1 of image n, group g; the input rows the buffer's
