@@ -13,8 +13,9 @@ floor of a committed bench_op.py result when one is given. It also times the flo
 pixel tile of 16-channel vectors (csrc/cpu/channel_vectors.h), the loop RedNet's groups of 16
 channels run (at the baseline level where rows are not a whole number of vectors), inlined (its
 strides known to the compiler) and as the kernels run it (a function of its own, strides read
-at run time, at every tile width), and gives its loop-bound forward times the same way. Prints a
-table, writes JSON under benchmarks/results/.
+at run time, at every tile width), and gives its loop-bound forward times the same way; and grad_weight's plane tile
+(csrc/cpu/grad_weight_plane_tasks.h, 7 taps) at each of the 16 floats of a cache line where its
+first input read can start. Prints a table, writes JSON under benchmarks/results/.
 
     python benchmarks/bench_tile_loop.py --op-results benchmarks/results/op_cpu_quick_zen5_avx512.json
 """
@@ -181,6 +182,13 @@ def main(argv=None) -> None:
                 cells.append(f"{ms:7.3f}" + (f" ({ratio:4.2f})" if ratio is not None else "       "))
             label = f"{row['level']}/ch{row['channel_tile_pixels']}{suffix}"
             print(f"{label:11} {'':>8} {ns:8.4f} {'':>8}  " + "  ".join(cells) + f"   ({note})")
+    for row in rows:
+        starts = row.get("plane_tile_ns_by_start")
+        if starts:
+            label = f"{row['level']}/plane7"
+            print(f"{label:11} {'':>8} {sum(starts) / len(starts):8.4f} {'':>8}  min {min(starts):.4f}, "
+                  f"max {max(starts):.4f} (grad_weight's plane tile, 7 taps: ns per vector "
+                  f"multiply-add, the mean over the {len(starts)} starts of its first read in a line)")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({
         "environment": environment(torch.device("cpu")), "batch": args.batch,

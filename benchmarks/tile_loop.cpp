@@ -4,7 +4,8 @@
 // CHANNEL_NATIVE_BYTES is given (baseline: 16, AVX2: 32, AVX-512: 64), the float forward's
 // pixel tile of 16-channel vectors (csrc/cpu/channel_vectors.h: pixel_tile, 7 x 7 taps, as
 // many pixels as the kernels take at that level, inlined; and as the kernels run it, at every
-// tile width).
+// tile width), and grad_weight's plane tile (csrc/cpu/grad_weight_plane_tasks.h: plane_tile,
+// 7 taps of a kernel row) at every start of its first read within a cache line.
 // This is the CPU's instruction floor: a forward cannot run faster than its multiply-adds at
 // its loop's rate.
 // benchmarks/bench_tile_loop.py compiles it once per tile shape of each level (TILE_BYTES,
@@ -21,6 +22,7 @@
 #include "tiles.h"
 #if defined(CHANNEL_NATIVE_BYTES)
 #include "channel_vectors.h"
+#include "grad_weight_plane_tasks.h"
 #endif
 
 namespace {
@@ -185,6 +187,41 @@ void as_run_ns(double* out) {
   out[kTile - 1] = pixel_tile_ns(kTile, pixel_tile_as_run<kTile>);
   if constexpr (kTile < kPixels) as_run_ns<kTile + 1>(out);
 }
+
+// grad_weight's plane tile as the kernels run it at this level (as many vectors of pixels as
+// plane_columns takes, 7 taps, 16 channels), ns per vector multiply-add, with its first input
+// read `start` floats into a 64-byte line, for every start: its taps' loads start a float
+// apart, so the start decides how many of them cross a line.
+constexpr int64_t kLineFloats = 16;
+
+void plane_tile_by_start(double* out) {
+  constexpr int64_t kRegisters = kBytes == 64 ? 32 : 16;
+  constexpr int64_t kTiles =
+      involution::cpu::plane_tile_vectors<kRegisters, kKernel, vector_t, float>();
+  constexpr int64_t kChannels = 16, kStride = 8 * kLineFloats;  // a channel's floats
+  involution::cpu::LineBuffer<float> grads(kChannels * kStride);
+  involution::cpu::LineBuffer<float> inputs(kChannels * kStride + 4 * kLineFloats);
+  for (int64_t k = 0; k < kChannels * kStride; ++k) {
+    grads.data()[k] = 0.001f * (k % 7);
+    inputs.data()[k] = 0.002f * (k % 5);
+  }
+  for (int64_t start = 0; start < kLineFloats; ++start) {
+    const double ns = best_ns(
+        [&](int64_t k) {
+          vector_t acc[kTiles][kKernel];
+          const float* g = grads.data();
+          // two inputs a line apart in turn, so that the loads are not hoisted out of calls
+          const float* x = inputs.data() + start + (k & 1) * kLineFloats;
+          asm volatile("" : "+r"(g), "+r"(x) : : "memory");
+          involution::cpu::plane_tile<kTiles, kKernel>(kChannels, g, kStride, x, kStride, acc);
+          for (int64_t t = 0; t < kTiles; ++t) {
+            for (int64_t m = 0; m < kKernel; ++m) asm volatile("" : : "v"(acc[t][m]));
+          }
+        },
+        20000);
+    out[start] = ns / (kChannels * kTiles * kKernel);
+  }
+}
 #endif
 
 }  // namespace
@@ -214,6 +251,14 @@ int main() {
   channel += ", \"channel_tile_as_run_ns_per_multiply_add\": [";
   for (int64_t p = 0; p < kPixels; ++p) {
     std::snprintf(text, sizeof(text), "%s%.5f", p > 0 ? ", " : "", as_run[p]);
+    channel += text;
+  }
+  channel += "]";
+  double by_start[kLineFloats];
+  plane_tile_by_start(by_start);
+  channel += ", \"plane_tile_ns_by_start\": [";
+  for (int64_t p = 0; p < kLineFloats; ++p) {
+    std::snprintf(text, sizeof(text), "%s%.5f", p > 0 ? ", " : "", by_start[p]);
     channel += text;
   }
   channel += "]";

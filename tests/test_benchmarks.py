@@ -223,6 +223,9 @@ def test_tile_loop_benchmark_times_the_kernels_tiles_at_every_level(tmp_path):
         assert bench_tile_loop.tile_widths(7, 6) == [3, 4]
         expected = 2 * 32 * 7 * sum(w * 49 * rates[w - 1] for w in widths) / threads * 1e-6
         assert row["channel_as_run_loop_bound_forward_ms"]["stage4"] == pytest.approx(expected)
+        # grad_weight's plane tile at each start of its first read in a 64-byte line
+        starts = row["plane_tile_ns_by_start"]
+        assert len(starts) == 16 and min(starts) > 0
 
 
 TINY = bench_op.Shape("tiny", batch=1, channels=16, size=9, kernel=3)

@@ -167,17 +167,23 @@ struct PlaneTask {
   int64_t passes;             // of plane_columns: one per kMaxTaps kernel columns
 };
 
+// Vectors of pixels per plane tile at a level of kRegisters vector registers: two where the
+// registers hold both tiles' sums, their grad_output and an input (twice the independent sums
+// to hide the multiply-add latency), one where the taps are shuffled (their loaded half takes
+// the registers, and one shuffled tile outran two loaded ones: CPU_KERNELS.md).
+template <int64_t kRegisters, int64_t kTaps, typename vector_t, typename acc_t>
+constexpr int64_t plane_tile_vectors() {
+  return 2 * kTaps + 3 <= kRegisters && !kShuffledTaps<vector_t, acc_t> ? 2 : 1;
+}
+
 // Computes and stores kernel columns v0 .. v0 + kTaps of every kernel row for the whole plane,
-// kTiles vectors of pixels at a time: two where the registers hold both tiles' sums, their
-// grad_output and an input (twice the independent sums to hide the multiply-add latency).
-// Pass `pass` of the task's passes requests its share of the next task's lines, a part per
-// kernel row of every tile.
+// plane_tile_vectors vectors of pixels at a time. Pass `pass` of the task's passes requests
+// its share of the next task's lines, a part per kernel row of every tile.
 template <int64_t kRegisters, int64_t kTaps, typename vector_t, typename acc_t, typename Target>
 INVOLUTION_CPU_INLINE void plane_columns(const PlaneTask<acc_t>& task, const Target& target,
                                          int64_t v0, int64_t pass) {
   constexpr int64_t kLanes = lanes<vector_t, acc_t>();
-  constexpr int64_t kTiles =
-      2 * kTaps + 3 <= kRegisters && !kShuffledTaps<vector_t, acc_t> ? 2 : 1;
+  constexpr int64_t kTiles = plane_tile_vectors<kRegisters, kTaps, vector_t, acc_t>();
   const int64_t tiles = (task.count + kTiles * kLanes - 1) / (kTiles * kLanes);
   PrefetchSlice prefetch = task.next->slice(pass, task.passes, tiles * task.kernel_h);
   for (int64_t q0 = 0; q0 < task.count; q0 += kTiles * kLanes) {
