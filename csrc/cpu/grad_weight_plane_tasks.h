@@ -146,11 +146,17 @@ struct PlaneTarget {
   const mask_int* columns;  // kernel column v's masks of pixels q: columns[v * plane + q]
   int64_t plane;
   const acc_t* padding_sums;  // of pixels q: padding_sums[q]
-  INVOLUTION_CPU_INLINE void store(const vector_t& tile, int64_t u, int64_t v, int64_t q,
+  // Kernel row u's plane of kernel column v: tap_stride() apart for consecutive columns.
+  INVOLUTION_CPU_INLINE scalar_t* row(int64_t u, int64_t v) const {
+    return grad_weight.row(n, g, u, v, i0);
+  }
+  INVOLUTION_CPU_INLINE int64_t tap_stride() const { return grad_weight.strides[3]; }
+  // Pixels q .. q + count of kernel column v's plane `target` (row(u, v)).
+  INVOLUTION_CPU_INLINE void store(const vector_t& tile, scalar_t* target, int64_t v, int64_t q,
                                    int64_t count) const {
     const mask_t valid = *reinterpret_cast<const mask_t*>(columns + v * plane + q);
     const vector_t one[1] = {valid ? tile : load<vector_t>(padding_sums + q)};
-    store_tile<1>(one, count, grad_weight.row(n, g, u, v, i0) + q, 1);
+    store_tile<1>(one, count, target + q, 1);
   }
 };
 
@@ -193,11 +199,16 @@ INVOLUTION_CPU_INLINE void plane_columns(const PlaneTask<acc_t>& task, const Tar
       plane_tile<kTiles, kTaps>(task.channels, task.grads + q0, task.grad_stride,
                                 task.inputs + q0 + u * task.row_step + v0, task.channel_stride,
                                 acc);
+      // the row's address once, its columns a stride apart: computed from the tensor's five
+      // strides per store, the address took registers the loop had to spill
+      auto* const first_column = target.row(u, v0);
+      const int64_t tap_stride = target.tap_stride();
       for (int64_t k = 0; k < kTiles; ++k) {
         const int64_t q = q0 + k * kLanes;
         if (q >= task.count) break;
         for (int64_t m = 0; m < kTaps; ++m) {
-          target.store(acc[k][m], u, v0 + m, q, std::min(kLanes, task.count - q));
+          target.store(acc[k][m], first_column + m * tap_stride, v0 + m, q,
+                       std::min(kLanes, task.count - q));
         }
       }
     }
