@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Proves the packaging in fresh environments, following the README's install lines (CPU builds):
-#  1. `pip install --no-build-isolation .` as written, in a fresh venv;
-#  2. the source distribution holds every source the build needs: made with `setup.py sdist`
-#     and built into a wheel with `pip wheel --no-build-isolation <sdist>` (the build that
-#     `pip install <sdist>` runs);
+# Proves the packaging in fresh environments, following the README's install lines (CPU builds),
+# with one compile of the extension:
+#  1. the source distribution, made with `setup.py sdist` and unpacked, holds every source the
+#     build needs: the README's `pip install --no-build-isolation .` runs in the unpacked tree;
+#  2. `pip wheel --no-build-isolation .` in the same tree makes a wheel (pip builds in the tree,
+#     so this reuses step 1's compiled objects);
 #  3. that wheel installs and loads in another fresh venv (torch installed, no compiler step).
 # Each install ends with a smoke test run outside the checkout: the op against the reference.
 set -euo pipefail
@@ -12,10 +13,11 @@ root=$(pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 torch_package="${TORCH_PACKAGE:-torch==2.13.0}"
+pip_flags=(--quiet --disable-pip-version-check)
 
 fresh() {  # fresh NAME: a new venv with torch and the README's build requirement
   python3 -m venv "$work/$1"
-  "$work/$1/bin/python" -m pip install --quiet --disable-pip-version-check "$torch_package" "setuptools>=70.1"
+  "$work/$1/bin/python" -m pip install "${pip_flags[@]}" "$torch_package" "setuptools>=70.1"
 }
 
 smoke() {  # smoke NAME: the installed package, imported away from the checkout
@@ -31,18 +33,22 @@ PY
 }
 
 export INVOLUTION_BUILD=cpu
-echo "== pip install --no-build-isolation ."
-fresh checkout
-"$work/checkout/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation .
-smoke checkout
+echo "== the source distribution"
+fresh build
+"$work/build/bin/python" setup.py -q sdist -d "$work/dist" >"$work/sdist.log" 2>&1 || { cat "$work/sdist.log"; exit 1; }
+rm -rf involution_cuda.egg-info  # the sdist's leftover in the checkout
+mkdir "$work/unpacked"
+tar -xzf "$work"/dist/involution_cuda-*.tar.gz -C "$work/unpacked"
+tree=$(echo "$work"/unpacked/involution_cuda-*)
 
-echo "== sdist, and a wheel built from it"
-"$work/checkout/bin/python" setup.py -q sdist -d "$work/dist" >"$work/sdist.log" 2>&1 || { cat "$work/sdist.log"; exit 1; }
-(cd "$work" && "$work/checkout/bin/python" -m pip wheel --quiet --disable-pip-version-check \
-  --no-build-isolation --no-deps "$work"/dist/involution_cuda-*.tar.gz -w "$work/dist")
+echo "== pip install --no-build-isolation ., in the unpacked source distribution"
+(cd "$tree" && "$work/build/bin/python" -m pip install "${pip_flags[@]}" --no-build-isolation .)
+smoke build
+
+echo "== pip wheel --no-build-isolation ., in the same tree"
+(cd "$tree" && "$work/build/bin/python" -m pip wheel "${pip_flags[@]}" --no-build-isolation --no-deps . -w "$work/dist")
 
 echo "== the wheel, installed"
 fresh wheel
-"$work/wheel/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "$work"/dist/involution_cuda-*.whl
+"$work/wheel/bin/python" -m pip install "${pip_flags[@]}" --no-deps "$work"/dist/involution_cuda-*.whl
 smoke wheel
-rm -rf build/lib* build/temp* build/bdist* involution_cuda.egg-info  # this script's build leftovers

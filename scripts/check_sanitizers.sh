@@ -2,6 +2,7 @@
 # Builds the CPU extension with AddressSanitizer + UndefinedBehaviorSanitizer into a scratch
 # copy of the package and runs a focused test subset against it (any report fails the run); the
 # tests' emulated CUDA launches are built sanitized too (INVOLUTION_SANITIZE=1, tests/emulation.py).
+# Property tests run their 100-example profile here (scripts/test.sh runs 500 unsanitized).
 # Uses the environment scripts/setup.sh made (VENV, default .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,7 @@ export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=lib
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export INVOLUTION_SANITIZE=1
+export HYPOTHESIS_PROFILE=dev
 cd "$scratch/run"  # so that `import involution_cuda` finds the sanitized copy first
 "$python" - <<'PY'
 import involution_cuda, pathlib

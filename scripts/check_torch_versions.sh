@@ -2,7 +2,7 @@
 # Builds the extension and runs the test suite against other torch releases than the default
 # one (scripts/test.sh covers that): by default 2.4.1, the oldest release the package declares
 # (torch>=2.4 in pyproject.toml); or the versions given as arguments. (2.11.0, the lent GPU
-# machines' torch, is the CUDA build's: scripts/check_cuda_build.sh runs the suite on it.) Tests of features an older release lacks skip with the reason (tests/conftest.py,
+# machines' torch, is the CUDA build's: scripts/check_cuda_build.sh tests it.) Tests of features an older release lacks skip with the reason (tests/conftest.py,
 # needs_torch). Each version gets its own
 # environment (.venv-torch-<version>, reused when present) and its own copy of the sources
 # (build/torch-<version>/), so the in-place builds never overwrite one another. CPU builds:
