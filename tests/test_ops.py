@@ -192,6 +192,22 @@ def test_grad_weight_rounds_bfloat16_as_torch_does(stride):
     assert torch.equal(got[numbers].view(torch.int16), rounded[numbers].view(torch.int16))
 
 
+def test_channel_vectors_take_bfloat16_weights_in_any_layout():
+    """The forward reads bfloat16 weights in place, widened in the tile, where a row of them is
+    contiguous along the width (AVX2, AVX-512), and from a float copy otherwise (and at the
+    baseline level): the same float arithmetic either way, so the same bits."""
+    problem = Problem(2, 32, 2, (9, 11), (5, 7), stride=(2, 1))
+    x, w = problem.tensors(dtype=torch.bfloat16, seed=6)
+    w[1, 0, 2, 3, 1, 4] = float("inf")
+    strided = w.transpose(-1, -2).contiguous().transpose(-1, -2)
+    assert strided.stride(-1) != 1 and torch.equal(strided, w)
+    options = [2, 1], [2, 3], [1, 1]
+    got = ops.involution(x, w, *options, "auto")
+    assert got.isinf().any()
+    assert torch.equal(got, ops.involution(x, strided, *options, "auto"))
+    assert_close(got, reference.involution(x.double(), w.double(), **problem.options), torch.bfloat16)
+
+
 def test_channel_vectors_read_strided_planes():
     """Image rows that are not back to back (a column slice) and channels that are neither
     planes nor pixels: transposed row by row, or gathered element by element (the forward's

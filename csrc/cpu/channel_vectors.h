@@ -309,17 +309,38 @@ INVOLUTION_CPU_INLINE void move_pixels(Plane* plane, int64_t channel_stride, int
 // per pixel and tap is broadcast by the multiply-add. `inputs`: kernel row 0's padded column
 // j0 * stride; `weights`: kernel row 0, column 0 of pixel j0 (rows and taps by their strides).
 // Each kernel row also requests its share of `prefetch`, the next task's lines, in turn.
-struct PixelTileArgs {
+// Weights are float, or (the forward's) bfloat16 read in place from the weight tensor.
+template <typename weight_t>
+struct PixelTileArgsOf {
   const ChannelVector* inputs;
   int64_t input_row_step, input_column_step, input_tap_step;  // kernel row, output, tap
-  const float* weights;
+  const weight_t* weights;
   int64_t weight_row_stride, weight_tap_stride;
   int64_t kernel_h, kernel_w;
   PrefetchSlice prefetch;
 };
+using PixelTileArgs = PixelTileArgsOf<float>;
 
-template <int64_t kPixels, int64_t kWidth, typename native_t>
-INVOLUTION_CPU_INLINE void pixel_tile(const PixelTileArgs& a, ChannelVector* results) {
+// A pixel's weight for one tap, as the multiply-add takes it: a float (broadcast by the
+// multiply), or a bfloat16 broadcast to every 16-bit half of a vector and the lower halves
+// cleared, which leaves it as a float in every lane (a broadcast load and an and: widening
+// the task's weights into a float copy first cost about 13% of the stage-3 forward).
+template <typename native_t>
+INVOLUTION_CPU_INLINE float tap_weight(const float* weight) {
+  return *weight;
+}
+template <typename native_t>
+INVOLUTION_CPU_INLINE native_t tap_weight(const c10::BFloat16* weight) {
+  using halves_t = Vector<uint16_t, sizeof(native_t)>;
+  using bits_t = Vector<uint32_t, sizeof(native_t)>;
+  uint16_t bits;
+  __builtin_memcpy(&bits, weight, sizeof(bits));
+  const halves_t both = halves_t{} + bits;
+  return (native_t)((bits_t)both & 0xFFFF0000u);
+}
+
+template <int64_t kPixels, int64_t kWidth, typename native_t, typename weight_t>
+INVOLUTION_CPU_INLINE void pixel_tile(const PixelTileArgsOf<weight_t>& a, ChannelVector* results) {
   constexpr int64_t kCount = kParts<native_t>;
   native_t acc[kPixels][kCount];
   for (int64_t q = 0; q < kPixels; ++q) {
@@ -331,7 +352,7 @@ INVOLUTION_CPU_INLINE void pixel_tile(const PixelTileArgs& a, ChannelVector* res
     // computed from the strides at every kernel row, the loop ran out of registers (at 7
     // pixels, 30% slower than with strides known at compile time; 10% with these pointers).
     const ChannelVector* x = a.inputs;
-    const float* w[kWidth];
+    const weight_t* w[kWidth];
     for (int64_t v = 0; v < kWidth; ++v) w[v] = a.weights + v * a.weight_tap_stride;
     for (int64_t u = 0; u < a.kernel_h; ++u) {
       prefetch.request_next();
@@ -344,7 +365,7 @@ INVOLUTION_CPU_INLINE void pixel_tile(const PixelTileArgs& a, ChannelVector* res
         for (int64_t v = 0; v < kWidth; ++v) {
           const int64_t q = k - v;
           if (q < 0 || q >= kPixels) continue;
-          const float weight = w[v][q];  // broadcast by the multiply
+          const auto weight = tap_weight<native_t>(w[v] + q);
           for (int64_t h = 0; h < kCount; ++h) acc[q][h] += xk[h] * weight;
         }
       }
@@ -355,13 +376,13 @@ INVOLUTION_CPU_INLINE void pixel_tile(const PixelTileArgs& a, ChannelVector* res
     for (int64_t u = 0; u < a.kernel_h; ++u) {
       prefetch.request_next();
       const ChannelVector* x = a.inputs + u * a.input_row_step;
-      const float* w = a.weights + u * a.weight_row_stride;
+      const weight_t* w = a.weights + u * a.weight_row_stride;
       for (int64_t v = 0; v < a.kernel_w; ++v) {
         const ChannelVector* xv = x + v * a.input_tap_step;
-        const float* wv = w + v * a.weight_tap_stride;
+        const weight_t* wv = w + v * a.weight_tap_stride;
 #pragma GCC unroll 16
         for (int64_t q = 0; q < kPixels; ++q) {
-          const float weight = wv[q];
+          const auto weight = tap_weight<native_t>(wv + q);
           for (int64_t h = 0; h < kCount; ++h) {
             acc[q][h] += part<native_t>(xv[q * a.input_column_step], h) * weight;
           }
@@ -378,14 +399,14 @@ INVOLUTION_CPU_INLINE void pixel_tile(const PixelTileArgs& a, ChannelVector* res
 // loop, they left too few registers for the weight rows' pointers, which were reloaded from the
 // stack at every multiply-add (stage 4's forward took twice as long).
 #if defined(INVOLUTION_TARGET_AVX512)
-template <int64_t kPixels, int64_t kWidth>
+template <int64_t kPixels, int64_t kWidth, typename weight_t>
 __attribute__((noinline)) INVOLUTION_TARGET_AVX512 void pixel_tile_avx512(
-    const PixelTileArgs& a, ChannelVector* results) {
+    const PixelTileArgsOf<weight_t>& a, ChannelVector* results) {
   pixel_tile<kPixels, kWidth, Vector<float, 64>>(a, results);
 }
-template <int64_t kPixels, int64_t kWidth>
-__attribute__((noinline)) INVOLUTION_TARGET_AVX2 void pixel_tile_avx2(const PixelTileArgs& a,
-                                                                       ChannelVector* results) {
+template <int64_t kPixels, int64_t kWidth, typename weight_t>
+__attribute__((noinline)) INVOLUTION_TARGET_AVX2 void pixel_tile_avx2(
+    const PixelTileArgsOf<weight_t>& a, ChannelVector* results) {
   pixel_tile<kPixels, kWidth, Vector<float, 32>>(a, results);
 }
 #endif
@@ -401,14 +422,15 @@ template <typename native_t>
 constexpr int64_t kTilePixels = kParts<native_t> == 1 ? 16 : kParts<native_t> == 2 ? 7 : 3;
 
 // The baseline level's (and other architectures'), compiled with the file's own flags.
-template <int64_t kPixels, int64_t kWidth, typename native_t>
-__attribute__((noinline)) void pixel_tile_portable(const PixelTileArgs& a,
+template <int64_t kPixels, int64_t kWidth, typename native_t, typename weight_t>
+__attribute__((noinline)) void pixel_tile_portable(const PixelTileArgsOf<weight_t>& a,
                                                    ChannelVector* results) {
   pixel_tile<kPixels, kWidth, native_t>(a, results);
 }
 
-template <typename native_t, int64_t kPixels, int64_t kWidth>
-INVOLUTION_CPU_INLINE void run_pixel_tile(const PixelTileArgs& a, ChannelVector* results) {
+template <typename native_t, int64_t kPixels, int64_t kWidth, typename weight_t>
+INVOLUTION_CPU_INLINE void run_pixel_tile(const PixelTileArgsOf<weight_t>& a,
+                                          ChannelVector* results) {
 #if defined(INVOLUTION_TARGET_AVX512)
   if constexpr (kParts<native_t> == 1) {
     return pixel_tile_avx512<kPixels, kWidth>(a, results);
@@ -421,8 +443,8 @@ INVOLUTION_CPU_INLINE void run_pixel_tile(const PixelTileArgs& a, ChannelVector*
 
 // pixel_tile with kPixels = `pixels` (1 .. kTilePixels) and kWidth for this kernel width where
 // the input-sharing form applies (unit column stride and dilation, widths 3, 5, 7).
-template <typename native_t, int64_t kPixels = kTilePixels<native_t>>
-INVOLUTION_CPU_INLINE void pixel_tile_of(int64_t pixels, const PixelTileArgs& a,
+template <typename native_t, int64_t kPixels = kTilePixels<native_t>, typename weight_t>
+INVOLUTION_CPU_INLINE void pixel_tile_of(int64_t pixels, const PixelTileArgsOf<weight_t>& a,
                                          ChannelVector* results) {
   if constexpr (kPixels > 1) {
     if (pixels < kPixels) return pixel_tile_of<native_t, kPixels - 1>(pixels, a, results);

@@ -14,8 +14,8 @@ namespace involution {
 namespace cpu {
 
 // Whether forward_channel_tasks can compute this problem (the level decides: dispatch.h). Float
-// weights are read in place, from rows contiguous along the width; bfloat16 ones are converted
-// into a copy.
+// weights are read in place, from rows contiguous along the width; bfloat16 ones too at AVX2 and
+// AVX-512 (widened by the tile), and otherwise converted into a float copy.
 template <typename scalar_t>
 bool forward_takes_channel_vectors(const Problem& p, int64_t weight_step) {
   const int64_t per_group = channels_per_group(p);
@@ -32,7 +32,10 @@ INVOLUTION_CPU_INLINE void forward_channel_tasks(const Problem& p, Rows4<const s
                                                  WeightRows<const scalar_t> weight,
                                                  Rows4<scalar_t> output, int64_t block,
                                                  int64_t begin, int64_t end) {
-  constexpr bool kInPlace = std::is_same<scalar_t, float>::value;
+  constexpr bool kFloat = std::is_same<scalar_t, float>::value;
+  // bfloat16 read in place where the tile widens it with a broadcast (not at the baseline level)
+  constexpr bool kWidenedInTile = !kFloat && kParts<native_t> <= 2;
+  const bool in_place = kFloat || (kWidenedInTile && weight.step() == 1);
   const Axis& rows = p.height;
   const Axis& cols = p.width;
   if (cols.output_size == 0) return;
@@ -49,11 +52,11 @@ INVOLUTION_CPU_INLINE void forward_channel_tasks(const Problem& p, Rows4<const s
   ChannelVectorBuffer inputs(input_rows * columns);
   int64_t held_lo = 0, held_hi = 0;  // the buffer rows that hold input rows; the rest are zero
   ChannelVectorBuffer results(block * cols.output_size);
-  // bfloat16: the task's weight rows as float, tap t = u * KW + v, row r at
+  // bfloat16 not read in place: the task's weight rows as float, tap t = u * KW + v, row r at
   // (t * block + r) * output columns (a tap's rows back to back, as in the tensor)
   const int64_t kernel_taps = rows.kernel_size * cols.kernel_size;
   const int64_t tap_rows = block * cols.output_size;
-  std::vector<float> weight_copy(kInPlace ? 0 : kernel_taps * tap_rows);
+  std::vector<float> weight_copy(in_place ? 0 : kernel_taps * tap_rows);
   PrefetchLines next_lines;  // the next task's
   for (int64_t task = begin; task < end; ++task) {
     next_lines.clear();
@@ -67,7 +70,7 @@ INVOLUTION_CPU_INLINE void forward_channel_tasks(const Problem& p, Rows4<const s
     const int64_t count = block_input_rows(rows, i1 - i0);
     const int64_t h0 = std::min(std::max<int64_t>(first, 0), first + count);
     const int64_t h1 = std::max(std::min(first + count, rows.input_size), h0);
-    for (int64_t tap = 0; tap < kernel_taps && !kInPlace; ++tap) {
+    for (int64_t tap = 0; tap < kernel_taps && !in_place; ++tap) {
       const scalar_t* first_row =
           weight.row(n, g, tap / cols.kernel_size, tap % cols.kernel_size, i0);
       float* target = weight_copy.data() + tap * tap_rows;
@@ -100,37 +103,32 @@ INVOLUTION_CPU_INLINE void forward_channel_tasks(const Problem& p, Rows4<const s
                         read_columns, columns});
       }
       for (int64_t i = i0; i < i1; ++i) {
-        PixelTileArgs args{inputs.data() + (i - i0) * rows.stride * columns,
-                           rows.dilation * columns,
-                           cols.stride,
-                           cols.dilation,
-                           nullptr,
-                           0,
-                           0,
-                           rows.kernel_size,
-                           cols.kernel_size,
-                           {}};
-        if constexpr (kInPlace) {
-          args.weights = weight.row(n, g, 0, 0, i);
-          args.weight_row_stride = weight.strides[2];
-          args.weight_tap_stride = weight.strides[3];
-        } else {
-          args.weights = weight_copy.data() + (i - i0) * cols.output_size;
-          args.weight_row_stride = cols.kernel_size * tap_rows;
-          args.weight_tap_stride = tap_rows;
-        }
         ChannelVector* row_results = results.data() + (i - i0) * cols.output_size;
-        const ChannelVector* row_inputs = args.inputs;
-        const float* row_weights = args.weights;
         // tiles of equal width (up to kTilePixels): 56 outputs are 4 x 14, not 3 x 16 + 8
-        for (int64_t tile = 0, j0 = 0; tile < tiles; ++tile) {
-          const int64_t j1 = cols.output_size * (tile + 1) / tiles;
-          args.inputs = row_inputs + j0 * cols.stride;
-          args.weights = row_weights + j0;
-          args.prefetch = slices.next(args.kernel_h);
-          pixel_tile_of<native_t>(j1 - j0, args, row_results + j0);
-          j0 = j1;
+        auto row_tiles = [&](const auto* row_weights, int64_t row_stride,
+                             int64_t tap_stride) INVOLUTION_CPU_LAMBDA {
+          using weight_t = std::remove_const_t<std::remove_pointer_t<decltype(row_weights)>>;
+          const ChannelVector* row_inputs = inputs.data() + (i - i0) * rows.stride * columns;
+          PixelTileArgsOf<weight_t> args{nullptr,    rows.dilation * columns, cols.stride,
+                                         cols.dilation, nullptr, row_stride, tap_stride,
+                                         rows.kernel_size, cols.kernel_size, {}};
+          for (int64_t tile = 0, j0 = 0; tile < tiles; ++tile) {
+            const int64_t j1 = cols.output_size * (tile + 1) / tiles;
+            args.inputs = row_inputs + j0 * cols.stride;
+            args.weights = row_weights + j0;
+            args.prefetch = slices.next(args.kernel_h);
+            pixel_tile_of<native_t>(j1 - j0, args, row_results + j0);
+            j0 = j1;
+          }
+        };
+        if constexpr (kFloat || kWidenedInTile) {
+          if (in_place) {
+            row_tiles(weight.row(n, g, 0, 0, i), weight.strides[2], weight.strides[3]);
+            continue;
+          }
         }
+        row_tiles(weight_copy.data() + (i - i0) * cols.output_size, cols.kernel_size * tap_rows,
+                  tap_rows);
       }
       move_pixels<native_t, true>(
           output.row(n, c_first, i0), output.channel_stride, output.row_stride, output.step,
