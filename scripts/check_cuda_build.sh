@@ -3,9 +3,9 @@
 #  1. a full CUDA-enabled build against the lent GPU machines' torch, 2.11.0+cu130 (PyPI's
 #     wheel, own venv .venv-cuda), links, imports, reports the CUDA kernels registered, and
 #     passes the tests of the op's registration, dispatch, errors and torch integration
-#     (compile, export, ONNX) on that torch (CUDA cases skip). The rest
-#     of the suite runs on 2.13 and 2.4.1 (scripts/test.sh, scripts/check_torch_versions.sh),
-#     and all of it on a GPU machine (scripts/gpu_suite.sh);
+#     (compile, export, ONNX) on that torch (CUDA cases skip). The rest of the suite runs on
+#     2.13 and 2.4.1 (scripts/test.sh, scripts/check_torch_versions.sh), and all of it on a
+#     GPU machine (scripts/gpu_suite.sh all-tests);
 #  2. scripts/check_cuda_kernels.sh: every .cu compiles for sm_80 and sm_90 with warnings as
 #     errors, no kernel spills registers, the fast channels_last kernels use 128-bit loads, and
 #     the static performance model (scripts/kernel_model.py) finds every fast kernel within its

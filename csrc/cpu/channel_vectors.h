@@ -324,7 +324,7 @@ using PixelTileArgs = PixelTileArgsOf<float>;
 // A pixel's weight for one tap, as the multiply-add takes it: a float (broadcast by the
 // multiply), or a bfloat16 broadcast to every 16-bit half of a vector and the lower halves
 // cleared, which leaves it as a float in every lane (a broadcast load and an and: widening
-// the task's weights into a float copy first cost about 13% of the stage-3 forward).
+// the task's weights into a float copy first cost about 13% of the stage-4 forward).
 template <typename native_t>
 INVOLUTION_CPU_INLINE float tap_weight(const float* weight) {
   return *weight;
